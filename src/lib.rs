@@ -1,0 +1,12 @@
+//! weir: a Kafka-compatible distributed log broker, built as an actix actor system.
+//!
+//! The path from a client's bytes to the disk reads top to bottom:
+//! [`protocol`] (connection, one file per Kafka API) → [`actors`] (broker, partition replica,
+//! controller, group coordinator, coordination service) → [`storage`] (partition log,
+//! segments, indexes, checkpoints).
+
+pub mod actors;
+pub mod cli;
+pub mod config;
+pub mod protocol;
+pub mod storage;

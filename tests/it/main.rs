@@ -1,0 +1,9 @@
+//! weir's integration tests: one binary (each test binary relinks everything), one module per
+//! area. Tests use free ports and temp dirs, never 9092-9094 or 2181, and wait on conditions
+//! with deadlines instead of sleeping.
+
+mod support;
+
+mod coordination;
+mod kafka_clients;
+mod storage;
