@@ -1,0 +1,7 @@
+//! The controller: the one elected broker-side decision maker (the seed's Step 10, Cases 1–4).
+//! It places replicas, elects leaders from the ISR, bumps leader epochs, records every decision
+//! in the coordination service with fenced (versioned) writes, and pushes LeaderAndIsr and
+//! UpdateMetadata to brokers.
+
+pub mod election;
+pub mod placement;
