@@ -10,4 +10,5 @@ pub mod cli;
 pub mod config;
 pub mod protocol;
 pub mod storage;
+pub mod transport;
 pub mod znodes;
