@@ -1,0 +1,311 @@
+//! Kafka's `KafkaZkClient`: the typed reads and writes the broker and controller make on the
+//! coordination service, in Kafka's ZooKeeper-era layout ([`crate::znodes`]). Controller
+//! writes are fenced: each is a multi that first checks `/controller_epoch` at the version this
+//! controller wrote, so a controller that lost its election cannot change anything.
+
+use std::collections::BTreeMap;
+
+use crate::actors::coordination::{CoordinationClient, CoordinationError, CreateMode, Op, Stat};
+use crate::znodes::{self, paths};
+
+pub type ZkResult<T> = Result<T, CoordinationError>;
+
+/// What a fenced write can run into besides the coordination errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FencedError {
+    /// `/controller_epoch` moved on: another controller was elected; resign.
+    #[error(
+        "controller moved: /controller_epoch is no longer at the version this controller wrote"
+    )]
+    ControllerMoved,
+    #[error(transparent)]
+    Coordination(#[from] CoordinationError),
+}
+
+/// The typed client. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaZkClient {
+    pub client: CoordinationClient,
+}
+
+impl KafkaZkClient {
+    pub fn new(client: CoordinationClient) -> Self {
+        Self { client }
+    }
+
+    /// Kafka's `makeSurePersistentPathExists` for every top-level path.
+    pub async fn create_top_level_paths(&self) -> ZkResult<()> {
+        for path in paths::PERSISTENT {
+            self.ensure_path(path).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates `path` and its missing parents as empty persistent nodes.
+    pub async fn ensure_path(&self, path: &str) -> ZkResult<()> {
+        let mut prefix = String::new();
+        for segment in path.trim_start_matches('/').split('/') {
+            prefix.push('/');
+            prefix.push_str(segment);
+            match self
+                .client
+                .create(&prefix, &[], CreateMode::Persistent)
+                .await
+            {
+                Ok(_) | Err(CoordinationError::NodeExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster id in `/cluster/id`, created from `proposed` if absent (first broker wins).
+    pub async fn get_or_create_cluster_id(&self, proposed: &str) -> anyhow::Result<String> {
+        let data = znodes::to_bytes(&znodes::ClusterIdZNode::new(proposed.to_string()));
+        match self
+            .client
+            .create(paths::CLUSTER_ID, &data, CreateMode::Persistent)
+            .await
+        {
+            Ok(_) => return Ok(proposed.to_string()),
+            Err(CoordinationError::NodeExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (data, _) = self.client.get_data(paths::CLUSTER_ID, false).await?;
+        Ok(znodes::from_bytes::<znodes::ClusterIdZNode>(paths::CLUSTER_ID, &data)?.id)
+    }
+
+    /// Case 1: the broker's ephemeral registration. Returns the broker epoch (the node's czxid).
+    pub async fn register_broker(
+        &self,
+        id: i32,
+        registration: &znodes::BrokerRegistration,
+    ) -> ZkResult<i64> {
+        let path = paths::broker(id);
+        self.client
+            .create(
+                &path,
+                &znodes::to_bytes(registration),
+                CreateMode::Ephemeral,
+            )
+            .await?;
+        let stat = self
+            .client
+            .exists(&path, false)
+            .await?
+            .ok_or(CoordinationError::NoNode { path })?;
+        Ok(stat.czxid)
+    }
+
+    /// A broker id generated through `/brokers/seqid` (Kafka: the znode's version after a
+    /// write, plus `reserved.broker.max.id`).
+    pub async fn generate_broker_id(&self, reserved_max: i32) -> ZkResult<i32> {
+        self.ensure_path(paths::BROKER_SEQID).await?;
+        let stat = self.client.set_data(paths::BROKER_SEQID, &[], None).await?;
+        Ok(reserved_max + stat.version)
+    }
+
+    /// The controller id in `/controller`, if any, optionally leaving a watch on it.
+    pub async fn get_controller_id(&self, watch: bool) -> ZkResult<Option<i32>> {
+        match self.client.get_data(paths::CONTROLLER, watch).await {
+            Ok((data, _)) => Ok(znodes::from_bytes::<znodes::ControllerZNode>(
+                paths::CONTROLLER,
+                &data,
+            )
+            .ok()
+            .map(|c| c.brokerid)),
+            Err(CoordinationError::NoNode { .. }) => {
+                if watch {
+                    // Watch for its creation instead.
+                    self.client.exists(paths::CONTROLLER, true).await?;
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Case 1's election: create ephemeral `/controller` and bump `/controller_epoch` in one
+    /// multi. `Ok(Some((epoch, epoch_version)))` when this broker won, `Ok(None)` when
+    /// another broker holds `/controller`.
+    pub async fn try_become_controller(&self, broker_id: i32) -> ZkResult<Option<(i32, i32)>> {
+        loop {
+            let (epoch, version) = match self.client.get_data(paths::CONTROLLER_EPOCH, false).await
+            {
+                Ok((data, stat)) => (
+                    znodes::decode_controller_epoch(&data).unwrap_or(0),
+                    Some(stat.version),
+                ),
+                Err(CoordinationError::NoNode { .. }) => (0, None),
+                Err(e) => return Err(e),
+            };
+            let new_epoch = epoch + 1;
+            let epoch_op = match version {
+                Some(v) => Op::SetData {
+                    path: paths::CONTROLLER_EPOCH.into(),
+                    data: znodes::encode_controller_epoch(new_epoch),
+                    version: Some(v),
+                },
+                None => Op::Create {
+                    path: paths::CONTROLLER_EPOCH.into(),
+                    data: znodes::encode_controller_epoch(new_epoch),
+                    mode: CreateMode::Persistent,
+                },
+            };
+            let ops = vec![
+                Op::Create {
+                    path: paths::CONTROLLER.into(),
+                    data: znodes::to_bytes(&znodes::ControllerZNode::new(broker_id)),
+                    mode: CreateMode::Ephemeral,
+                },
+                epoch_op,
+            ];
+            match self.client.multi(ops).await {
+                Ok(_) => {
+                    let new_version = version.map(|v| v + 1).unwrap_or(0);
+                    return Ok(Some((new_epoch, new_version)));
+                }
+                Err(CoordinationError::NodeExists { path }) if path == paths::CONTROLLER => {
+                    return Ok(None)
+                }
+                // Another candidate bumped the epoch between our read and write: read again.
+                Err(CoordinationError::BadVersion { .. })
+                | Err(CoordinationError::NodeExists { .. }) => {
+                    if self
+                        .client
+                        .exists(paths::CONTROLLER, false)
+                        .await?
+                        .is_some()
+                    {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A write fenced by the controller epoch.
+    pub async fn fenced(&self, epoch_version: i32, mut ops: Vec<Op>) -> Result<(), FencedError> {
+        ops.insert(
+            0,
+            Op::Check {
+                path: paths::CONTROLLER_EPOCH.into(),
+                version: Some(epoch_version),
+            },
+        );
+        match self.client.multi(ops).await {
+            Ok(_) => Ok(()),
+            Err(CoordinationError::BadVersion { path }) if path == paths::CONTROLLER_EPOCH => {
+                Err(FencedError::ControllerMoved)
+            }
+            Err(CoordinationError::NoNode { path }) if path == paths::CONTROLLER_EPOCH => {
+                Err(FencedError::ControllerMoved)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_children(&self, path: &str, watch: bool) -> ZkResult<Vec<String>> {
+        match self.client.get_children(path, watch).await {
+            Ok(children) => Ok(children),
+            Err(CoordinationError::NoNode { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A live broker's registration and epoch, `None` if it vanished meanwhile.
+    pub async fn get_broker(&self, id: i32) -> ZkResult<Option<(znodes::BrokerRegistration, i64)>> {
+        let path = paths::broker(id);
+        match self.client.get_data(&path, false).await {
+            Ok((data, stat)) => Ok(znodes::from_bytes(&path, &data)
+                .ok()
+                .map(|r| (r, stat.czxid))),
+            Err(CoordinationError::NoNode { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A topic's assignment znode and its version.
+    pub async fn get_topic(
+        &self,
+        topic: &str,
+        watch: bool,
+    ) -> ZkResult<Option<(znodes::TopicZNode, Stat)>> {
+        let path = paths::topic(topic);
+        match self.client.get_data(&path, watch).await {
+            Ok((data, stat)) => Ok(znodes::from_bytes(&path, &data).ok().map(|t| (t, stat))),
+            Err(CoordinationError::NoNode { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A partition's state and its version (the partition epoch).
+    pub async fn get_partition_state(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> ZkResult<Option<(znodes::PartitionStateZNode, i32)>> {
+        let path = paths::partition_state(topic, partition);
+        match self.client.get_data(&path, false).await {
+            Ok((data, stat)) => Ok(znodes::from_bytes(&path, &data)
+                .ok()
+                .map(|s| (s, stat.version))),
+            Err(CoordinationError::NoNode { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A topic's config overrides (empty when it has none).
+    pub async fn get_topic_config(&self, topic: &str) -> ZkResult<BTreeMap<String, String>> {
+        let path = paths::topic_config(topic);
+        match self.client.get_data(&path, false).await {
+            Ok((data, _)) => Ok(znodes::from_bytes::<znodes::ConfigZNode>(&path, &data)
+                .map(|c| c.config)
+                .unwrap_or_default()),
+            Err(CoordinationError::NoNode { .. }) => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ops that create or overwrite `/config/topics/<t>`.
+    pub async fn topic_config_ops(
+        &self,
+        topic: &str,
+        config: &BTreeMap<String, String>,
+    ) -> ZkResult<Vec<Op>> {
+        let path = paths::topic_config(topic);
+        let data = znodes::to_bytes(&znodes::ConfigZNode::new(config.clone()));
+        Ok(match self.client.exists(&path, false).await? {
+            Some(stat) => vec![Op::SetData {
+                path,
+                data,
+                version: Some(stat.version),
+            }],
+            None => vec![Op::Create {
+                path,
+                data,
+                mode: CreateMode::Persistent,
+            }],
+        })
+    }
+
+    /// Deletes `path` and everything under it (children first); a missing node is fine.
+    pub async fn delete_recursive(&self, path: &str) -> ZkResult<()> {
+        let mut stack = vec![(path.to_string(), false)];
+        while let Some((node, expanded)) = stack.pop() {
+            if expanded {
+                match self.client.delete(&node, None).await {
+                    Ok(()) | Err(CoordinationError::NoNode { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            stack.push((node.clone(), true));
+            for child in self.get_children(&node, false).await? {
+                stack.push((format!("{node}/{child}"), false));
+            }
+        }
+        Ok(())
+    }
+}
