@@ -17,9 +17,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
-if ! python3 -c 'import confluent_kafka, kafka, aiokafka' >/dev/null 2>&1; then
-  echo "installing Python Kafka clients" >&2
-  python3 -m pip install -q confluent-kafka kafka-python aiokafka >&2
+if ! python3 -c 'import confluent_kafka, kafka, aiokafka, snappy, lz4, zstandard, cramjam' >/dev/null 2>&1; then
+  echo "installing Python Kafka clients (with their compression codecs)" >&2
+  python3 -m pip install -q confluent-kafka 'kafka-python[lz4,snappy,zstd]' 'aiokafka[lz4,snappy,zstd]' >&2
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest

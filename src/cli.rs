@@ -95,14 +95,92 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_cluster(_args: ClusterArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weir cluster is not built yet")
+/// `weir cluster`: N brokers in this process; prints each broker's address, then `ready`;
+/// shuts down cleanly on Ctrl-C or SIGTERM.
+fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut builder = crate::cluster::Cluster::builder()
+        .brokers(args.brokers)
+        .base_port(args.base_port)
+        .data_dir(args.data_dir.clone());
+    if let Some(file) = &args.config {
+        builder = builder.config_file(file.clone());
+    }
+    for set in &args.sets {
+        let (key, value) = crate::config::parse_set(set)?;
+        builder = builder.set(key, value);
+    }
+    actix_rt::System::new().block_on(async move {
+        let cluster = builder.start().await?;
+        {
+            let mut out = std::io::stdout().lock();
+            for b in cluster.brokers() {
+                writeln!(out, "broker {} listening on {}", b.id, b.addr)?;
+            }
+            writeln!(out, "ready")?;
+            out.flush()?;
+        }
+        wait_for_termination().await;
+        tracing::info!("shutting down");
+        cluster.shutdown().await
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_termination() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the cluster");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 fn run_broker(_args: BrokerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weir broker is not built yet")
+    anyhow::bail!(
+        "weir broker needs [control-plane] (a ZooKeeper-backed controller, zookeeper.connect); use `weir cluster` meanwhile"
+    )
 }
 
-fn run_coordinator(_args: CoordinatorArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weir coordinator is not built yet")
+fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    use crate::actors::coordination::{
+        CoordinationConfig, CoordinatorServer, EmbeddedCoordination,
+    };
+    use anyhow::Context as _;
+    // ZooKeeper's tickTime (session timeouts are clamped to [2, 20] ticks); tests shorten it.
+    let tick_ms: u64 = match std::env::var("WEIR_COORDINATOR_TICK_MS") {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("WEIR_COORDINATOR_TICK_MS={v}: not a number of ms"))?,
+        Err(_) => 2000,
+    };
+    let config = CoordinationConfig::persistent(&args.data_dir)
+        .with_tick_time(std::time::Duration::from_millis(tick_ms.max(1)));
+    actix_rt::System::new().block_on(async move {
+        let service = EmbeddedCoordination::start(config).await?;
+        let server = CoordinatorServer::bind(&args.listen, service.clone())
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = server.local_addr();
+        tracing::info!(%addr, data_dir = %args.data_dir.display(), "coordinator serving");
+        // stdout is for scripts: the address actually bound (useful with port 0).
+        println!("listening {addr}");
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("coordinator stopping");
+        server.stop();
+        service.shutdown().await;
+        Ok(())
+    })
 }

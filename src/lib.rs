@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod protocol;
 pub mod storage;

@@ -1,3 +1,10 @@
 //! Every broker, partition replica, controller, coordination session and group coordinator is
 //! an actix actor; each module here owns one actor kind and declares its messages beside it.
+pub mod broker;
 pub mod controller;
+pub mod coordination;
+pub mod delayed;
+pub mod group;
+pub mod local_controller;
+pub mod metadata_cache;
+pub mod replica;

@@ -1,1 +1,10 @@
-//! The Kafka wire protocol front end, and the inter-node transport of typed messages.
+//! The Kafka wire protocol front end: [`listener`] accepts client connections,
+//! [`connection`] frames and pipelines their requests, and [`api`] holds one module per Kafka
+//! API (decode → ask the owning actor → encode) with the dispatch and version tables.
+//! [`error`] is the Kafka error as actors report it to the front end. The inter-node
+//! transport of typed messages joins this module with [control-plane].
+
+pub mod api;
+pub mod connection;
+pub mod error;
+pub mod listener;

@@ -4,5 +4,6 @@
 //! console act here ([`faults`]), invisible to the code that sends.
 
 pub mod faults;
+pub mod peer;
 
 pub use faults::{LinkFailure, LinkFaults, LinkVerdict, Node};

@@ -1,1 +1,7 @@
-//! Integration tests: coordination.
+//! Integration tests: coordination. One conformance suite runs against every backend (the
+//! embedded service, `weir coordinator` in process and as a binary, and a real ZooKeeper 3.8
+//! that the tests start); plus what bad input on the coordinator's port does.
+
+mod bad_input;
+mod conformance;
+mod harness;

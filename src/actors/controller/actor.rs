@@ -2044,10 +2044,8 @@ pub fn apply_config_change(
                         next.remove(&key);
                     }
                     AlterConfigOp::Append | AlterConfigOp::Subtract => {
-                        if !TopicConfig::default()
-                            .get(&key)
-                            .is_some_and(|_| key == "cleanup.policy")
-                        {
+                        // cleanup.policy is the only list-valued topic config.
+                        if key != "cleanup.policy" {
                             return Err(ApiError::with_message(
                                 ResponseError::InvalidConfig,
                                 format!("Config value append/subtract is not allowed for config key {key}"),
@@ -2169,10 +2167,12 @@ mod tests {
         let (client, events) = connector().await.unwrap();
         let recorder = Arc::new(Recorder::default());
         h.transport.register(id, recorder.clone());
-        let mut config = BrokerConfig::default();
-        config.broker_id = id;
-        config.default_replication_factor = 3;
-        config.num_partitions = 3;
+        let config = BrokerConfig {
+            broker_id: id,
+            default_replication_factor: 3,
+            num_partitions: 3,
+            ..BrokerConfig::default()
+        };
         let deps = ControllerDeps {
             broker_id: id,
             config: Arc::new(config),

@@ -3,5 +3,12 @@
 //! in the coordination service with fenced (versioned) writes, and pushes LeaderAndIsr and
 //! UpdateMetadata to brokers.
 
+pub mod actor;
+pub mod channel;
+pub mod context;
 pub mod election;
+pub mod messages;
 pub mod placement;
+pub mod zk_client;
+
+pub use actor::{Controller, ControllerDeps, ControllerStatus, GetStatus};

@@ -120,9 +120,8 @@ fn rack_unaware(
     let n = ids.len();
     let mut out = BTreeMap::new();
     let mut shift = start.replica_shift;
-    let mut partition = first_partition.max(0);
-    for _ in 0..partitions {
-        if partition > 0 && partition as usize % n == 0 {
+    for partition in first_partition.max(0)..first_partition.max(0) + partitions {
+        if partition > 0 && (partition as usize).is_multiple_of(n) {
             shift += 1;
         }
         let first = (partition as usize + start.start_index) % n;
@@ -131,7 +130,6 @@ fn rack_unaware(
             replicas.push(ids[replica_index(first, shift, j, n)]);
         }
         out.insert(partition, replicas);
-        partition += 1;
     }
     out
 }
@@ -180,9 +178,8 @@ fn rack_aware(
     let n = arranged.len();
     let mut out = BTreeMap::new();
     let mut shift = start.replica_shift;
-    let mut partition = first_partition.max(0);
-    for _ in 0..partitions {
-        if partition > 0 && partition as usize % n == 0 {
+    for partition in first_partition.max(0)..first_partition.max(0) + partitions {
+        if partition > 0 && (partition as usize).is_multiple_of(n) {
             shift += 1;
         }
         let first = (partition as usize + start.start_index) % n;
@@ -207,7 +204,6 @@ fn rack_aware(
             }
         }
         out.insert(partition, replicas);
-        partition += 1;
     }
     out
 }

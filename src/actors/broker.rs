@@ -1,0 +1,1060 @@
+//! The broker actor (Kafka's `KafkaServer` with its `ReplicaManager` and `MetadataCache`):
+//! owns this broker's [`LogManager`], the replica actor of every partition it hosts, and the
+//! metadata cache, and applies the controller's typed requests to them:
+//!
+//! - [`UpdateMetadata`] (full or incremental) refreshes the metadata cache;
+//! - [`LeaderAndIsr`] creates replicas (opening or creating their logs) and tells each its
+//!   role and leader epoch;
+//! - [`StopReplica`] stops replicas and, for a deleted topic, deletes their logs;
+//! - [`TopicConfigChanged`] (Kafka's config change notification) re-applies a topic's config.
+//!
+//! Every controller request carries the controller epoch; one older than the newest seen is
+//! refused with STALE_CONTROLLER_EPOCH, so a deposed controller cannot undo a newer one.
+//!
+//! The broker learns about the cluster only through these messages. Connections do not go
+//! through this actor on the hot path: they read the metadata cache snapshot and the
+//! [`LocalReplicas`] table directly and send produce and fetch requests straight to the
+//! replica actors, which are spread over several arbiters (threads).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use kafka_protocol::error::ResponseError;
+use uuid::Uuid;
+
+use crate::actors::metadata_cache::{
+    BrokerEndpoint, MetadataCache, MetadataSnapshot, PartitionMetadata, TopicConfigState,
+    TopicMetadata, INTERNAL_TOPICS, LEADER_DURING_DELETE,
+};
+use crate::actors::replica::{
+    self, ApplyLeaderAndIsr, DescribeReplica, LeaderAndIsrState, PartitionProgress, Replica,
+    ReplicaDescription, ReplicaHandle, UpdateTopicConfig,
+};
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::protocol::error::ApiError;
+use crate::storage::{LogManager, PartitionLog, TopicPartition};
+
+/// The replicas this broker hosts, shared with its connections: produce and fetch look their
+/// replica up here and talk to it directly.
+#[derive(Debug, Clone, Default)]
+pub struct LocalReplicas {
+    /// Keyed by topic then partition so a lookup by `&str` needs no allocation. A std
+    /// `RwLock`: never held across an `.await`, and written only when replicas come and go.
+    inner: Arc<RwLock<HashMap<String, BTreeMap<i32, ReplicaHandle>>>>,
+}
+
+impl LocalReplicas {
+    pub fn get(&self, topic: &str, partition: i32) -> Option<ReplicaHandle> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.get(topic).and_then(|p| p.get(&partition)).cloned()
+    }
+
+    /// Every hosted replica.
+    pub fn all(&self) -> Vec<(TopicPartition, ReplicaHandle)> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .flat_map(|(topic, parts)| {
+                parts.iter().map(move |(p, h)| {
+                    (
+                        TopicPartition {
+                            topic: topic.clone(),
+                            partition: *p,
+                        },
+                        h.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&self, tp: &TopicPartition, handle: ReplicaHandle) {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(tp.topic.clone())
+            .or_default()
+            .insert(tp.partition, handle);
+    }
+
+    fn remove(&self, tp: &TopicPartition) -> Option<ReplicaHandle> {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let parts = map.get_mut(&tp.topic)?;
+        let handle = parts.remove(&tp.partition);
+        if parts.is_empty() {
+            map.remove(&tp.topic);
+        }
+        handle
+    }
+}
+
+pub struct Broker {
+    broker_id: i32,
+    config: Arc<BrokerConfig>,
+    /// The topic-level defaults this broker's config implies (`log.retention.ms` → `retention.ms`...).
+    topic_defaults: TopicConfig,
+    metadata: MetadataCache,
+    replicas: LocalReplicas,
+    /// Behind a mutex so checkpoint writes (fsync) can run on a blocking thread; taken (and
+    /// the log dirs' locks released) by [`Shutdown`].
+    log_manager: Arc<Mutex<Option<LogManager>>>,
+    /// Logs found on disk at start-up that no LeaderAndIsr has claimed yet.
+    unattached_logs: HashMap<TopicPartition, PartitionLog>,
+    /// Threads the replica actors are spread over.
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    /// The newest controller epoch seen; requests from older controllers are refused.
+    controller_epoch: i32,
+    /// Set by [`Shutdown`]: controller requests arriving afterwards are refused.
+    shutting_down: bool,
+}
+
+/// What a broker shares with the connections that serve its clients.
+#[derive(Debug, Clone)]
+pub struct BrokerShared {
+    pub metadata: MetadataCache,
+    pub replicas: LocalReplicas,
+}
+
+impl Broker {
+    /// Opens the broker's log dirs (recovering them if the last shutdown was not clean).
+    /// `arbiters` are the threads replica actors run on; empty means the current one.
+    pub fn open(
+        config: BrokerConfig,
+        cluster_id: Option<&str>,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> anyhow::Result<(Self, BrokerShared)> {
+        let topic_defaults = config.topic_defaults();
+        let dirs = config.log_dirs();
+        let (log_manager, logs) =
+            LogManager::open(&dirs, config.broker_id, cluster_id, &topic_defaults)
+                .map_err(|e| anyhow::anyhow!("opening log dirs {dirs:?}: {e}"))?;
+        let unattached_logs = logs
+            .into_iter()
+            .map(|log| (log.topic_partition().clone(), log))
+            .collect();
+        let metadata = MetadataCache::new();
+        let replicas = LocalReplicas::default();
+        let shared = BrokerShared {
+            metadata: metadata.clone(),
+            replicas: replicas.clone(),
+        };
+        Ok((
+            Self {
+                broker_id: config.broker_id,
+                config: Arc::new(config),
+                topic_defaults,
+                metadata,
+                replicas,
+                log_manager: Arc::new(Mutex::new(Some(log_manager))),
+                unattached_logs,
+                arbiters,
+                next_arbiter: 0,
+                controller_epoch: -1,
+                shutting_down: false,
+            },
+            shared,
+        ))
+    }
+
+    pub fn broker_id(&self) -> i32 {
+        self.broker_id
+    }
+
+    /// The partitions found on disk at start-up that no controller has claimed yet.
+    pub fn unattached_partitions(&self) -> Vec<TopicPartition> {
+        self.unattached_logs.keys().cloned().collect()
+    }
+
+    fn check_controller_epoch(&mut self, epoch: i32) -> Result<(), ApiError> {
+        if self.shutting_down {
+            return Err(ApiError::with_message(
+                ResponseError::BrokerNotAvailable,
+                format!("broker {} is shutting down", self.broker_id),
+            ));
+        }
+        if epoch < self.controller_epoch {
+            return Err(ApiError::with_message(
+                ResponseError::StaleControllerEpoch,
+                format!(
+                    "controller epoch {epoch} is older than the current {}",
+                    self.controller_epoch
+                ),
+            ));
+        }
+        self.controller_epoch = epoch;
+        Ok(())
+    }
+
+    fn effective_topic_config(&self, snapshot: &MetadataSnapshot, topic: &str) -> TopicConfig {
+        snapshot
+            .topic_config(topic)
+            .map(|c| c.effective.clone())
+            .unwrap_or_else(|| self.topic_defaults.clone())
+    }
+
+    fn next_arbiter(&mut self) -> Option<ArbiterHandle> {
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let arbiter = self.arbiters[self.next_arbiter % self.arbiters.len()].clone();
+        self.next_arbiter += 1;
+        Some(arbiter)
+    }
+
+    /// The replica for `tp`, starting one (with its log opened or created) if needed.
+    fn ensure_replica(
+        &mut self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: &TopicConfig,
+    ) -> Result<ReplicaHandle, ApiError> {
+        if let Some(handle) = self.replicas.get(&tp.topic, tp.partition) {
+            return Ok(handle);
+        }
+        let log = match self.unattached_logs.remove(tp) {
+            Some(log) => {
+                let mut log = log;
+                log.update_config(config);
+                log
+            }
+            None => self
+                .log_manager
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .ok_or_else(|| {
+                    ApiError::with_message(
+                        ResponseError::KafkaStorageError,
+                        "the broker is shutting down",
+                    )
+                })?
+                .create_log(tp, config)
+                .map_err(|e| {
+                    ApiError::from_code(
+                        e.kafka_code(),
+                        Some(format!("creating the log of {tp}: {e}")),
+                    )
+                })?,
+        };
+        let replica = Replica::new(
+            tp.clone(),
+            topic_id,
+            self.broker_id,
+            log,
+            config.clone(),
+            Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64),
+        );
+        let handle = match self.next_arbiter() {
+            Some(arbiter) => replica.start_on(&arbiter),
+            None => replica.start_here(),
+        };
+        self.replicas.insert(tp, handle.clone());
+        Ok(handle)
+    }
+
+    /// Collects every replica's progress and writes the three offset checkpoints.
+    fn checkpoint(&self, ctx: &mut Context<Self>) {
+        let (recovery, high_watermarks, log_starts) = progress_maps(&self.replicas);
+        let log_manager = self.log_manager.clone();
+        let broker_id = self.broker_id;
+        let write = async move {
+            let result = tokio::task::spawn_blocking(move || {
+                match log_manager
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                {
+                    Some(manager) => {
+                        manager.write_checkpoints(&recovery, &high_watermarks, &log_starts)
+                    }
+                    None => Ok(()),
+                }
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(broker = broker_id, error = %e, "writing checkpoints failed")
+                }
+                Err(e) => tracing::warn!(broker = broker_id, error = %e, "checkpoint task failed"),
+            }
+        };
+        ctx.spawn(write.into_actor(self));
+    }
+}
+
+type ProgressMaps = (
+    HashMap<TopicPartition, i64>,
+    HashMap<TopicPartition, i64>,
+    HashMap<TopicPartition, i64>,
+);
+
+fn progress_maps(replicas: &LocalReplicas) -> ProgressMaps {
+    let mut recovery = HashMap::new();
+    let mut high_watermarks = HashMap::new();
+    let mut log_starts = HashMap::new();
+    for (tp, handle) in replicas.all() {
+        let p: PartitionProgress = handle.progress();
+        if p.stopped {
+            continue;
+        }
+        recovery.insert(tp.clone(), p.recovery_point);
+        high_watermarks.insert(tp.clone(), p.high_watermark);
+        log_starts.insert(tp, p.log_start_offset);
+    }
+    (recovery, high_watermarks, log_starts)
+}
+
+impl Actor for Broker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let interval = self
+            .config
+            .replica_high_watermark_checkpoint_interval_ms
+            .max(100) as u64;
+        ctx.run_interval(Duration::from_millis(interval), |act, ctx| {
+            if !act.shutting_down {
+                act.checkpoint(ctx)
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Controller requests
+
+/// Kafka's UpdateMetadata type (KIP-866): a full snapshot replaces every topic, an
+/// incremental one changes only the partitions it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMetadataKind {
+    Full,
+    Incremental,
+}
+
+/// One topic's partitions in an UpdateMetadata. A partition whose leader is
+/// [`LEADER_DURING_DELETE`] is removed (its topic is being deleted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateMetadataTopicState {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+/// The controller's metadata push to every broker.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct UpdateMetadata {
+    pub controller_id: i32,
+    pub controller_epoch: i32,
+    pub kind: UpdateMetadataKind,
+    pub cluster_id: String,
+    /// Every live broker (always the full list, as Kafka sends it).
+    pub live_brokers: Vec<BrokerEndpoint>,
+    pub topic_states: Vec<UpdateMetadataTopicState>,
+}
+
+impl Handler<UpdateMetadata> for Broker {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: UpdateMetadata, _: &mut Self::Context) -> Self::Result {
+        self.check_controller_epoch(msg.controller_epoch)?;
+        let current = self.metadata.snapshot();
+        let mut next = (*current).clone();
+        next.controller_id = msg.controller_id;
+        next.controller_epoch = msg.controller_epoch;
+        next.cluster_id = Some(msg.cluster_id);
+        next.brokers = msg.live_brokers.into_iter().map(|b| (b.id, b)).collect();
+        if msg.kind == UpdateMetadataKind::Full {
+            next.topics.clear();
+            next.topic_names_by_id.clear();
+        }
+        for state in msg.topic_states {
+            let mut topic = next
+                .topics
+                .get(&state.name)
+                .filter(|t| t.id == state.topic_id)
+                .map(|t| (**t).clone())
+                .unwrap_or_else(|| TopicMetadata {
+                    name: state.name.clone(),
+                    id: state.topic_id,
+                    is_internal: INTERNAL_TOPICS.contains(&state.name.as_str()),
+                    partitions: BTreeMap::new(),
+                });
+            for partition in state.partitions {
+                if partition.leader == LEADER_DURING_DELETE {
+                    topic.partitions.remove(&partition.partition);
+                } else {
+                    topic.partitions.insert(partition.partition, partition);
+                }
+            }
+            if let Some(old) = next.topics.get(&state.name) {
+                next.topic_names_by_id.remove(&old.id);
+            }
+            if topic.partitions.is_empty() {
+                next.topics.remove(&state.name);
+                next.topic_configs.remove(&state.name);
+            } else {
+                next.topic_names_by_id.insert(topic.id, topic.name.clone());
+                next.topics.insert(state.name, Arc::new(topic));
+            }
+        }
+        if msg.kind == UpdateMetadataKind::Full {
+            let topics = &next.topics;
+            next.topic_configs
+                .retain(|name, _| topics.contains_key(name));
+        }
+        self.metadata.replace(next);
+        Ok(())
+    }
+}
+
+/// One partition of a LeaderAndIsr request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAndIsrPartitionState {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    pub replicas: Vec<i32>,
+    /// Kafka's partition epoch (`zkVersion`): bumped on every change of the partition state.
+    pub partition_epoch: i32,
+    /// True when the partition was just created (its log may be created from nothing).
+    pub is_new: bool,
+}
+
+/// The controller's leadership decisions for partitions this broker hosts.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>")]
+pub struct LeaderAndIsr {
+    pub controller_id: i32,
+    pub controller_epoch: i32,
+    pub partition_states: Vec<LeaderAndIsrPartitionState>,
+    /// The leaders named in `partition_states`, so followers know where to fetch from.
+    pub live_leaders: Vec<BrokerEndpoint>,
+}
+
+impl Handler<LeaderAndIsr> for Broker {
+    type Result = AtomicResponse<Self, Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>>;
+
+    fn handle(&mut self, msg: LeaderAndIsr, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.check_controller_epoch(msg.controller_epoch) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        }
+        let snapshot = self.metadata.snapshot();
+        let mut immediate: Vec<(TopicPartition, Option<ApiError>)> = Vec::new();
+        let mut pending = Vec::new();
+        for ps in msg.partition_states {
+            if !ps.replicas.contains(&self.broker_id) {
+                continue;
+            }
+            let tp = TopicPartition {
+                topic: ps.topic.clone(),
+                partition: ps.partition,
+            };
+            let config = self.effective_topic_config(&snapshot, &ps.topic);
+            match self.ensure_replica(&tp, ps.topic_id, &config) {
+                Ok(handle) => {
+                    let state = LeaderAndIsrState {
+                        leader: ps.leader,
+                        leader_epoch: ps.leader_epoch,
+                        isr: ps.isr,
+                        replicas: ps.replicas,
+                        partition_epoch: ps.partition_epoch,
+                        is_new: ps.is_new,
+                    };
+                    pending.push((tp, handle.addr.send(ApplyLeaderAndIsr(state))));
+                }
+                Err(e) => {
+                    tracing::error!(broker = self.broker_id, partition = %tp, error = %e, "cannot host partition");
+                    immediate.push((tp, Some(e)));
+                }
+            }
+        }
+        let work = async move {
+            let mut results = immediate;
+            for (tp, request) in pending {
+                let outcome = match request.await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some(ApiError::with_message(
+                        ResponseError::KafkaStorageError,
+                        format!("the replica of {tp} stopped"),
+                    )),
+                };
+                results.push((tp, outcome));
+            }
+            Ok(results)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self)))
+    }
+}
+
+/// Stop hosting partitions; with `delete`, remove their logs (topic deletion).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>")]
+pub struct StopReplica {
+    pub controller_id: i32,
+    pub controller_epoch: i32,
+    pub partitions: Vec<TopicPartition>,
+    pub delete: bool,
+}
+
+impl Handler<StopReplica> for Broker {
+    type Result = AtomicResponse<Self, Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>>;
+
+    fn handle(&mut self, msg: StopReplica, _: &mut Self::Context) -> Self::Result {
+        if let Err(e) = self.check_controller_epoch(msg.controller_epoch) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+        }
+        let delete = msg.delete;
+        let mut stopping = Vec::new();
+        let mut unattached = Vec::new();
+        for tp in msg.partitions {
+            if let Some(handle) = self.replicas.remove(&tp) {
+                stopping.push((tp, Some(handle.addr.send(replica::StopReplica))));
+            } else if let Some(log) = self.unattached_logs.remove(&tp) {
+                unattached.push(log);
+            } else {
+                stopping.push((tp, None));
+            }
+        }
+        let log_manager = self.log_manager.clone();
+        let work = async move {
+            let mut logs = unattached;
+            let mut results = Vec::new();
+            for (tp, request) in stopping {
+                if let Some(request) = request {
+                    if let Ok(stopped) = request.await {
+                        logs.extend(stopped.log);
+                    }
+                }
+                results.push((tp, None));
+            }
+            let outcomes = tokio::task::spawn_blocking(move || {
+                let mut manager = log_manager.lock().unwrap_or_else(|p| p.into_inner());
+                logs.into_iter()
+                    .map(|log| {
+                        let tp = log.topic_partition().clone();
+                        let outcome = match (delete, manager.as_mut()) {
+                            (true, Some(manager)) => manager.delete_log(log),
+                            (true, None) => log.delete(),
+                            (false, _) => log.close(),
+                        };
+                        (tp, outcome)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (tp, outcome) in outcomes {
+                let error = outcome
+                    .err()
+                    .map(|e| ApiError::from_code(e.kafka_code(), Some(format!("{tp}: {e}"))));
+                match results.iter_mut().find(|(t, _)| *t == tp) {
+                    Some(entry) => entry.1 = error,
+                    None => results.push((tp, error)),
+                }
+            }
+            Ok(results)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self)))
+    }
+}
+
+/// Kafka's topic config change notification: the controller recorded new overrides for a
+/// topic; re-derive its effective config and hand it to the local replicas.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct TopicConfigChanged {
+    pub topic: String,
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl Handler<TopicConfigChanged> for Broker {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: TopicConfigChanged, _: &mut Self::Context) -> Self::Result {
+        let effective = self
+            .topic_defaults
+            .with_overrides(msg.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| ApiError::with_message(ResponseError::InvalidConfig, e.to_string()))?;
+        let mut next = (*self.metadata.snapshot()).clone();
+        next.topic_configs.insert(
+            msg.topic.clone(),
+            Arc::new(TopicConfigState {
+                overrides: msg.overrides,
+                effective: effective.clone(),
+            }),
+        );
+        self.metadata.replace(next);
+        for (tp, handle) in self.replicas.all() {
+            if tp.topic == msg.topic {
+                handle.addr.do_send(UpdateTopicConfig(effective.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests from connections and the cluster
+
+/// DescribeLogDirs: every log dir with the hosted partitions in it (optionally filtered).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<LogDirDescription>")]
+pub struct DescribeLogDirs {
+    /// `None`: every partition.
+    pub topics: Option<Vec<(String, Vec<i32>)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogDirDescription {
+    pub dir: PathBuf,
+    pub partitions: Vec<ReplicaDescription>,
+    /// Bytes of the file system holding the dir; -1 when unknown.
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+}
+
+impl Handler<DescribeLogDirs> for Broker {
+    type Result = ResponseFuture<Vec<LogDirDescription>>;
+
+    fn handle(&mut self, msg: DescribeLogDirs, _: &mut Self::Context) -> Self::Result {
+        let wanted = |tp: &TopicPartition| match &msg.topics {
+            None => true,
+            Some(topics) => topics
+                .iter()
+                .any(|(t, parts)| *t == tp.topic && parts.contains(&tp.partition)),
+        };
+        let requests: Vec<_> = self
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|(tp, _)| wanted(tp))
+            .map(|(_, handle)| handle.addr.send(DescribeReplica))
+            .collect();
+        let dirs = self.config.log_dirs();
+        Box::pin(async move {
+            let described: Vec<ReplicaDescription> = futures::future::join_all(requests)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .collect();
+            dirs.into_iter()
+                .map(|dir| {
+                    let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+                    let partitions = described
+                        .iter()
+                        .filter(|d| {
+                            let parent = d.dir.parent().map(|p| {
+                                std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+                            });
+                            parent.as_deref() == Some(canonical.as_path())
+                        })
+                        .cloned()
+                        .collect();
+                    let (total_bytes, usable_bytes) = filesystem_space(&dir);
+                    LogDirDescription {
+                        dir,
+                        partitions,
+                        total_bytes,
+                        usable_bytes,
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// Total and available bytes of the file system holding `dir`; (-1, -1) when unknown.
+fn filesystem_space(dir: &std::path::Path) -> (i64, i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return (-1, -1);
+    };
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid NUL-terminated string and `stat` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return (-1, -1);
+    }
+    let block = stat.f_frsize as i64;
+    (
+        (stat.f_blocks as i64).saturating_mul(block),
+        (stat.f_bavail as i64).saturating_mul(block),
+    )
+}
+
+/// A clean shutdown: stop every replica (closing its log), write the checkpoints and the
+/// clean-shutdown marker so the next start skips recovery.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Broker {
+    type Result = AtomicResponse<Self, Result<(), String>>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        let stops: Vec<_> = self
+            .replicas
+            .all()
+            .into_iter()
+            .map(|(tp, handle)| {
+                self.replicas.remove(&tp);
+                let request = handle.addr.send(replica::StopReplica);
+                async move { (tp, request.await) }
+            })
+            .collect();
+        let unattached: Vec<PartitionLog> = self.unattached_logs.drain().map(|(_, l)| l).collect();
+        let log_manager = self.log_manager.clone();
+        let broker_id = self.broker_id;
+        let work = async move {
+            let mut recovery = HashMap::new();
+            let mut high_watermarks = HashMap::new();
+            let mut log_starts = HashMap::new();
+            let mut errors = Vec::new();
+            let mut logs = unattached;
+            for (tp, outcome) in futures::future::join_all(stops).await {
+                match outcome {
+                    Ok(stopped) => {
+                        high_watermarks.insert(tp.clone(), stopped.progress.high_watermark);
+                        log_starts.insert(tp.clone(), stopped.progress.log_start_offset);
+                        logs.extend(stopped.log);
+                    }
+                    Err(e) => errors.push(format!("{tp}: {e}")),
+                }
+            }
+            let result = tokio::task::spawn_blocking(move || {
+                for log in logs {
+                    let tp = log.topic_partition().clone();
+                    // Closing flushes: everything is recovered up to the log end.
+                    recovery.insert(tp.clone(), log.log_end_offset());
+                    high_watermarks
+                        .entry(tp.clone())
+                        .or_insert_with(|| log.high_watermark());
+                    log_starts
+                        .entry(tp.clone())
+                        .or_insert_with(|| log.log_start_offset());
+                    if let Err(e) = log.close() {
+                        recovery.remove(&tp);
+                        errors.push(format!("{tp}: {e}"));
+                    }
+                }
+                // Dropping the manager releases the log dirs' locks.
+                let Some(manager) = log_manager.lock().unwrap_or_else(|p| p.into_inner()).take()
+                else {
+                    return errors;
+                };
+                if let Err(e) = manager.write_checkpoints(&recovery, &high_watermarks, &log_starts)
+                {
+                    errors.push(format!("checkpoints: {e}"));
+                }
+                if errors.is_empty() {
+                    if let Err(e) = manager.mark_clean_shutdown() {
+                        errors.push(format!("clean-shutdown marker: {e}"));
+                    }
+                }
+                errors
+            })
+            .await;
+            match result {
+                Ok(errors) if errors.is_empty() => {
+                    tracing::info!(broker = broker_id, "broker shut down cleanly");
+                    Ok(())
+                }
+                Ok(errors) => Err(errors.join("; ")),
+                Err(e) => Err(format!("shutdown task failed: {e}")),
+            }
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::metadata_cache::PartitionMetadata;
+    use crate::actors::replica::PartitionRead;
+
+    fn config(dir: &std::path::Path) -> BrokerConfig {
+        BrokerConfig {
+            broker_id: 1,
+            log_dirs: vec![dir.display().to_string()],
+            ..BrokerConfig::default()
+        }
+    }
+
+    fn endpoint(id: i32) -> BrokerEndpoint {
+        BrokerEndpoint {
+            id,
+            host: "127.0.0.1".into(),
+            port: 10_000 + id as u16,
+            rack: None,
+        }
+    }
+
+    fn partition(p: i32, leader: i32, epoch: i32) -> PartitionMetadata {
+        PartitionMetadata {
+            partition: p,
+            leader,
+            leader_epoch: epoch,
+            replicas: vec![leader.max(1)],
+            isr: vec![leader.max(1)],
+            offline_replicas: vec![],
+            partition_epoch: epoch,
+        }
+    }
+
+    fn update(epoch: i32, topics: Vec<UpdateMetadataTopicState>) -> UpdateMetadata {
+        UpdateMetadata {
+            controller_id: 1,
+            controller_epoch: epoch,
+            kind: UpdateMetadataKind::Incremental,
+            cluster_id: "test-cluster".into(),
+            live_brokers: vec![endpoint(1), endpoint(2)],
+            topic_states: topics,
+        }
+    }
+
+    fn leader_and_isr(epoch: i32, topic_id: Uuid, partitions: i32) -> LeaderAndIsr {
+        LeaderAndIsr {
+            controller_id: 1,
+            controller_epoch: epoch,
+            partition_states: (0..partitions)
+                .map(|p| LeaderAndIsrPartitionState {
+                    topic: "orders".into(),
+                    topic_id,
+                    partition: p,
+                    leader: 1,
+                    leader_epoch: 0,
+                    isr: vec![1],
+                    replicas: vec![1],
+                    partition_epoch: 0,
+                    is_new: true,
+                })
+                .collect(),
+            live_leaders: vec![endpoint(1)],
+        }
+    }
+
+    fn start(dir: &std::path::Path) -> (Addr<Broker>, BrokerShared) {
+        let (broker, shared) = Broker::open(config(dir), Some("test-cluster"), vec![]).unwrap();
+        (broker.start(), shared)
+    }
+
+    #[actix::test]
+    async fn update_metadata_fills_the_cache_and_deletes_with_leader_during_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) = start(dir.path());
+        let id = Uuid::new_v4();
+        let topic = |parts: Vec<PartitionMetadata>| UpdateMetadataTopicState {
+            name: "orders".into(),
+            topic_id: id,
+            partitions: parts,
+        };
+        broker
+            .send(update(
+                1,
+                vec![topic(vec![partition(0, 1, 0), partition(1, 2, 0)])],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let snapshot = shared.metadata.snapshot();
+        assert!(snapshot.is_initialized());
+        assert_eq!(snapshot.controller_id, 1);
+        assert_eq!(snapshot.brokers.len(), 2);
+        assert_eq!(snapshot.topic("orders").unwrap().partitions.len(), 2);
+        assert_eq!(snapshot.topic_by_id(&id).unwrap().name, "orders");
+
+        broker
+            .send(update(
+                1,
+                vec![topic(vec![
+                    partition(0, LEADER_DURING_DELETE, 0),
+                    partition(1, LEADER_DURING_DELETE, 0),
+                ])],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let snapshot = shared.metadata.snapshot();
+        assert!(snapshot.topic("orders").is_none());
+        assert!(snapshot.topic_by_id(&id).is_none());
+    }
+
+    #[actix::test]
+    async fn requests_from_an_older_controller_epoch_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) = start(dir.path());
+        broker.send(update(5, vec![])).await.unwrap().unwrap();
+        let stale = broker.send(update(4, vec![])).await.unwrap();
+        assert_eq!(
+            stale.unwrap_err().code,
+            ResponseError::StaleControllerEpoch.code()
+        );
+        let stale = broker
+            .send(leader_and_isr(4, Uuid::new_v4(), 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            stale.unwrap_err().code,
+            ResponseError::StaleControllerEpoch.code()
+        );
+        assert!(shared.replicas.is_empty());
+        assert_eq!(shared.metadata.snapshot().controller_epoch, 5);
+    }
+
+    #[actix::test]
+    async fn leader_and_isr_creates_leader_replicas_with_their_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) = start(dir.path());
+        let results = broker
+            .send(leader_and_isr(1, Uuid::new_v4(), 2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(|(_, e)| e.is_none()), "{results:?}");
+        assert_eq!(shared.replicas.len(), 2);
+        let handle = shared.replicas.get("orders", 1).unwrap();
+        assert!(handle.progress().is_leader);
+        assert!(dir.path().join("orders-1").is_dir());
+        let read: PartitionRead = handle
+            .addr
+            .send(replica::ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 100,
+                min_one: true,
+                isolation: replica::FetchIsolation::HighWatermark,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap();
+        assert!(read.error.is_none());
+        assert!(read.records.is_empty());
+    }
+
+    #[actix::test]
+    async fn stop_replica_with_delete_removes_the_replica_and_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) = start(dir.path());
+        broker
+            .send(leader_and_isr(1, Uuid::new_v4(), 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let results = broker
+            .send(StopReplica {
+                controller_id: 1,
+                controller_epoch: 1,
+                partitions: vec![TopicPartition {
+                    topic: "orders".into(),
+                    partition: 0,
+                }],
+                delete: true,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(results[0].1.is_none());
+        assert!(shared.replicas.is_empty());
+        assert!(!dir.path().join("orders-0").exists());
+    }
+
+    #[actix::test]
+    async fn topic_config_changes_reach_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) = start(dir.path());
+        broker
+            .send(TopicConfigChanged {
+                topic: "orders".into(),
+                overrides: [("retention.ms".to_string(), "1234".to_string())]
+                    .into_iter()
+                    .collect(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let snapshot = shared.metadata.snapshot();
+        let config = snapshot.topic_config("orders").unwrap();
+        assert_eq!(config.effective.retention_ms, 1234);
+        let bad = broker
+            .send(TopicConfigChanged {
+                topic: "orders".into(),
+                overrides: [("retention.ms".to_string(), "soon".to_string())]
+                    .into_iter()
+                    .collect(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(bad.unwrap_err().code, ResponseError::InvalidConfig.code());
+    }
+
+    #[actix::test]
+    async fn logs_survive_a_clean_shutdown_and_come_back_on_leader_and_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic_id = Uuid::new_v4();
+        {
+            let (broker, _shared) = start(dir.path());
+            broker
+                .send(leader_and_isr(1, topic_id, 1))
+                .await
+                .unwrap()
+                .unwrap();
+            broker.send(Shutdown).await.unwrap().unwrap();
+        }
+        let (broker, shared) =
+            Broker::open(config(dir.path()), Some("test-cluster"), vec![]).unwrap();
+        assert_eq!(
+            broker.unattached_partitions(),
+            vec![TopicPartition {
+                topic: "orders".into(),
+                partition: 0
+            }]
+        );
+        let broker = broker.start();
+        let mut request = leader_and_isr(2, topic_id, 1);
+        request.partition_states[0].leader_epoch = 1;
+        request.partition_states[0].is_new = false;
+        broker.send(request).await.unwrap().unwrap();
+        assert_eq!(
+            shared
+                .replicas
+                .get("orders", 0)
+                .unwrap()
+                .progress()
+                .leader_epoch,
+            1
+        );
+    }
+
+    #[actix::test]
+    async fn describe_log_dirs_lists_hosted_partitions_under_their_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, _shared) = start(dir.path());
+        broker
+            .send(leader_and_isr(1, Uuid::new_v4(), 2))
+            .await
+            .unwrap()
+            .unwrap();
+        let dirs = broker.send(DescribeLogDirs { topics: None }).await.unwrap();
+        assert_eq!(dirs.len(), 1);
+        assert_eq!(dirs[0].partitions.len(), 2);
+        assert!(dirs[0].total_bytes > 0);
+    }
+}

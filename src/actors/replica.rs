@@ -1,0 +1,1116 @@
+//! One partition replica (Kafka's `Partition`): an actor owning the replica's
+//! [`PartitionLog`], its role (leader or follower, with the leader epoch the controller gave
+//! it), the high-water mark and the log start offset.
+//!
+//! Connections send it one message per request and partition (never per record): appends of
+//! already validated batches, reads, offset lookups, record deletion. Every change of the
+//! high-water mark, log end or log start offset is published on a `watch` channel
+//! ([`PartitionProgress`]) so that delayed operations (an `acks=all` produce, a long-poll
+//! fetch) and the broker's checkpointing wake exactly when something moved, without polling.
+//!
+//! The high-water mark is computed in one place, [`high_watermark_candidate`]: the smallest
+//! log end offset over the ISR. With one replica the ISR is the leader alone, so the
+//! high-water mark follows the log end offset on every append; [replication] feeds the
+//! followers' log end offsets into the same computation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::prelude::*;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::TopicConfig;
+use crate::protocol::error::ApiError;
+use crate::storage::{PartitionLog, StorageError, TopicPartition, ValidatedBatches};
+
+/// ListOffsets' special timestamps (Kafka's `ListOffsetsRequest`).
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+
+/// Mailbox capacity: large, because a connection's `send` must enqueue at once (a full mailbox
+/// would defer the enqueue and could reorder two pipelined produce requests of one
+/// connection). Memory stays bounded by each connection's limit on requests in flight.
+const MAILBOX_CAPACITY: usize = 1 << 20;
+
+/// What the rest of the broker can observe about a replica without asking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Exclusive: consumers read offsets below it.
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub log_start_offset: i64,
+    /// The offset below which the log is known flushed (recovery-point checkpoint).
+    pub recovery_point: i64,
+    pub leader_epoch: i32,
+    pub is_leader: bool,
+    /// Set once the replica has stopped (deleted, moved, broker shutting down): waiters give up.
+    pub stopped: bool,
+}
+
+/// The leader's view of one follower. [replication] updates it from follower fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteReplicaState {
+    pub log_end_offset: i64,
+}
+
+/// The role the controller's last LeaderAndIsr gave this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Opened but not yet told its role: serves nothing.
+    Offline,
+    Leader {
+        isr: Vec<i32>,
+        /// Followers' progress, keyed by broker id.
+        remote: BTreeMap<i32, RemoteReplicaState>,
+    },
+    Follower {
+        leader: i32,
+    },
+}
+
+/// The partition state of a LeaderAndIsr request, as this replica applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderAndIsrState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    pub replicas: Vec<i32>,
+    pub partition_epoch: i32,
+    pub is_new: bool,
+}
+
+/// Kafka's rule, in one place: the high-water mark is the smallest log end offset over the
+/// ISR. ISR log end offsets 6, 7 and 9 give a high-water mark of 6: offsets 0–5 are on every
+/// ISR member and visible to consumers; offset 6 is not yet. The seed's example, leader
+/// holding offsets 0–4 (log end offset 5) and an ISR follower holding 0–3 (log end offset 4),
+/// gives 4. With the leader alone in the ISR it is the leader's log end offset.
+/// An ISR member the leader has not heard from yet counts as its log start (it holds nothing
+/// beyond it that the leader knows of).
+pub fn high_watermark_candidate(
+    leader_id: i32,
+    leader_log_end_offset: i64,
+    isr: &[i32],
+    remote: &BTreeMap<i32, RemoteReplicaState>,
+    log_start_offset: i64,
+) -> i64 {
+    isr.iter()
+        .map(|id| {
+            if *id == leader_id {
+                leader_log_end_offset
+            } else {
+                remote
+                    .get(id)
+                    .map(|r| r.log_end_offset)
+                    .unwrap_or(log_start_offset)
+            }
+        })
+        .min()
+        .unwrap_or(leader_log_end_offset)
+}
+
+/// Which offsets a read may return (Kafka's `FetchIsolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchIsolation {
+    /// Followers read up to the log end offset.
+    LogEnd,
+    /// Consumers with `read_uncommitted` read below the high-water mark.
+    HighWatermark,
+    /// `read_committed` reads below the last stable offset; without transactions it equals
+    /// the high-water mark.
+    TxnCommitted,
+}
+
+pub struct Replica {
+    tp: TopicPartition,
+    /// Reported in Fetch v13+ responses and used to reject requests for a recreated topic.
+    topic_id: Uuid,
+    /// This broker, to know whether a LeaderAndIsr makes us leader.
+    broker_id: i32,
+    /// `None` only after StopReplica handed the log back for closing or deletion.
+    log: Option<PartitionLog>,
+    role: Role,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    high_watermark: i64,
+    config: TopicConfig,
+    /// How often retention and time-based rolling are checked (`log.retention.check.interval.ms`).
+    retention_check_interval: Duration,
+    progress: watch::Sender<PartitionProgress>,
+    /// One flush at a time: its fsyncs run on a blocking thread.
+    flush_in_flight: bool,
+}
+
+impl Replica {
+    /// A replica for an opened log; it serves nothing until a LeaderAndIsr gives it a role.
+    /// Its high-water mark starts at the one the log loaded from the replication-offset
+    /// checkpoint.
+    pub fn new(
+        tp: TopicPartition,
+        topic_id: Uuid,
+        broker_id: i32,
+        log: PartitionLog,
+        config: TopicConfig,
+        retention_check_interval: Duration,
+    ) -> Self {
+        let log_start = log.log_start_offset();
+        let log_end = log.log_end_offset();
+        let high_watermark = log.high_watermark().clamp(log_start, log_end);
+        let (progress, _) = watch::channel(PartitionProgress {
+            high_watermark,
+            log_end_offset: log_end,
+            log_start_offset: log_start,
+            recovery_point: log.recovery_point(),
+            leader_epoch: -1,
+            is_leader: false,
+            stopped: false,
+        });
+        Self {
+            tp,
+            topic_id,
+            broker_id,
+            log: Some(log),
+            role: Role::Offline,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: Vec::new(),
+            high_watermark,
+            config,
+            retention_check_interval,
+            progress,
+            flush_in_flight: false,
+        }
+    }
+
+    /// Starts the replica on `arbiter` and returns its handle.
+    pub fn start_on(self, arbiter: &ArbiterHandle) -> ReplicaHandle {
+        let progress = self.progress.subscribe();
+        let addr = Replica::start_in_arbiter(arbiter, move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+            self
+        });
+        ReplicaHandle { addr, progress }
+    }
+
+    /// Starts the replica on the current arbiter (tests).
+    pub fn start_here(self) -> ReplicaHandle {
+        let progress = self.progress.subscribe();
+        let addr = Replica::create(move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+            self
+        });
+        ReplicaHandle { addr, progress }
+    }
+
+    fn log(&self) -> Result<&PartitionLog, ApiError> {
+        self.log.as_ref().ok_or_else(|| {
+            ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!("{} is stopping", self.tp),
+            )
+        })
+    }
+
+    fn log_mut(&mut self) -> Result<&mut PartitionLog, ApiError> {
+        let tp = &self.tp;
+        self.log.as_mut().ok_or_else(|| {
+            ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!("{tp} is stopping"),
+            )
+        })
+    }
+
+    fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader { .. })
+    }
+
+    fn require_leader(&self) -> Result<(), ApiError> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!("broker {} is not the leader of {}", self.broker_id, self.tp),
+            ))
+        }
+    }
+
+    /// KIP-320: a client that names a leader epoch must name ours.
+    fn check_leader_epoch(&self, requested: Option<i32>) -> Result<(), ApiError> {
+        match requested {
+            Some(epoch) if epoch >= 0 && epoch < self.leader_epoch => {
+                Err(ApiError::new(ResponseError::FencedLeaderEpoch))
+            }
+            Some(epoch) if epoch >= 0 && epoch > self.leader_epoch => {
+                Err(ApiError::new(ResponseError::UnknownLeaderEpoch))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Recomputes the high-water mark (leaders only; it never moves backwards) and publishes
+    /// the replica's progress.
+    fn update_progress(&mut self) {
+        let is_leader = self.is_leader();
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        let log_start = log.log_start_offset();
+        let log_end = log.log_end_offset();
+        if let Role::Leader { isr, remote } = &self.role {
+            let candidate =
+                high_watermark_candidate(self.broker_id, log_end, isr, remote, log_start);
+            if candidate > self.high_watermark {
+                self.high_watermark = candidate;
+            }
+        }
+        // DeleteRecords and retention can move the log start past the high-water mark.
+        self.high_watermark = self.high_watermark.clamp(log_start, log_end);
+        // The log keeps retention and DeleteRecords below the high-water mark.
+        log.update_high_watermark(self.high_watermark);
+        let next = PartitionProgress {
+            high_watermark: self.high_watermark,
+            log_end_offset: log_end,
+            log_start_offset: log_start,
+            recovery_point: log.recovery_point(),
+            leader_epoch: self.leader_epoch,
+            is_leader,
+            stopped: false,
+        };
+        self.progress.send_if_modified(|current| {
+            if *current == next {
+                false
+            } else {
+                *current = next;
+                true
+            }
+        });
+    }
+
+    /// Starts a flush when the log asks for one (a segment rolled, or `flush.ms` passed): the
+    /// fsyncs run on a blocking thread and the recovery point moves when they are done.
+    fn maybe_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flush_in_flight {
+            return;
+        }
+        let Some(log) = self.log.as_ref() else {
+            return;
+        };
+        if !log.needs_flush(now_ms()) {
+            return;
+        }
+        let job = match log.flush_job() {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::warn!(partition = %self.tp, error = %e, "cannot prepare a flush");
+                return;
+            }
+        };
+        self.flush_in_flight = true;
+        let flush = async move {
+            let result = tokio::task::spawn_blocking(move || job.run().map(|()| job)).await;
+            match result {
+                Ok(result) => result,
+                Err(e) => Err(StorageError::Corrupt(format!("flush task failed: {e}"))),
+            }
+        };
+        ctx.spawn(flush.into_actor(self).map(|result, act, _| {
+            act.flush_in_flight = false;
+            match result {
+                Ok(job) => {
+                    if let Some(log) = act.log.as_mut() {
+                        if let Err(e) = log.flush_completed(&job, now_ms()) {
+                            tracing::warn!(partition = %act.tp, error = %e, "flush bookkeeping failed");
+                        }
+                    }
+                    act.update_progress();
+                }
+                Err(e) => tracing::warn!(partition = %act.tp, error = %e, "flush failed"),
+            }
+        }));
+    }
+
+    fn apply_leader_and_isr(&mut self, state: LeaderAndIsrState) -> Result<(), ApiError> {
+        if state.leader_epoch < self.leader_epoch {
+            return Err(ApiError::with_message(
+                ResponseError::FencedLeaderEpoch,
+                format!(
+                    "{}: leader epoch {} is older than the current {}",
+                    self.tp, state.leader_epoch, self.leader_epoch
+                ),
+            ));
+        }
+        let same_epoch = state.leader_epoch == self.leader_epoch;
+        if same_epoch && state.partition_epoch <= self.partition_epoch {
+            // A resend of what we already applied.
+            return Ok(());
+        }
+        let log_end = self.log()?.log_end_offset();
+        if state.leader == self.broker_id {
+            if !same_epoch {
+                let tp = self.tp.clone();
+                self.log_mut()?
+                    .leader_epoch_cache()
+                    .assign(state.leader_epoch, log_end)
+                    .map_err(|e| storage_error(&tp, e))?;
+            }
+            let remote = match std::mem::replace(&mut self.role, Role::Offline) {
+                Role::Leader { remote, .. } => remote,
+                _ => BTreeMap::new(),
+            };
+            self.role = Role::Leader {
+                isr: state.isr,
+                remote,
+            };
+        } else {
+            self.role = Role::Follower {
+                leader: state.leader,
+            };
+        }
+        self.leader_epoch = state.leader_epoch;
+        self.partition_epoch = state.partition_epoch;
+        self.replicas = state.replicas;
+        self.update_progress();
+        Ok(())
+    }
+
+    fn run_retention(&mut self, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let tp = self.tp.clone();
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        if let Err(e) = log.maybe_roll(now) {
+            tracing::warn!(partition = %tp, error = %e, "time-based segment roll failed");
+        }
+        match log.apply_retention(now) {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(partition = %tp, deleted, "retention deleted segments")
+            }
+            Err(e) => tracing::warn!(partition = %tp, error = %e, "retention failed"),
+        }
+        self.update_progress();
+        self.maybe_flush(ctx);
+    }
+}
+
+impl Actor for Replica {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.retention_check_interval, |act, ctx| {
+            act.run_retention(ctx)
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Dropped without StopReplica (system shutdown): close the log so indexes are trimmed.
+        if let Some(log) = self.log.take() {
+            if let Err(e) = log.close() {
+                tracing::warn!(partition = %self.tp, error = %e, "closing the log failed");
+            }
+        }
+        self.progress.send_modify(|p| p.stopped = true);
+    }
+}
+
+/// The address of a running replica plus its progress channel: what the broker hands to
+/// connections so they can send requests and wait for progress without asking anyone.
+#[derive(Debug, Clone)]
+pub struct ReplicaHandle {
+    pub addr: Addr<Replica>,
+    pub progress: watch::Receiver<PartitionProgress>,
+}
+
+impl ReplicaHandle {
+    pub fn progress(&self) -> PartitionProgress {
+        *self.progress.borrow()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn storage_error(tp: &TopicPartition, e: StorageError) -> ApiError {
+    let code = e.kafka_code();
+    ApiError::from_code(code, Some(format!("{tp}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages
+
+/// Apply the controller's decision for this partition (sent by the broker on LeaderAndIsr).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct ApplyLeaderAndIsr(pub LeaderAndIsrState);
+
+impl Handler<ApplyLeaderAndIsr> for Replica {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: ApplyLeaderAndIsr, _: &mut Self::Context) -> Self::Result {
+        self.apply_leader_and_isr(msg.0)
+    }
+}
+
+/// A leader append of batches the connection already validated.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<AppendOutcome, ApiError>")]
+pub struct AppendRecords {
+    pub batches: ValidatedBatches,
+    /// 0, 1 or -1; -1 refuses the append when the ISR is below `min.insync.replicas`.
+    pub required_acks: i16,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    /// The leader epoch the append was made in: an `acks=all` wait fails if it changes.
+    pub leader_epoch: i32,
+}
+
+impl Handler<AppendRecords> for Replica {
+    type Result = Result<AppendOutcome, ApiError>;
+
+    fn handle(&mut self, msg: AppendRecords, ctx: &mut Self::Context) -> Self::Result {
+        self.require_leader()?;
+        if msg.required_acks == -1 {
+            if let Role::Leader { isr, .. } = &self.role {
+                if (isr.len() as i32) < self.config.min_insync_replicas {
+                    return Err(ApiError::with_message(
+                        ResponseError::NotEnoughReplicas,
+                        format!(
+                            "{}: the ISR has {} members, min.insync.replicas is {}",
+                            self.tp,
+                            isr.len(),
+                            self.config.min_insync_replicas
+                        ),
+                    ));
+                }
+            }
+        }
+        let epoch = self.leader_epoch;
+        let tp = self.tp.clone();
+        let info = self
+            .log_mut()?
+            .append_as_leader(msg.batches, epoch, now_ms())
+            .map_err(|e| storage_error(&tp, e))?;
+        self.update_progress();
+        self.maybe_flush(ctx);
+        Ok(AppendOutcome {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time: info.log_append_time,
+            log_start_offset: info.log_start_offset,
+            leader_epoch: epoch,
+        })
+    }
+}
+
+/// A read for one partition of a Fetch request.
+#[derive(Debug, Message)]
+#[rtype(result = "PartitionRead")]
+pub struct ReadRecords {
+    pub fetch_offset: i64,
+    pub max_bytes: usize,
+    /// KIP-74: return the first batch even when it exceeds `max_bytes`.
+    pub min_one: bool,
+    pub isolation: FetchIsolation,
+    pub current_leader_epoch: Option<i32>,
+}
+
+/// The answer for one partition of a Fetch.
+#[derive(Debug, Clone)]
+pub struct PartitionRead {
+    pub error: Option<ApiError>,
+    /// Whole stored batches, as stored.
+    pub records: bytes::Bytes,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub leader_epoch: i32,
+}
+
+impl Handler<ReadRecords> for Replica {
+    type Result = MessageResult<ReadRecords>;
+
+    fn handle(&mut self, msg: ReadRecords, _: &mut Self::Context) -> Self::Result {
+        let mut read = PartitionRead {
+            error: None,
+            records: bytes::Bytes::new(),
+            high_watermark: self.high_watermark,
+            last_stable_offset: self.high_watermark,
+            log_start_offset: -1,
+            log_end_offset: -1,
+            leader_epoch: self.leader_epoch,
+        };
+        let result = (|| {
+            self.check_leader_epoch(msg.current_leader_epoch)?;
+            if msg.isolation != FetchIsolation::LogEnd {
+                self.require_leader()?;
+            }
+            let log = self.log()?;
+            read.log_start_offset = log.log_start_offset();
+            read.log_end_offset = log.log_end_offset();
+            let limit = match msg.isolation {
+                FetchIsolation::LogEnd => log.log_end_offset(),
+                FetchIsolation::HighWatermark | FetchIsolation::TxnCommitted => self.high_watermark,
+            };
+            log.read(msg.fetch_offset, msg.max_bytes, limit, msg.min_one)
+                .map_err(|e| storage_error(&self.tp, e))
+        })();
+        match result {
+            Ok(data) => read.records = data.records,
+            Err(e) => read.error = Some(e),
+        }
+        MessageResult(read)
+    }
+}
+
+/// ListOffsets for one partition.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OffsetAndTimestamp, ApiError>")]
+pub struct ListOffsets {
+    /// An offset spec: [`LATEST_TIMESTAMP`], [`EARLIEST_TIMESTAMP`], [`MAX_TIMESTAMP`],
+    /// [`EARLIEST_LOCAL_TIMESTAMP`], or a timestamp in ms.
+    pub timestamp: i64,
+    pub isolation: FetchIsolation,
+    pub current_leader_epoch: Option<i32>,
+}
+
+/// A ListOffsets answer; `offset` -1 when no record has a timestamp at or after the one asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub leader_epoch: i32,
+}
+
+impl Handler<ListOffsets> for Replica {
+    type Result = Result<OffsetAndTimestamp, ApiError>;
+
+    fn handle(&mut self, msg: ListOffsets, _: &mut Self::Context) -> Self::Result {
+        self.check_leader_epoch(msg.current_leader_epoch)?;
+        if msg.isolation != FetchIsolation::LogEnd {
+            self.require_leader()?;
+        }
+        let log = self.log()?;
+        let epoch = self.leader_epoch;
+        let visible_end = match msg.isolation {
+            FetchIsolation::LogEnd => log.log_end_offset(),
+            _ => self.high_watermark,
+        };
+        let found = |offset: i64, timestamp: i64| OffsetAndTimestamp {
+            offset,
+            timestamp,
+            leader_epoch: epoch,
+        };
+        match msg.timestamp {
+            EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok(found(log.log_start_offset(), -1)),
+            LATEST_TIMESTAMP => Ok(found(visible_end, -1)),
+            MAX_TIMESTAMP => {
+                let (timestamp, offset) = log.max_timestamp_and_offset();
+                if offset < 0 || offset >= visible_end {
+                    Ok(found(-1, -1))
+                } else {
+                    Ok(found(offset, timestamp))
+                }
+            }
+            timestamp => {
+                match log
+                    .offset_for_timestamp(timestamp)
+                    .map_err(|e| storage_error(&self.tp, e))?
+                {
+                    Some((offset, ts)) if offset < visible_end => Ok(found(offset, ts)),
+                    _ => Ok(found(-1, -1)),
+                }
+            }
+        }
+    }
+}
+
+/// DeleteRecords for one partition: moves the log start offset up to `offset` (-1: the
+/// high-water mark).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<i64, ApiError>")]
+pub struct DeleteRecordsBefore {
+    pub offset: i64,
+}
+
+impl Handler<DeleteRecordsBefore> for Replica {
+    type Result = Result<i64, ApiError>;
+
+    fn handle(&mut self, msg: DeleteRecordsBefore, _: &mut Self::Context) -> Self::Result {
+        self.require_leader()?;
+        let offset = if msg.offset == -1 {
+            self.high_watermark
+        } else {
+            msg.offset
+        };
+        let log_start = self.log()?.log_start_offset();
+        if offset < 0 || offset > self.high_watermark {
+            return Err(ApiError::with_message(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "{}: cannot delete records before {offset}: the log starts at {log_start} and its high-water mark is {}",
+                    self.tp, self.high_watermark
+                ),
+            ));
+        }
+        let tp = self.tp.clone();
+        let new_start = if offset > log_start {
+            self.log_mut()?
+                .delete_records_before(offset)
+                .map_err(|e| storage_error(&tp, e))?
+        } else {
+            log_start
+        };
+        self.update_progress();
+        Ok(new_start)
+    }
+}
+
+/// A topic configuration change (AlterConfigs, IncrementalAlterConfigs).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct UpdateTopicConfig(pub TopicConfig);
+
+impl Handler<UpdateTopicConfig> for Replica {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateTopicConfig, _: &mut Self::Context) {
+        if let Some(log) = self.log.as_mut() {
+            log.update_config(&msg.0);
+        }
+        self.config = msg.0;
+    }
+}
+
+/// What DescribeLogDirs and the broker's bookkeeping need to know about a replica.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<ReplicaDescription>")]
+pub struct DescribeReplica;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaDescription {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    pub size_in_bytes: u64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub leader_epoch: i32,
+    pub is_leader: bool,
+    pub dir: PathBuf,
+}
+
+impl Handler<DescribeReplica> for Replica {
+    type Result = Option<ReplicaDescription>;
+
+    fn handle(&mut self, _: DescribeReplica, _: &mut Self::Context) -> Self::Result {
+        let log = self.log.as_ref()?;
+        Some(ReplicaDescription {
+            tp: self.tp.clone(),
+            topic_id: self.topic_id,
+            size_in_bytes: log.size_in_bytes(),
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            high_watermark: self.high_watermark,
+            leader_epoch: self.leader_epoch,
+            is_leader: self.is_leader(),
+            dir: log.dir().to_path_buf(),
+        })
+    }
+}
+
+/// StopReplica: stop serving and hand the log back to the broker, which closes or deletes it
+/// through its log manager. Answers with the final progress, for the broker's checkpoints.
+#[derive(Debug, Message)]
+#[rtype(result = "StoppedReplica")]
+pub struct StopReplica;
+
+/// What a stopped replica returns.
+pub struct StoppedReplica {
+    pub progress: PartitionProgress,
+    /// `None` if the replica had already given its log up.
+    pub log: Option<PartitionLog>,
+}
+
+impl std::fmt::Debug for StoppedReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoppedReplica")
+            .field("progress", &self.progress)
+            .field("has_log", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl Handler<StopReplica> for Replica {
+    type Result = MessageResult<StopReplica>;
+
+    fn handle(&mut self, _: StopReplica, ctx: &mut Self::Context) -> Self::Result {
+        self.update_progress();
+        let mut last = *self.progress.borrow();
+        last.stopped = true;
+        self.role = Role::Offline;
+        self.progress.send_replace(last);
+        ctx.stop();
+        MessageResult(StoppedReplica {
+            progress: last,
+            log: self.log.take(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::validate_client_batches;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(keys: &[&str], timestamp: i64) -> Bytes {
+        let records: Vec<Record> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder splits batches where offset − sequence changes.
+                sequence: i as i32 - 1,
+                timestamp: timestamp + i as i64,
+                key: Some(Bytes::copy_from_slice(k.as_bytes())),
+                value: Some(Bytes::from_static(b"value")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode batch");
+        buf.freeze()
+    }
+
+    fn open_log(dir: &std::path::Path, tp: &TopicPartition) -> PartitionLog {
+        let config = TopicConfig::default();
+        PartitionLog::open(
+            &dir.join(format!("{}-{}", tp.topic, tp.partition)),
+            tp.clone(),
+            &config,
+            0,
+            true,
+        )
+        .expect("open log")
+    }
+
+    fn leader_state(epoch: i32) -> LeaderAndIsrState {
+        LeaderAndIsrState {
+            leader: 1,
+            leader_epoch: epoch,
+            isr: vec![1],
+            replicas: vec![1],
+            partition_epoch: epoch,
+            is_new: true,
+        }
+    }
+
+    fn start_replica(dir: &std::path::Path) -> ReplicaHandle {
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let log = open_log(dir, &tp);
+        Replica::new(
+            tp,
+            Uuid::new_v4(),
+            1,
+            log,
+            TopicConfig::default(),
+            Duration::from_secs(300),
+        )
+        .start_here()
+    }
+
+    async fn append(handle: &ReplicaHandle, keys: &[&str]) -> Result<AppendOutcome, ApiError> {
+        let batches =
+            validate_client_batches(batch(keys, 1_000), 1 << 20, false).expect("valid batch");
+        handle
+            .addr
+            .send(AppendRecords {
+                batches,
+                required_acks: 1,
+            })
+            .await
+            .expect("replica alive")
+    }
+
+    #[actix::test]
+    async fn an_offline_replica_refuses_appends_with_not_leader() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        let err = append(&replica, &["a"]).await.unwrap_err();
+        assert_eq!(err.code, ResponseError::NotLeaderOrFollower.code());
+    }
+
+    #[actix::test]
+    async fn leader_appends_assign_offsets_and_move_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        let first = append(&replica, &["a", "b", "c"]).await.unwrap();
+        assert_eq!((first.base_offset, first.last_offset), (0, 2));
+        let second = append(&replica, &["d"]).await.unwrap();
+        assert_eq!((second.base_offset, second.last_offset), (3, 3));
+        let progress = replica.progress();
+        assert_eq!(progress.high_watermark, 4);
+        assert_eq!(progress.log_end_offset, 4);
+        assert!(progress.is_leader);
+    }
+
+    #[actix::test]
+    async fn reads_return_stored_batches_below_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        let sent = batch(&["a", "b"], 5);
+        append(&replica, &["a", "b"]).await.unwrap();
+        let read = replica
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::HighWatermark,
+                current_leader_epoch: Some(0),
+            })
+            .await
+            .unwrap();
+        assert!(read.error.is_none(), "{:?}", read.error);
+        assert_eq!(read.high_watermark, 2);
+        assert_eq!(read.last_stable_offset, 2);
+        // Same length as sent: stored as sent, only the offset/epoch header fields differ.
+        assert_eq!(read.records.len(), sent.len());
+    }
+
+    #[actix::test]
+    async fn reads_outside_the_log_are_offset_out_of_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        append(&replica, &["a"]).await.unwrap();
+        let read = replica
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 5,
+                max_bytes: 1024,
+                min_one: true,
+                isolation: FetchIsolation::HighWatermark,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            read.error.map(|e| e.code),
+            Some(ResponseError::OffsetOutOfRange.code())
+        );
+    }
+
+    #[actix::test]
+    async fn a_stale_leader_epoch_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(3)))
+            .await
+            .unwrap()
+            .unwrap();
+        let read = replica
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1024,
+                min_one: true,
+                isolation: FetchIsolation::HighWatermark,
+                current_leader_epoch: Some(2),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            read.error.map(|e| e.code),
+            Some(ResponseError::FencedLeaderEpoch.code())
+        );
+        let stale = replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(2)))
+            .await
+            .unwrap();
+        assert_eq!(
+            stale.unwrap_err().code,
+            ResponseError::FencedLeaderEpoch.code()
+        );
+    }
+
+    #[actix::test]
+    async fn list_offsets_answers_earliest_latest_and_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        // Timestamps 1000, 1001, 1002.
+        append(&replica, &["a", "b", "c"]).await.unwrap();
+        let ask = |timestamp| ListOffsets {
+            timestamp,
+            isolation: FetchIsolation::HighWatermark,
+            current_leader_epoch: None,
+        };
+        let earliest = replica.addr.send(ask(EARLIEST_TIMESTAMP)).await.unwrap();
+        assert_eq!(earliest.unwrap().offset, 0);
+        let latest = replica.addr.send(ask(LATEST_TIMESTAMP)).await.unwrap();
+        assert_eq!(latest.unwrap().offset, 3);
+        let by_time = replica.addr.send(ask(1_001)).await.unwrap().unwrap();
+        assert_eq!((by_time.offset, by_time.timestamp), (1, 1_001));
+        let after_all = replica.addr.send(ask(5_000)).await.unwrap().unwrap();
+        assert_eq!(after_all.offset, -1);
+    }
+
+    #[actix::test]
+    async fn delete_records_moves_the_log_start_and_refuses_beyond_the_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        append(&replica, &["a", "b"]).await.unwrap();
+        append(&replica, &["c"]).await.unwrap();
+        let err = replica
+            .addr
+            .send(DeleteRecordsBefore { offset: 10 })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, ResponseError::OffsetOutOfRange.code());
+        let start = replica
+            .addr
+            .send(DeleteRecordsBefore { offset: 2 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(start, 2);
+        assert_eq!(replica.progress().log_start_offset, 2);
+    }
+
+    #[actix::test]
+    async fn acks_all_is_refused_when_the_isr_is_below_min_insync_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        let config = TopicConfig {
+            min_insync_replicas: 2,
+            ..TopicConfig::default()
+        };
+        replica.addr.send(UpdateTopicConfig(config)).await.unwrap();
+        let batches = validate_client_batches(batch(&["a"], 1), 1 << 20, false).unwrap();
+        let err = replica
+            .addr
+            .send(AppendRecords {
+                batches,
+                required_acks: -1,
+            })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, ResponseError::NotEnoughReplicas.code());
+    }
+
+    #[actix::test]
+    async fn stop_replica_hands_the_log_back_and_wakes_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        let mut progress = replica.progress.clone();
+        let stopped = replica.addr.send(StopReplica).await.unwrap();
+        assert!(stopped.progress.stopped);
+        let log = stopped.log.expect("the log comes back");
+        log.delete().unwrap();
+        assert!(!dir.path().join("t-0").exists());
+        progress.wait_for(|p| p.stopped).await.unwrap();
+        // The actor is gone: further requests fail to deliver.
+        assert!(replica.addr.send(DescribeReplica).await.is_err());
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_offset_over_the_isr() {
+        let remote: BTreeMap<i32, RemoteReplicaState> = [
+            (2, RemoteReplicaState { log_end_offset: 7 }),
+            (3, RemoteReplicaState { log_end_offset: 6 }),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(high_watermark_candidate(1, 9, &[1, 2, 3], &remote, 0), 6);
+        assert_eq!(high_watermark_candidate(1, 9, &[1, 2], &remote, 0), 7);
+        assert_eq!(high_watermark_candidate(1, 5, &[1], &remote, 0), 5);
+        // The seed's example: leader 0–4, follower 0–3.
+        let seed: BTreeMap<i32, RemoteReplicaState> =
+            [(2, RemoteReplicaState { log_end_offset: 4 })]
+                .into_iter()
+                .collect();
+        assert_eq!(high_watermark_candidate(1, 5, &[1, 2], &seed, 0), 4);
+    }
+}

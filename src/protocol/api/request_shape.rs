@@ -1,0 +1,568 @@
+//! A structural check of a request body before the `kafka-protocol` decoder sees it.
+//!
+//! The decoder (0.18) reserves `Vec::with_capacity(n)` for an array whose length `n` it has
+//! just read from the wire, before decoding a single element. A forged length (a few bytes
+//! declaring two billion topics) asks for tens of gigabytes, and a failed allocation aborts
+//! the whole process: one bad client would take every partition down. So each request is
+//! first walked against a compact description of its schema, and every array must actually
+//! hold its declared number of elements inside the frame. The walk allocates nothing; after
+//! it passes, the decoder's reservations are bounded by what the frame really contains.
+//!
+//! The descriptions are Kafka's request schemas (the `*Request.json` files) reduced to what
+//! the walk needs: field types, the versions each field exists in, and the first flexible
+//! version (compact lengths and tagged fields). Nullability is not checked here (the decoder
+//! does that); the walk only has to be at least as permissive as the decoder and exact about
+//! sizes.
+
+use kafka_protocol::messages::ApiKey;
+
+/// A field type, as far as its size on the wire is concerned.
+#[derive(Debug, Clone, Copy)]
+enum Type {
+    I8,
+    I16,
+    I32,
+    I64,
+    Uuid,
+    Bool,
+    /// A string, nullable or not.
+    Str,
+    /// Bytes (record sets), nullable or not.
+    Bytes,
+    ArrI32,
+    ArrStr,
+    Arr(&'static [Field]),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    ty: Type,
+    min: i16,
+    max: i16,
+}
+
+const ANY: i16 = i16::MAX;
+
+const fn f(ty: Type, min: i16, max: i16) -> Field {
+    Field { ty, min, max }
+}
+
+use Type::*;
+
+// Produce (flexible from v9).
+const PRODUCE_PARTITION: &[Field] = &[f(I32, 0, ANY), f(Bytes, 0, ANY)];
+const PRODUCE_TOPIC: &[Field] = &[
+    f(Str, 0, 12),
+    f(Uuid, 13, ANY),
+    f(Arr(PRODUCE_PARTITION), 0, ANY),
+];
+const PRODUCE: &[Field] = &[
+    f(Str, 3, ANY),
+    f(I16, 0, ANY),
+    f(I32, 0, ANY),
+    f(Arr(PRODUCE_TOPIC), 0, ANY),
+];
+
+// Fetch (flexible from v12; cluster_id, replica_state and replica_directory_id are tagged).
+const FETCH_PARTITION: &[Field] = &[
+    f(I32, 0, ANY),
+    f(I32, 9, ANY),
+    f(I64, 0, ANY),
+    f(I32, 12, ANY),
+    f(I64, 5, ANY),
+    f(I32, 0, ANY),
+];
+const FETCH_TOPIC: &[Field] = &[
+    f(Str, 0, 12),
+    f(Uuid, 13, ANY),
+    f(Arr(FETCH_PARTITION), 0, ANY),
+];
+const FORGOTTEN_TOPIC: &[Field] = &[f(Str, 7, 12), f(Uuid, 13, ANY), f(ArrI32, 7, ANY)];
+const FETCH: &[Field] = &[
+    f(I32, 0, 14),
+    f(I32, 0, ANY),
+    f(I32, 0, ANY),
+    f(I32, 3, ANY),
+    f(I8, 4, ANY),
+    f(I32, 7, ANY),
+    f(I32, 7, ANY),
+    f(Arr(FETCH_TOPIC), 0, ANY),
+    f(Arr(FORGOTTEN_TOPIC), 7, ANY),
+    f(Str, 11, ANY),
+];
+
+// ListOffsets (flexible from v6).
+const LIST_OFFSETS_PARTITION: &[Field] =
+    &[f(I32, 0, ANY), f(I32, 4, ANY), f(I64, 0, ANY), f(I32, 0, 0)];
+const LIST_OFFSETS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(Arr(LIST_OFFSETS_PARTITION), 0, ANY)];
+const LIST_OFFSETS: &[Field] = &[
+    f(I32, 0, ANY),
+    f(I8, 2, ANY),
+    f(Arr(LIST_OFFSETS_TOPIC), 0, ANY),
+    f(I32, 10, ANY),
+];
+
+// Metadata (flexible from v9).
+const METADATA_TOPIC: &[Field] = &[f(Uuid, 10, ANY), f(Str, 0, ANY)];
+const METADATA: &[Field] = &[
+    f(Arr(METADATA_TOPIC), 0, ANY),
+    f(Bool, 4, ANY),
+    f(Bool, 8, 10),
+    f(Bool, 8, ANY),
+];
+
+// ApiVersions (flexible from v3).
+const API_VERSIONS: &[Field] = &[f(Str, 3, ANY), f(Str, 3, ANY)];
+
+// CreateTopics (flexible from v5).
+const CREATE_TOPICS_ASSIGNMENT: &[Field] = &[f(I32, 0, ANY), f(ArrI32, 0, ANY)];
+const CREATE_TOPICS_CONFIG: &[Field] = &[f(Str, 0, ANY), f(Str, 0, ANY)];
+const CREATE_TOPICS_TOPIC: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 0, ANY),
+    f(I16, 0, ANY),
+    f(Arr(CREATE_TOPICS_ASSIGNMENT), 0, ANY),
+    f(Arr(CREATE_TOPICS_CONFIG), 0, ANY),
+];
+const CREATE_TOPICS: &[Field] = &[
+    f(Arr(CREATE_TOPICS_TOPIC), 0, ANY),
+    f(I32, 0, ANY),
+    f(Bool, 1, ANY),
+];
+
+// DeleteTopics (flexible from v4).
+const DELETE_TOPICS_STATE: &[Field] = &[f(Str, 6, ANY), f(Uuid, 6, ANY)];
+const DELETE_TOPICS: &[Field] = &[
+    f(Arr(DELETE_TOPICS_STATE), 6, ANY),
+    f(ArrStr, 0, 5),
+    f(I32, 0, ANY),
+];
+
+// DeleteRecords (flexible from v2).
+const DELETE_RECORDS_PARTITION: &[Field] = &[f(I32, 0, ANY), f(I64, 0, ANY)];
+const DELETE_RECORDS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(Arr(DELETE_RECORDS_PARTITION), 0, ANY)];
+const DELETE_RECORDS: &[Field] = &[f(Arr(DELETE_RECORDS_TOPIC), 0, ANY), f(I32, 0, ANY)];
+
+// DescribeConfigs (flexible from v4).
+const DESCRIBE_CONFIGS_RESOURCE: &[Field] = &[f(I8, 0, ANY), f(Str, 0, ANY), f(ArrStr, 0, ANY)];
+const DESCRIBE_CONFIGS: &[Field] = &[
+    f(Arr(DESCRIBE_CONFIGS_RESOURCE), 0, ANY),
+    f(Bool, 1, ANY),
+    f(Bool, 3, ANY),
+];
+
+// AlterConfigs (flexible from v2).
+const ALTER_CONFIGS_CONFIG: &[Field] = &[f(Str, 0, ANY), f(Str, 0, ANY)];
+const ALTER_CONFIGS_RESOURCE: &[Field] = &[
+    f(I8, 0, ANY),
+    f(Str, 0, ANY),
+    f(Arr(ALTER_CONFIGS_CONFIG), 0, ANY),
+];
+const ALTER_CONFIGS: &[Field] = &[f(Arr(ALTER_CONFIGS_RESOURCE), 0, ANY), f(Bool, 0, ANY)];
+
+// IncrementalAlterConfigs (flexible from v1).
+const INCREMENTAL_CONFIG: &[Field] = &[f(Str, 0, ANY), f(I8, 0, ANY), f(Str, 0, ANY)];
+const INCREMENTAL_RESOURCE: &[Field] = &[
+    f(I8, 0, ANY),
+    f(Str, 0, ANY),
+    f(Arr(INCREMENTAL_CONFIG), 0, ANY),
+];
+const INCREMENTAL_ALTER_CONFIGS: &[Field] =
+    &[f(Arr(INCREMENTAL_RESOURCE), 0, ANY), f(Bool, 0, ANY)];
+
+// DescribeCluster (flexible from v0).
+const DESCRIBE_CLUSTER: &[Field] = &[f(Bool, 0, ANY), f(I8, 1, ANY), f(Bool, 2, ANY)];
+
+// DescribeLogDirs (flexible from v2).
+const DESCRIBE_LOG_DIRS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
+const DESCRIBE_LOG_DIRS: &[Field] = &[f(Arr(DESCRIBE_LOG_DIRS_TOPIC), 0, ANY)];
+
+// CreatePartitions (flexible from v2).
+const CREATE_PARTITIONS_ASSIGNMENT: &[Field] = &[f(ArrI32, 0, ANY)];
+const CREATE_PARTITIONS_TOPIC: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 0, ANY),
+    f(Arr(CREATE_PARTITIONS_ASSIGNMENT), 0, ANY),
+];
+const CREATE_PARTITIONS: &[Field] = &[
+    f(Arr(CREATE_PARTITIONS_TOPIC), 0, ANY),
+    f(I32, 0, ANY),
+    f(Bool, 0, ANY),
+];
+
+/// The schema and first flexible version of each request weir decodes.
+fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
+    Some(match api {
+        ApiKey::Produce => (PRODUCE, 9),
+        ApiKey::Fetch => (FETCH, 12),
+        ApiKey::ListOffsets => (LIST_OFFSETS, 6),
+        ApiKey::Metadata => (METADATA, 9),
+        ApiKey::ApiVersions => (API_VERSIONS, 3),
+        ApiKey::CreateTopics => (CREATE_TOPICS, 5),
+        ApiKey::DeleteTopics => (DELETE_TOPICS, 4),
+        ApiKey::DeleteRecords => (DELETE_RECORDS, 2),
+        ApiKey::DescribeConfigs => (DESCRIBE_CONFIGS, 4),
+        ApiKey::AlterConfigs => (ALTER_CONFIGS, 2),
+        ApiKey::IncrementalAlterConfigs => (INCREMENTAL_ALTER_CONFIGS, 1),
+        ApiKey::DescribeCluster => (DESCRIBE_CLUSTER, 0),
+        ApiKey::DescribeLogDirs => (DESCRIBE_LOG_DIRS, 2),
+        ApiKey::CreatePartitions => (CREATE_PARTITIONS, 2),
+        _ => return None,
+    })
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+    version: i16,
+    flexible: bool,
+}
+
+impl Walker<'_> {
+    fn skip(&mut self, n: usize) -> Result<(), String> {
+        if self.buf.len() < n {
+            return Err(format!(
+                "truncated: {n} bytes needed, {} left",
+                self.buf.len()
+            ));
+        }
+        self.buf = &self.buf[n..];
+        Ok(())
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        if self.buf.len() < N {
+            return Err(format!(
+                "truncated: {N} bytes needed, {} left",
+                self.buf.len()
+            ));
+        }
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[..N]);
+        self.buf = &self.buf[N..];
+        Ok(out)
+    }
+
+    fn varint(&mut self) -> Result<u32, String> {
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let [b] = self.fixed::<1>()?;
+            value |= ((b & 0x7f) as u32) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err("varint longer than 5 bytes".into())
+    }
+
+    /// A length-prefixed field's length; `None` for null.
+    fn length(&mut self, wide: bool) -> Result<Option<usize>, String> {
+        if self.flexible {
+            let n = self.varint()?;
+            return Ok(n.checked_sub(1).map(|n| n as usize));
+        }
+        let n = if wide {
+            i32::from_be_bytes(self.fixed::<4>()?)
+        } else {
+            i16::from_be_bytes(self.fixed::<2>()?) as i32
+        };
+        match n {
+            -1 => Ok(None),
+            n if n < 0 => Err(format!("negative length {n}")),
+            n => Ok(Some(n as usize)),
+        }
+    }
+
+    /// An array's element count, which must fit in what is left.
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.length(true)?.unwrap_or(0);
+        if n > self.buf.len() {
+            return Err(format!(
+                "an array declares {n} elements but only {} bytes follow",
+                self.buf.len()
+            ));
+        }
+        Ok(n)
+    }
+
+    fn tagged_fields(&mut self) -> Result<(), String> {
+        if !self.flexible {
+            return Ok(());
+        }
+        let n = self.varint()? as usize;
+        if n > self.buf.len() {
+            return Err(format!("{n} tagged fields in {} bytes", self.buf.len()));
+        }
+        for _ in 0..n {
+            self.varint()?;
+            let size = self.varint()? as usize;
+            self.skip(size)?;
+        }
+        Ok(())
+    }
+
+    fn fields(&mut self, fields: &[Field]) -> Result<(), String> {
+        for field in fields {
+            if self.version < field.min || self.version > field.max {
+                continue;
+            }
+            match field.ty {
+                I8 | Bool => self.skip(1)?,
+                I16 => self.skip(2)?,
+                I32 => self.skip(4)?,
+                I64 => self.skip(8)?,
+                Uuid => self.skip(16)?,
+                Str => {
+                    if let Some(n) = self.length(false)? {
+                        self.skip(n)?;
+                    }
+                }
+                Bytes => {
+                    if let Some(n) = self.length(true)? {
+                        self.skip(n)?;
+                    }
+                }
+                ArrI32 => {
+                    let n = self.count()?;
+                    self.skip(n.saturating_mul(4))?;
+                }
+                ArrStr => {
+                    for _ in 0..self.count()? {
+                        if let Some(n) = self.length(false)? {
+                            self.skip(n)?;
+                        }
+                    }
+                }
+                Arr(inner) => {
+                    for _ in 0..self.count()? {
+                        self.fields(inner)?;
+                        self.tagged_fields()?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that every array in the request body fits in the body. APIs without a description
+/// pass unchecked (weir does not decode them).
+pub fn check(api: ApiKey, version: i16, body: &[u8]) -> Result<(), String> {
+    let Some((fields, flexible_from)) = schema(api) else {
+        return Ok(());
+    };
+    let mut walker = Walker {
+        buf: body,
+        version,
+        flexible: version >= flexible_from,
+    };
+    walker.fields(fields)?;
+    walker.tagged_fields()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn name(s: &'static str) -> TopicName {
+        TopicName(StrBytes::from_static_str(s))
+    }
+
+    fn encode<R: Encodable>(request: &R, version: i16) -> Bytes {
+        let mut buf = BytesMut::new();
+        request.encode(&mut buf, version).expect("encodable sample");
+        buf.freeze()
+    }
+
+    /// Sample requests with every array non-empty, encoded at every decodable version the
+    /// table advertises: the walk must consume each exactly.
+    fn samples(api: ApiKey, version: i16) -> Bytes {
+        use kafka_protocol::messages::{
+            alter_configs_request as ac, create_partitions_request as cp,
+            create_topics_request as ct, delete_records_request as dr, delete_topics_request as dt,
+            describe_configs_request as dc, describe_log_dirs_request as dl, fetch_request as fr,
+            incremental_alter_configs_request as ia, list_offsets_request as lo,
+            metadata_request as mr, produce_request as pr,
+        };
+        match api {
+            ApiKey::Produce => {
+                let mut topic = pr::TopicProduceData::default().with_partition_data(vec![
+                    pr::PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(Bytes::from_static(b"records"))),
+                ]);
+                if version < 13 {
+                    topic = topic.with_name(name("t"));
+                }
+                encode(
+                    &ProduceRequest::default().with_topic_data(vec![topic]),
+                    version,
+                )
+            }
+            ApiKey::Fetch => {
+                let mut topic = fr::FetchTopic::default().with_partitions(vec![
+                    fr::FetchPartition::default(),
+                    fr::FetchPartition::default(),
+                ]);
+                let mut forgotten = fr::ForgottenTopic::default();
+                if version >= 7 {
+                    forgotten = forgotten.with_partitions(vec![1, 2, 3]);
+                }
+                if version < 13 {
+                    topic = topic.with_topic(name("t"));
+                    if version >= 7 {
+                        forgotten = forgotten.with_topic(name("f"));
+                    }
+                }
+                let mut request = FetchRequest::default().with_topics(vec![topic]);
+                if version >= 7 {
+                    request = request.with_forgotten_topics_data(vec![forgotten]);
+                }
+                if version >= 11 {
+                    request = request.with_rack_id(StrBytes::from_static_str("rack"));
+                }
+                encode(&request, version)
+            }
+            ApiKey::ListOffsets => encode(
+                &ListOffsetsRequest::default().with_topics(vec![lo::ListOffsetsTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![lo::ListOffsetsPartition::default()])]),
+                version,
+            ),
+            ApiKey::Metadata => {
+                let topic = mr::MetadataRequestTopic::default().with_name(Some(name("t")));
+                encode(
+                    &MetadataRequest::default().with_topics(Some(vec![topic])),
+                    version,
+                )
+            }
+            ApiKey::ApiVersions => encode(
+                &ApiVersionsRequest::default().with_client_software_name(if version >= 3 {
+                    StrBytes::from_static_str("x")
+                } else {
+                    StrBytes::default()
+                }),
+                version,
+            ),
+            ApiKey::CreateTopics => encode(
+                &CreateTopicsRequest::default().with_topics(vec![ct::CreatableTopic::default()
+                    .with_name(name("t"))
+                    .with_assignments(vec![ct::CreatableReplicaAssignment::default()
+                        .with_broker_ids(vec![BrokerId(1), BrokerId(2)])])
+                    .with_configs(vec![ct::CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str("k"))
+                        .with_value(Some(StrBytes::from_static_str("v")))])]),
+                version,
+            ),
+            ApiKey::DeleteTopics => {
+                let request = if version >= 6 {
+                    DeleteTopicsRequest::default().with_topics(vec![dt::DeleteTopicState::default(
+                    )
+                    .with_name(Some(name("t")))])
+                } else {
+                    DeleteTopicsRequest::default().with_topic_names(vec![name("a"), name("b")])
+                };
+                encode(&request, version)
+            }
+            ApiKey::DeleteRecords => encode(
+                &DeleteRecordsRequest::default().with_topics(vec![
+                    dr::DeleteRecordsTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![dr::DeleteRecordsPartition::default()]),
+                ]),
+                version,
+            ),
+            ApiKey::DescribeConfigs => encode(
+                &DescribeConfigsRequest::default().with_resources(vec![
+                    dc::DescribeConfigsResource::default()
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configuration_keys(Some(vec![StrBytes::from_static_str("k")])),
+                ]),
+                version,
+            ),
+            ApiKey::AlterConfigs => encode(
+                &AlterConfigsRequest::default().with_resources(vec![
+                    ac::AlterConfigsResource::default()
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![ac::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("k"))
+                            .with_value(Some(StrBytes::from_static_str("v")))]),
+                ]),
+                version,
+            ),
+            ApiKey::IncrementalAlterConfigs => encode(
+                &IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    ia::AlterConfigsResource::default()
+                        .with_resource_name(StrBytes::from_static_str("t"))
+                        .with_configs(vec![ia::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("k"))
+                            .with_value(None)]),
+                ]),
+                version,
+            ),
+            ApiKey::DescribeCluster => encode(&DescribeClusterRequest::default(), version),
+            ApiKey::DescribeLogDirs => encode(
+                &DescribeLogDirsRequest::default().with_topics(Some(vec![
+                    dl::DescribableLogDirTopic::default()
+                        .with_topic(name("t"))
+                        .with_partitions(vec![0, 1]),
+                ])),
+                version,
+            ),
+            ApiKey::CreatePartitions => encode(
+                &CreatePartitionsRequest::default().with_topics(vec![
+                    cp::CreatePartitionsTopic::default()
+                        .with_name(name("t"))
+                        .with_assignments(Some(vec![cp::CreatePartitionsAssignment::default()
+                            .with_broker_ids(vec![BrokerId(3)])])),
+                ]),
+                version,
+            ),
+            other => panic!("no sample for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_walk_consumes_every_sample_request_exactly() {
+        for (api, min, max) in crate::protocol::api::supported_apis() {
+            let decodable = api.valid_versions();
+            for version in min.max(decodable.min)..=max {
+                let body = samples(api, version);
+                let mut walker = Walker {
+                    buf: &body,
+                    version,
+                    flexible: version >= schema(api).unwrap().1,
+                };
+                walker
+                    .fields(schema(api).unwrap().0)
+                    .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+                walker.tagged_fields().unwrap();
+                assert!(
+                    walker.buf.is_empty(),
+                    "{api:?} v{version}: {} bytes left",
+                    walker.buf.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_forged_array_length_is_refused() {
+        // Metadata v1: topics array of i32::MAX elements, then nothing.
+        let body = [0x7f, 0xff, 0xff, 0xff];
+        assert!(check(ApiKey::Metadata, 1, &body).is_err());
+        // Produce v9 (flexible): a compact array claiming ~268 million topics.
+        let body = [
+            0x00, 0x00, 0x01, 0x00, 0x00, 0x03, 0xe8, 0xff, 0xff, 0xff, 0x7f,
+        ];
+        assert!(check(ApiKey::Produce, 9, &body).is_err());
+    }
+
+    #[test]
+    fn truncated_bodies_are_refused() {
+        let body = samples(ApiKey::Fetch, 11);
+        assert!(check(ApiKey::Fetch, 11, &body[..body.len() - 3]).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! One client connection: a reader task that cuts the byte stream into size-prefixed request
+//! frames and dispatches each as soon as it arrives, and a writer task that sends the
+//! responses back in request order while later requests are still being served (Kafka
+//! clients pipeline: librdkafka keeps up to a million requests in flight per connection).
+//!
+//! Memory stays bounded whatever the client does:
+//! - a frame larger than `socket.request.max.bytes` (or with a negative size) closes the
+//!   connection before anything is allocated for it;
+//! - at most `queued.max.requests` requests are in flight per connection; at the bound the
+//!   reader stops reading, so TCP flow control pushes back on the client;
+//! - a client that never reads its responses blocks the writer, which stops taking requests,
+//!   which stops the reader: the same backpressure.
+//!
+//! A request that cannot be served (truncated or garbage frame, unknown API key, malformed
+//! body) closes the connection, but only after the responses already owed are written.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use super::api::{self, ApiContext, CloseConnection, Outcome, PendingResponse};
+
+/// What a connection enforces, from the broker's config.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// `socket.request.max.bytes`.
+    pub max_request_bytes: usize,
+    /// `queued.max.requests`, applied per connection.
+    pub max_in_flight: usize,
+    /// `connections.max.idle.ms`.
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(config: &crate::config::BrokerConfig) -> Self {
+        Self {
+            max_request_bytes: config.socket_request_max_bytes.max(0) as usize,
+            max_in_flight: config.queued_max_requests.max(1) as usize,
+            idle_timeout: Duration::from_millis(config.connections_max_idle_ms.max(1) as u64),
+        }
+    }
+}
+
+/// What the reader hands the writer, in request order.
+enum Pending {
+    Response(PendingResponse),
+    /// Write what is owed, then close.
+    Close(String),
+}
+
+/// Serves one connection until the client leaves, misbehaves, or `shutdown` turns true.
+pub async fn serve(
+    stream: TcpStream,
+    ctx: Arc<ApiContext>,
+    limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let _ = stream.set_nodelay(true);
+    let ctx = ctx.for_connection();
+    let (reader, writer) = stream.into_split();
+    // Capacity 1: the writer pulls only while it has room in flight, so a full writer
+    // stalls the reader right away.
+    let (tx, rx) = mpsc::channel(1);
+    let writing = tokio::spawn(write_responses(
+        writer,
+        rx,
+        limits.max_in_flight,
+        peer.clone(),
+    ));
+    read_requests(reader, tx, &ctx, limits, shutdown, &peer).await;
+    let _ = writing.await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    tx: mpsc::Sender<Pending>,
+    ctx: &Arc<ApiContext>,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+    peer: &str,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Request bytes in flight: a frame's bytes stay reserved until its response is done, so
+    // a connection holds at most about two maximum-size requests.
+    let budget_bytes = limits.max_request_bytes.clamp(1, u32::MAX as usize);
+    let budget = Arc::new(tokio::sync::Semaphore::new(budget_bytes));
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, &mut buf, limits) => frame,
+            // The writer ended (the client went away or a response asked to close).
+            _ = tx.closed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(reason) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                let _ = tx.send(Pending::Close(reason)).await;
+                return;
+            }
+        };
+        let weight = frame.len().clamp(1, budget_bytes) as u32;
+        let permit = tokio::select! {
+            permit = budget.clone().acquire_many_owned(weight) => permit,
+            _ = tx.closed() => return,
+        };
+        match api::dispatch(ctx, frame) {
+            Ok(pending) => {
+                let pending = Box::pin(async move {
+                    let outcome = pending.await;
+                    drop(permit);
+                    outcome
+                });
+                if tx.send(Pending::Response(pending)).await.is_err() {
+                    return;
+                }
+            }
+            Err(CloseConnection(reason)) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                let _ = tx.send(Pending::Close(reason)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The next request frame without its size prefix; `None` when the client closed cleanly
+/// between requests.
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    limits: ConnectionLimits,
+) -> Result<Option<Bytes>, String> {
+    while buf.len() < 4 {
+        if read_more(reader, buf, 4 - buf.len(), limits.idle_timeout).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err("truncated frame: the connection ended inside a size prefix".into())
+            };
+        }
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if size < 0 || size as usize > limits.max_request_bytes {
+        return Err(format!(
+            "request of {size} bytes is larger than socket.request.max.bytes ({})",
+            limits.max_request_bytes
+        ));
+    }
+    let total = 4 + size as usize;
+    while buf.len() < total {
+        if read_more(reader, buf, total - buf.len(), limits.idle_timeout).await? == 0 {
+            return Err(format!(
+                "truncated frame: the connection ended after {} of {size} bytes",
+                buf.len() - 4
+            ));
+        }
+    }
+    let mut frame = buf.split_to(total);
+    frame.advance(4);
+    Ok(Some(frame.freeze()))
+}
+
+/// Reads at least one byte, growing the buffer towards `wanted` in bounded steps (a huge
+/// declared size allocates only as its bytes actually arrive).
+async fn read_more(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    wanted: usize,
+    idle_timeout: Duration,
+) -> Result<usize, String> {
+    const STEP: usize = 1 << 20;
+    if buf.capacity() - buf.len() < wanted.min(STEP) {
+        buf.reserve(wanted.clamp(64 * 1024, STEP));
+    }
+    match tokio::time::timeout(idle_timeout, reader.read_buf(buf)).await {
+        Err(_) => Err(format!(
+            "idle for {idle_timeout:?} (connections.max.idle.ms)"
+        )),
+        Ok(Err(e)) => Err(format!("read failed: {e}")),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+async fn write_responses(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    max_in_flight: usize,
+    peer: String,
+) {
+    let mut in_flight: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
+    let mut closing: Option<String> = None;
+    let mut input_open = true;
+    loop {
+        let accepting = input_open && closing.is_none() && in_flight.len() < max_in_flight;
+        if in_flight.is_empty() && !accepting {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                let mut out: VecDeque<Bytes> = VecDeque::new();
+                let mut close = None;
+                push_outcome(outcome, &mut out, &mut close);
+                // Everything else already done goes out in the same write.
+                while close.is_none() && out.iter().map(Bytes::len).sum::<usize>() < 1 << 20 {
+                    match in_flight.next().now_or_never() {
+                        Some(Some(outcome)) => push_outcome(outcome, &mut out, &mut close),
+                        _ => break,
+                    }
+                }
+                if let Err(e) = write_all(&mut writer, out).await {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    return;
+                }
+                if let Some(reason) = close {
+                    tracing::info!(%peer, %reason, "closing connection");
+                    break;
+                }
+            }
+            item = rx.recv(), if accepting => match item {
+                Some(Pending::Response(pending)) => in_flight.push_back(pending),
+                Some(Pending::Close(reason)) => closing = Some(reason),
+                None => input_open = false,
+            },
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
+
+fn push_outcome(outcome: Outcome, out: &mut VecDeque<Bytes>, close: &mut Option<String>) {
+    match outcome {
+        Outcome::Respond(frame) => out.extend(frame.chunks.into_iter().filter(|c| !c.is_empty())),
+        Outcome::NoResponse => {}
+        Outcome::Close(reason) => *close = Some(reason),
+    }
+}
+
+/// Writes every chunk with vectored writes (stored record bytes are written from where they
+/// are, never copied into one buffer).
+async fn write_all(
+    writer: &mut OwnedWriteHalf,
+    mut chunks: VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !chunks.is_empty() {
+        let written = {
+            let slices: Vec<IoSlice<'_>> =
+                chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
+            writer.write_vectored(&slices).await?
+        };
+        if written == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "socket closed",
+            ));
+        }
+        let mut left = written;
+        while left > 0 {
+            let Some(front) = chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                chunks.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}

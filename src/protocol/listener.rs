@@ -1,0 +1,73 @@
+//! A broker's listener: accepts Kafka client connections and spreads them over the worker
+//! arbiters (threads), one tokio task pair per connection.
+
+use std::sync::Arc;
+
+use actix::prelude::ArbiterHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::api::ApiContext;
+use super::connection::{self, ConnectionLimits};
+
+/// Accepts until `shutdown` turns true. `workers` are the arbiters connections run on; empty
+/// means the current one.
+pub async fn accept_loop(
+    listener: std::net::TcpListener,
+    ctx: Arc<ApiContext>,
+    workers: Vec<ArbiterHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = ConnectionLimits::from_config(&ctx.config);
+    let local = listener.local_addr().ok();
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::error!(error = %e, "cannot make the listener non-blocking");
+        return;
+    }
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register the listener");
+            return;
+        }
+    };
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let stop = shutdown.clone();
+        if workers.is_empty() {
+            tokio::spawn(connection::serve(stream, ctx, limits, stop));
+            continue;
+        }
+        // A tokio stream belongs to the runtime that accepted it: move the socket itself.
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
+        let worker = &workers[next % workers.len()];
+        next += 1;
+        worker.spawn(async move {
+            match TcpStream::from_std(std_stream) {
+                Ok(stream) => connection::serve(stream, ctx, limits, stop).await,
+                Err(e) => tracing::warn!(error = %e, "cannot adopt a connection"),
+            }
+        });
+    }
+    tracing::debug!(listener = ?local, "listener stopped");
+}

@@ -1,0 +1,869 @@
+//! Kafka's RecordBatch v2 (magic 2): the header as stored and sent on the wire, its CRC-32C,
+//! the in-place edits a leader makes on append (base offset, partition leader epoch, max
+//! timestamp), and the validation a produce request goes through before it may touch a log
+//! (Kafka's `ProduceRequest.validateRecords`, `UnifiedLog.analyzeAndValidateRecords` and
+//! `LogValidator`).
+//!
+//! Records are never decoded into structs: validation walks their varint framing in place
+//! (decompressing first when the batch is compressed) to count them and check their offset
+//! deltas and keys, which is all the broker needs.
+//!
+//! Layout of a batch (big-endian), byte offsets from the batch start:
+//! ```text
+//!  0 baseOffset i64 | 8 batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8 | 17 crc u32
+//! 21 attributes i16 | 23 lastOffsetDelta i32 | 27 baseTimestamp i64 | 35 maxTimestamp i64
+//! 43 producerId i64 | 51 producerEpoch i16 | 53 baseSequence i32 | 57 recordsCount i32 | 61 records
+//! ```
+//! The CRC covers bytes 21.. (attributes to the end), so a leader can set the base offset and
+//! the leader epoch without recomputing it.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use kafka_protocol::records::{Compression, TimestampType};
+
+/// Size of the base offset and length fields that precede every batch (Kafka's `LOG_OVERHEAD`).
+pub const LOG_OVERHEAD: usize = 12;
+/// The only record format weir stores.
+pub const MAGIC_V2: i8 = 2;
+
+const LENGTH_OFFSET: usize = 8;
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+const MAGIC_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PRODUCER_ID_OFFSET: usize = 43;
+const PRODUCER_EPOCH_OFFSET: usize = 51;
+const BASE_SEQUENCE_OFFSET: usize = 53;
+const RECORDS_COUNT_OFFSET: usize = 57;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
+const TRANSACTIONAL_BIT: i16 = 1 << 4;
+const CONTROL_BIT: i16 = 1 << 5;
+
+/// Errors map 1:1 to Kafka error codes so the front can answer with them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// CRC mismatch, bad lengths, truncated data -> CORRUPT_MESSAGE (2).
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    /// Header and records disagree, several batches, control batch from a client ->
+    /// INVALID_RECORD (87).
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(String),
+    /// A batch larger than `max.message.bytes` -> MESSAGE_TOO_LARGE (10).
+    #[error("record batch of {size} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge { size: usize, max: usize },
+    /// Magic other than 2. Kafka's `ProduceRequest.validateRecords` answers INVALID_RECORD (87)
+    /// for it on Produce v3+, so that is what [`BatchError::kafka_code`] returns.
+    #[error("record batch magic {0} is not supported (only v2)")]
+    UnsupportedMagic(i8),
+    /// Compression codec id outside 0..=4 -> UNSUPPORTED_COMPRESSION_TYPE (76).
+    #[error("unsupported compression codec id {0}")]
+    UnsupportedCompression(i16),
+    /// A client set the LogAppendTime flag -> INVALID_TIMESTAMP (32).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
+}
+
+impl BatchError {
+    /// Kafka's error code for this error.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            BatchError::CorruptMessage(_) => 2,
+            BatchError::InvalidRecord(_) => 87,
+            BatchError::MessageTooLarge { .. } => 10,
+            BatchError::UnsupportedMagic(_) => 87,
+            BatchError::UnsupportedCompression(_) => 76,
+            BatchError::InvalidTimestamp(_) => 32,
+        }
+    }
+}
+
+/// A RecordBatch v2 header, parsed without checking the CRC or touching the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+fn be_i16(buf: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([buf[at], buf[at + 1]])
+}
+fn be_i32(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+fn be_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+fn be_i64(buf: &[u8], at: usize) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    i64::from_be_bytes(b)
+}
+
+impl BatchHeader {
+    /// Bytes from the batch start to the first record (Kafka's `RECORD_BATCH_OVERHEAD`).
+    pub const SIZE: usize = 61;
+
+    /// Parses the header at the start of `buf`. Checks the magic, that the length field can
+    /// hold a header, and the compression codec; not the CRC (see [`verify_crc`]).
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() <= MAGIC_OFFSET {
+            return Err(BatchError::CorruptMessage(format!(
+                "{} bytes cannot hold a record batch header",
+                buf.len()
+            )));
+        }
+        let magic = buf[MAGIC_OFFSET] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::UnsupportedMagic(magic));
+        }
+        if buf.len() < Self::SIZE {
+            return Err(BatchError::CorruptMessage(format!(
+                "record batch header truncated at {} of {} bytes",
+                buf.len(),
+                Self::SIZE
+            )));
+        }
+        let batch_length = be_i32(buf, LENGTH_OFFSET);
+        if batch_length < (Self::SIZE - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::CorruptMessage(format!(
+                "record batch length {batch_length} is smaller than the header"
+            )));
+        }
+        let attributes = be_i16(buf, ATTRIBUTES_OFFSET);
+        let codec = attributes & COMPRESSION_MASK;
+        if codec > 4 {
+            return Err(BatchError::UnsupportedCompression(codec));
+        }
+        Ok(BatchHeader {
+            base_offset: be_i64(buf, 0),
+            batch_length,
+            partition_leader_epoch: be_i32(buf, PARTITION_LEADER_EPOCH_OFFSET),
+            magic,
+            crc: be_u32(buf, CRC_OFFSET),
+            attributes,
+            last_offset_delta: be_i32(buf, LAST_OFFSET_DELTA_OFFSET),
+            base_timestamp: be_i64(buf, BASE_TIMESTAMP_OFFSET),
+            max_timestamp: be_i64(buf, MAX_TIMESTAMP_OFFSET),
+            producer_id: be_i64(buf, PRODUCER_ID_OFFSET),
+            producer_epoch: be_i16(buf, PRODUCER_EPOCH_OFFSET),
+            base_sequence: be_i32(buf, BASE_SEQUENCE_OFFSET),
+            records_count: be_i32(buf, RECORDS_COUNT_OFFSET),
+        })
+    }
+
+    /// Whole batch size on disk: the 12 bytes of offset and length plus `batch_length`.
+    pub fn total_size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Saturating: the base offset is outside the CRC, so a damaged one must not overflow.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+
+    pub fn compression(&self) -> Compression {
+        match self.attributes & COMPRESSION_MASK {
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            // `parse` refuses ids above 4.
+            _ => Compression::None,
+        }
+    }
+
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & TIMESTAMP_TYPE_BIT != 0 {
+            TimestampType::LogAppend
+        } else {
+            TimestampType::Creation
+        }
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// CRC-32C (Castagnoli) of a whole batch's checksummed part.
+pub fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
+}
+
+/// Checks the stored CRC of one whole batch (`batch` is exactly `total_size` bytes).
+pub fn verify_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let actual = compute_crc(batch);
+    if actual != header.crc {
+        return Err(BatchError::CorruptMessage(format!(
+            "record batch CRC-32C is {actual:#010x}, header says {:#010x}",
+            header.crc
+        )));
+    }
+    Ok(())
+}
+
+/// Sets the base offset in place (outside the CRC).
+pub(crate) fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Sets the partition leader epoch in place (outside the CRC).
+pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+        .copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Sets max timestamp and timestamp type (both inside the CRC) and recomputes the CRC;
+/// returns the new header.
+pub(crate) fn set_max_timestamp(
+    batch: &mut [u8],
+    header: &BatchHeader,
+    timestamp_type: TimestampType,
+    max_timestamp: i64,
+) -> BatchHeader {
+    let mut header = *header;
+    let attributes = match timestamp_type {
+        TimestampType::LogAppend => header.attributes | TIMESTAMP_TYPE_BIT,
+        TimestampType::Creation => header.attributes & !TIMESTAMP_TYPE_BIT,
+    };
+    if attributes == header.attributes && max_timestamp == header.max_timestamp {
+        return header;
+    }
+    header.attributes = attributes;
+    header.max_timestamp = max_timestamp;
+    batch[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    header.crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&header.crc.to_be_bytes());
+    header
+}
+
+/// What a produce request's `records` field holds after validation (Kafka's LogValidator):
+/// exactly one batch, magic 2, CRC-32C valid, record count and lastOffsetDelta agree with
+/// its records (decompressing when compressed), no larger than `max_batch_bytes`.
+#[derive(Debug, Clone)]
+pub struct ValidatedBatches {
+    /// The batch bytes, mutable so the leader can assign offsets in place.
+    pub bytes: BytesMut,
+    /// One header per batch in `bytes`, in order (Produce v3+ allows exactly one).
+    pub headers: Vec<BatchHeader>,
+    /// Records over all batches.
+    pub record_count: usize,
+}
+
+/// Validates a produce request's records for one partition as Kafka does before an append.
+/// `require_keys` is set for compacted topics (Kafka: every record needs a key).
+///
+/// Departures from Kafka, all on inputs no real client sends: bytes after the one batch are
+/// refused (Kafka silently drops a trailing partial batch), compressed batches whose inner
+/// offset deltas are not 0,1,2.. are refused (Kafka rewrites them), and the LogAppendTime flag
+/// from a client is always refused.
+pub fn validate_client_batches(
+    records: Bytes,
+    max_batch_bytes: usize,
+    require_keys: bool,
+) -> Result<ValidatedBatches, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::InvalidRecord(
+            "produce request holds no record batch".into(),
+        ));
+    }
+    let header = BatchHeader::parse(&records)?;
+    let size = header.total_size();
+    if size > records.len() {
+        return Err(BatchError::CorruptMessage(format!(
+            "record batch declares {size} bytes but the request holds {}",
+            records.len()
+        )));
+    }
+    if size < records.len() {
+        return Err(BatchError::InvalidRecord(
+            "produce requests may contain exactly one record batch per partition".into(),
+        ));
+    }
+    if header.base_offset != 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "the base offset of a produced record batch must be 0, not {}",
+            header.base_offset
+        )));
+    }
+    if size > max_batch_bytes {
+        return Err(BatchError::MessageTooLarge {
+            size,
+            max: max_batch_bytes,
+        });
+    }
+    verify_crc(&records, &header)?;
+    check_client_header(&header)?;
+
+    let payload = decompress(header.compression(), records.slice(BatchHeader::SIZE..))?;
+    let mut max_delta = i64::MIN;
+    let count = walk_records(&payload, header.records_count, |record| {
+        if record.offset_delta != record.index as i32 {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {} has offset delta {}, expected {}",
+                record.index, record.offset_delta, record.index
+            )));
+        }
+        if require_keys && !record.has_key {
+            return Err(BatchError::InvalidRecord(
+                "compacted topic cannot accept a record without a key".into(),
+            ));
+        }
+        max_delta = max_delta.max(record.timestamp_delta);
+        Ok(())
+    })?;
+    if count != header.records_count as usize {
+        return Err(BatchError::InvalidRecord(format!(
+            "batch declares {} records but holds {count}",
+            header.records_count
+        )));
+    }
+
+    let mut bytes = BytesMut::from(records);
+    // Kafka's LogValidator stores the max of the record timestamps as the batch max timestamp.
+    let max_timestamp = header.base_timestamp.saturating_add(max_delta);
+    let header = set_max_timestamp(&mut bytes, &header, TimestampType::Creation, max_timestamp);
+    Ok(ValidatedBatches {
+        bytes,
+        headers: vec![header],
+        record_count: count,
+    })
+}
+
+/// The header checks Kafka's `LogValidator.validateBatch` makes for client appends.
+fn check_client_header(header: &BatchHeader) -> Result<(), BatchError> {
+    if header.last_offset_delta < 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "batch has an invalid offset range: last offset delta {}",
+            header.last_offset_delta
+        )));
+    }
+    if header.records_count <= 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "invalid reported record count {}",
+            header.records_count
+        )));
+    }
+    if header.last_offset_delta as i64 + 1 != header.records_count as i64 {
+        return Err(BatchError::InvalidRecord(format!(
+            "inconsistent last offset delta {} and record count {}",
+            header.last_offset_delta, header.records_count
+        )));
+    }
+    if header.is_control() {
+        return Err(BatchError::InvalidRecord(
+            "clients are not allowed to write control records".into(),
+        ));
+    }
+    if header.has_producer_id() && header.base_sequence < 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "invalid sequence number {} for producer id {}",
+            header.base_sequence, header.producer_id
+        )));
+    }
+    if header.timestamp_type() == TimestampType::LogAppend {
+        return Err(BatchError::InvalidTimestamp(
+            "producers must not set the timestamp type to LogAppendTime".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The records section of a batch, decompressed when the batch is compressed.
+pub(crate) fn decompress(compression: Compression, mut data: Bytes) -> Result<Bytes, BatchError> {
+    fn take(buf: &mut Bytes) -> anyhow::Result<Bytes> {
+        Ok(std::mem::take(buf))
+    }
+    let result = match compression {
+        Compression::None => return Ok(data),
+        Compression::Gzip => <Gzip as Decompressor<Bytes>>::decompress(&mut data, take),
+        Compression::Snappy => <Snappy as Decompressor<Bytes>>::decompress(&mut data, take),
+        Compression::Lz4 => <Lz4 as Decompressor<Bytes>>::decompress(&mut data, take),
+        Compression::Zstd => <Zstd as Decompressor<Bytes>>::decompress(&mut data, take),
+    };
+    result.map_err(|e| {
+        BatchError::CorruptMessage(format!("cannot decompress {compression:?} records: {e:#}"))
+    })
+}
+
+/// One record's framing as [`walk_records`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordView {
+    /// Position of the record in its batch.
+    pub index: usize,
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub has_key: bool,
+}
+
+/// Walks up to `expected` records of a (decompressed) records section, checking every length
+/// field, and returns how many there were. Trailing bytes after `expected` records, or fewer
+/// records than `expected`, are errors (Kafka: "Incorrect declared batch size").
+pub(crate) fn walk_records(
+    payload: &[u8],
+    expected: i32,
+    mut visit: impl FnMut(RecordView) -> Result<(), BatchError>,
+) -> Result<usize, BatchError> {
+    let mut cur = Cursor {
+        buf: payload,
+        pos: 0,
+    };
+    let mut index = 0usize;
+    while index < expected.max(0) as usize {
+        if cur.remaining() == 0 {
+            return Err(BatchError::InvalidRecord(format!(
+                "batch declares {expected} records but holds {index}"
+            )));
+        }
+        let len = cur.varint()?;
+        if len < 0 || len as usize > cur.remaining() {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {index} declares {len} bytes, {} remain",
+                cur.remaining()
+            )));
+        }
+        let end = cur.pos + len as usize;
+        let mut rec = Cursor {
+            buf: &payload[..end],
+            pos: cur.pos,
+        };
+        rec.skip(1)?; // record attributes, unused in v2
+        let timestamp_delta = rec.varlong()?;
+        let offset_delta = rec.varint()?;
+        let key_len = rec.varint()?;
+        rec.skip_nullable(key_len, "key")?;
+        let value_len = rec.varint()?;
+        rec.skip_nullable(value_len, "value")?;
+        let headers = rec.varint()?;
+        if headers < 0 {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {index} has a negative header count {headers}"
+            )));
+        }
+        for _ in 0..headers {
+            let header_key_len = rec.varint()?;
+            if header_key_len < 0 {
+                return Err(BatchError::InvalidRecord(format!(
+                    "record {index} has a header key of negative size {header_key_len}"
+                )));
+            }
+            rec.skip(header_key_len as usize)?;
+            let header_value_len = rec.varint()?;
+            rec.skip_nullable(header_value_len, "header value")?;
+        }
+        if rec.pos != end {
+            return Err(BatchError::InvalidRecord(format!(
+                "record {index} declares {len} bytes but its fields take {}",
+                len as usize - (end - rec.pos)
+            )));
+        }
+        visit(RecordView {
+            index,
+            offset_delta,
+            timestamp_delta,
+            has_key: key_len >= 0,
+        })?;
+        cur.pos = end;
+        index += 1;
+    }
+    if cur.remaining() != 0 {
+        return Err(BatchError::InvalidRecord(format!(
+            "{} bytes remain after the {expected} declared records",
+            cur.remaining()
+        )));
+    }
+    Ok(index)
+}
+
+/// Reads Kafka's zig-zag varints from a byte slice.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), BatchError> {
+        if n > self.remaining() {
+            return Err(BatchError::InvalidRecord(format!(
+                "record field of {n} bytes overruns the record ({} remain)",
+                self.remaining()
+            )));
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    fn skip_nullable(&mut self, len: i32, what: &str) -> Result<(), BatchError> {
+        match len {
+            -1 => Ok(()),
+            n if n < -1 => Err(BatchError::InvalidRecord(format!(
+                "record {what} has invalid size {n}"
+            ))),
+            n => self.skip(n as usize),
+        }
+    }
+
+    fn raw_varint(&mut self, max_bytes: usize) -> Result<u64, BatchError> {
+        let mut value = 0u64;
+        for i in 0..max_bytes {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(BatchError::InvalidRecord(
+                    "record truncated in a varint".into(),
+                ));
+            };
+            self.pos += 1;
+            value |= ((b & 0x7f) as u64) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(BatchError::InvalidRecord("varint is too long".into()))
+    }
+
+    fn varint(&mut self) -> Result<i32, BatchError> {
+        let raw = self.raw_varint(5)? as u32;
+        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    fn varlong(&mut self) -> Result<i64, BatchError> {
+        let raw = self.raw_varint(10)?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+}
+
+/// `(offset, timestamp)` of every record of one stored batch, in order (decompressing when
+/// needed). LogAppendTime batches report the batch max timestamp for every record, as Kafka's
+/// `DefaultRecordBatch` does.
+pub(crate) fn record_offsets_and_timestamps(
+    batch: &Bytes,
+    header: &BatchHeader,
+) -> Result<Vec<(i64, i64)>, BatchError> {
+    let payload = decompress(
+        header.compression(),
+        batch.slice(BatchHeader::SIZE..header.total_size()),
+    )?;
+    let log_append = header.timestamp_type() == TimestampType::LogAppend;
+    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
+    walk_records(&payload, header.records_count, |r| {
+        let ts = if log_append {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.saturating_add(r.timestamp_delta)
+        };
+        out.push((header.base_offset.saturating_add(r.offset_delta as i64), ts));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+
+    /// A batch exactly as a client encodes it: `n` records, timestamps `ts0 + i`.
+    pub(crate) fn client_batch(n: usize, ts0: i64, compression: Compression, keyed: bool) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder splits batches where offset - sequence changes; this keeps one
+                // batch with base sequence -1, as a non-idempotent client sends.
+                sequence: i as i32 - 1,
+                timestamp: ts0 + i as i64,
+                key: keyed.then(|| Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(format!("value-{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .expect("encode a test batch");
+        buf.freeze()
+    }
+
+    /// Rewrites a field inside the CRC and fixes the CRC, so only the field's check can fail.
+    fn patch(batch: &Bytes, at: usize, bytes: &[u8]) -> Bytes {
+        let mut b = BytesMut::from(&batch[..]);
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        let crc = compute_crc(&b);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn header_parses_the_fields_a_client_wrote() {
+        let batch = client_batch(3, 1_000, Compression::None, true);
+        let h = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(h.base_offset, 0);
+        assert_eq!(h.magic, 2);
+        assert_eq!(h.records_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.base_timestamp, 1_000);
+        assert_eq!(h.max_timestamp, 1_002);
+        assert_eq!(h.total_size(), batch.len());
+        assert_eq!(h.next_offset(), 3);
+        assert_eq!(h.compression(), Compression::None);
+        assert!(!h.has_producer_id());
+        verify_crc(&batch, &h).unwrap();
+    }
+
+    #[test]
+    fn crc_is_castagnoli_not_ieee() {
+        let batch = client_batch(2, 0, Compression::None, false);
+        let h = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(h.crc, crc32c::crc32c(&batch[21..]));
+        assert_ne!(h.crc, crc32fast::hash(&batch[21..]));
+    }
+
+    #[test]
+    fn valid_batches_pass_with_every_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let batch = client_batch(5, 100, codec, true);
+            let v = validate_client_batches(batch.clone(), 1 << 20, true)
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(v.record_count, 5);
+            assert_eq!(v.headers.len(), 1);
+            assert_eq!(v.headers[0].compression(), codec);
+            assert_eq!(
+                &v.bytes[..],
+                &batch[..],
+                "{codec:?} bytes must be stored as sent"
+            );
+        }
+    }
+
+    #[test]
+    fn crc_mismatch_is_corrupt_message() {
+        let batch = client_batch(3, 0, Compression::None, false);
+        let mut b = BytesMut::from(&batch[..]);
+        let last = b.len() - 1;
+        b[last] ^= 0x01;
+        let err = validate_client_batches(b.freeze(), 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::CorruptMessage(_)), "{err}");
+        assert_eq!(err.kafka_code(), 2);
+    }
+
+    #[test]
+    fn truncated_batch_is_corrupt_message() {
+        let batch = client_batch(3, 0, Compression::None, false);
+        let err =
+            validate_client_batches(batch.slice(..batch.len() - 4), 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::CorruptMessage(_)), "{err}");
+    }
+
+    #[test]
+    fn record_count_disagreeing_with_records_is_invalid_record() {
+        let batch = client_batch(3, 0, Compression::None, false);
+        // Count 4 and lastOffsetDelta 3 agree with each other but not with the 3 records.
+        let b = patch(&batch, LAST_OFFSET_DELTA_OFFSET, &3i32.to_be_bytes());
+        let b = patch(&b, RECORDS_COUNT_OFFSET, &4i32.to_be_bytes());
+        let err = validate_client_batches(b, 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+        assert_eq!(err.kafka_code(), 87);
+    }
+
+    #[test]
+    fn compressed_record_count_is_checked_after_decompression() {
+        let batch = client_batch(3, 0, Compression::Lz4, false);
+        let b = patch(&batch, LAST_OFFSET_DELTA_OFFSET, &1i32.to_be_bytes());
+        let b = patch(&b, RECORDS_COUNT_OFFSET, &2i32.to_be_bytes());
+        let err = validate_client_batches(b, 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+    }
+
+    #[test]
+    fn last_offset_delta_disagreeing_with_count_is_invalid_record() {
+        let batch = client_batch(3, 0, Compression::None, false);
+        let b = patch(&batch, LAST_OFFSET_DELTA_OFFSET, &5i32.to_be_bytes());
+        let err = validate_client_batches(b, 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+    }
+
+    #[test]
+    fn keyless_record_on_compacted_topic_is_invalid_record() {
+        let batch = client_batch(2, 0, Compression::Gzip, false);
+        let err = validate_client_batches(batch.clone(), 1 << 20, true).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+        validate_client_batches(batch, 1 << 20, false).unwrap();
+    }
+
+    #[test]
+    fn oversized_batch_is_message_too_large() {
+        let batch = client_batch(10, 0, Compression::None, false);
+        let err = validate_client_batches(batch.clone(), batch.len() - 1, false).unwrap_err();
+        assert_eq!(
+            err,
+            BatchError::MessageTooLarge {
+                size: batch.len(),
+                max: batch.len() - 1
+            }
+        );
+        assert_eq!(err.kafka_code(), 10);
+    }
+
+    #[test]
+    fn old_magic_is_refused_as_kafka_does() {
+        let batch = client_batch(1, 0, Compression::None, false);
+        let mut b = BytesMut::from(&batch[..]);
+        b[MAGIC_OFFSET] = 1;
+        let err = validate_client_batches(b.freeze(), 1 << 20, false).unwrap_err();
+        assert_eq!(err, BatchError::UnsupportedMagic(1));
+    }
+
+    #[test]
+    fn unknown_codec_is_unsupported_compression() {
+        let batch = client_batch(1, 0, Compression::None, false);
+        let b = patch(&batch, ATTRIBUTES_OFFSET, &5i16.to_be_bytes());
+        let err = validate_client_batches(b, 1 << 20, false).unwrap_err();
+        assert_eq!(err, BatchError::UnsupportedCompression(5));
+        assert_eq!(err.kafka_code(), 76);
+    }
+
+    #[test]
+    fn two_batches_in_one_produce_are_invalid_record() {
+        let a = client_batch(1, 0, Compression::None, false);
+        let mut both = BytesMut::from(&a[..]);
+        both.extend_from_slice(&a);
+        let err = validate_client_batches(both.freeze(), 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+    }
+
+    #[test]
+    fn control_batch_from_client_is_invalid_record() {
+        let batch = client_batch(1, 0, Compression::None, false);
+        let b = patch(&batch, ATTRIBUTES_OFFSET, &CONTROL_BIT.to_be_bytes());
+        let err = validate_client_batches(b, 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+    }
+
+    #[test]
+    fn nonzero_base_offset_from_client_is_invalid_record() {
+        let batch = client_batch(1, 0, Compression::None, false);
+        let mut b = BytesMut::from(&batch[..]);
+        set_base_offset(&mut b, 7);
+        let err = validate_client_batches(b.freeze(), 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+    }
+
+    #[test]
+    fn empty_records_are_invalid_record() {
+        let err = validate_client_batches(Bytes::new(), 1 << 20, false).unwrap_err();
+        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // Every prefix and a byte flip at every position of a valid batch: an error or a
+        // success, never a panic.
+        let batch = client_batch(4, 0, Compression::Snappy, true);
+        for len in 0..batch.len() {
+            let _ = validate_client_batches(batch.slice(..len), 1 << 20, true);
+        }
+        for i in 0..batch.len() {
+            let b = patch(&batch, i.max(ATTRIBUTES_OFFSET), &[batch[i.max(21)] ^ 0xff]);
+            let _ = validate_client_batches(b, 1 << 20, true);
+        }
+    }
+
+    #[test]
+    fn max_timestamp_is_recomputed_from_the_records() {
+        let batch = client_batch(3, 1_000, Compression::None, false);
+        let b = patch(&batch, MAX_TIMESTAMP_OFFSET, &5i64.to_be_bytes());
+        let v = validate_client_batches(b, 1 << 20, false).unwrap();
+        assert_eq!(v.headers[0].max_timestamp, 1_002);
+        let h = BatchHeader::parse(&v.bytes).unwrap();
+        assert_eq!(h, v.headers[0]);
+        verify_crc(&v.bytes, &h).unwrap();
+    }
+
+    #[test]
+    fn offsets_and_epoch_are_set_outside_the_crc() {
+        let batch = client_batch(3, 0, Compression::None, false);
+        let mut b = BytesMut::from(&batch[..]);
+        set_base_offset(&mut b, 42);
+        set_partition_leader_epoch(&mut b, 7);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+        verify_crc(&b, &h).unwrap();
+    }
+
+    #[test]
+    fn log_append_time_rewrites_crc() {
+        let batch = client_batch(3, 0, Compression::Zstd, false);
+        let mut b = BytesMut::from(&batch[..]);
+        let h = BatchHeader::parse(&b).unwrap();
+        let h2 = set_max_timestamp(&mut b, &h, TimestampType::LogAppend, 99);
+        assert_eq!(h2.timestamp_type(), TimestampType::LogAppend);
+        assert_eq!(BatchHeader::parse(&b).unwrap(), h2);
+        verify_crc(&b, &h2).unwrap();
+        let recs = record_offsets_and_timestamps(&b.freeze(), &h2).unwrap();
+        assert_eq!(recs, vec![(0, 99), (1, 99), (2, 99)]);
+    }
+
+    #[test]
+    fn record_offsets_and_timestamps_follow_the_deltas() {
+        let batch = client_batch(3, 500, Compression::Gzip, false);
+        let mut b = BytesMut::from(&batch[..]);
+        set_base_offset(&mut b, 10);
+        let b = b.freeze();
+        let h = BatchHeader::parse(&b).unwrap();
+        let recs = record_offsets_and_timestamps(&b, &h).unwrap();
+        assert_eq!(recs, vec![(10, 500), (11, 501), (12, 502)]);
+    }
+}

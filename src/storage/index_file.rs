@@ -1,0 +1,254 @@
+//! The memory-mapped file under both of Kafka's segment indexes (Kafka's `AbstractIndex`):
+//! fixed-size big-endian entries, preallocated while the segment is active and trimmed to the
+//! entries it holds when the segment closes.
+//!
+//! Only index files are mapped, never a `.log`. A mapping is always dropped before its file is
+//! shrunk, so no page of a live mapping ever lies past the end of its file (that would be a
+//! SIGBUS on the next access).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+pub(crate) struct IndexFile {
+    /// Where the index lives; reopened by path to resize, so no descriptor is held.
+    path: PathBuf,
+    /// 8 for the offset index, 12 for the time index.
+    entry_size: usize,
+    /// The whole file mapped read-write; `None` only while the file is being resized.
+    mmap: Option<MmapMut>,
+    /// Entries in use; the mapping may be longer (preallocation).
+    entries: usize,
+}
+
+fn round_down(n: usize, multiple: usize) -> usize {
+    n / multiple * multiple
+}
+
+fn map(file: &File) -> io::Result<MmapMut> {
+    // SAFETY: the file is ours alone (the log dir is locked by this broker) and is only ever
+    // shrunk after this mapping has been dropped.
+    unsafe { MmapMut::map_mut(file) }
+}
+
+impl IndexFile {
+    /// Creates (or empties) the file and preallocates `max_bytes` rounded down to whole entries.
+    pub(crate) fn create(path: &Path, entry_size: usize, max_bytes: usize) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(round_down(max_bytes.max(entry_size), entry_size) as u64)?;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            entry_size,
+            mmap: Some(map(&file)?),
+            entries: 0,
+        })
+    }
+
+    /// Maps an existing file; every whole entry in it counts as used (Kafka's rule: a closed
+    /// segment's index was trimmed, so its length is its entry count). Callers sanity-check.
+    pub(crate) fn open(path: &Path, entry_size: usize) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mmap = map(&file)?;
+        let entries = mmap.len() / entry_size;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            entry_size,
+            mmap: Some(mmap),
+            entries,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn entries(&self) -> usize {
+        self.entries
+    }
+
+    pub(crate) fn max_entries(&self) -> usize {
+        self.len() / self.entry_size
+    }
+
+    /// File length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.mmap.as_ref().map_or(0, |m| m.len())
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries >= self.max_entries()
+    }
+
+    /// The bytes of entry `n` (< entries).
+    pub(crate) fn entry(&self, n: usize) -> &[u8] {
+        let at = n * self.entry_size;
+        match &self.mmap {
+            Some(m) => &m[at..at + self.entry_size],
+            None => &[],
+        }
+    }
+
+    /// Appends one entry; false when the preallocated space is used up.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> bool {
+        debug_assert_eq!(bytes.len(), self.entry_size);
+        if self.is_full() {
+            return false;
+        }
+        let at = self.entries * self.entry_size;
+        if let Some(m) = &mut self.mmap {
+            m[at..at + self.entry_size].copy_from_slice(bytes);
+            self.entries += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets entries from `n` on (the bytes stay until overwritten or trimmed).
+    pub(crate) fn truncate_entries(&mut self, n: usize) {
+        self.entries = self.entries.min(n);
+    }
+
+    /// Largest entry index whose key is <= `target`, by binary search over entries sorted by
+    /// `key`; `None` when every key is greater or there are no entries.
+    pub(crate) fn largest_lower_bound(
+        &self,
+        target: i64,
+        key: impl Fn(&[u8]) -> i64,
+    ) -> Option<usize> {
+        if self.entries == 0 || key(self.entry(0)) > target {
+            return None;
+        }
+        let (mut lo, mut hi) = (0usize, self.entries - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if key(self.entry(mid)) <= target {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some(lo)
+    }
+
+    /// Changes the file length to `bytes` (rounded down to whole entries, never below the
+    /// entries in use) and remaps it: used to preallocate an active index and to trim a
+    /// closed one.
+    pub(crate) fn resize(&mut self, bytes: usize) -> io::Result<()> {
+        let new_len = round_down(bytes, self.entry_size).max(self.entries * self.entry_size);
+        if new_len == self.len() {
+            return Ok(());
+        }
+        if let Some(m) = self.mmap.take() {
+            m.flush_async()?;
+            drop(m);
+        }
+        let remapped = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .and_then(|file| {
+                file.set_len(new_len as u64)?;
+                map(&file)
+            });
+        match remapped {
+            Ok(m) => {
+                self.mmap = Some(m);
+                Ok(())
+            }
+            Err(e) => {
+                // Unmapped, the index holds nothing; lookups fall back to scanning the log
+                // and the segment's next open rebuilds the file.
+                self.entries = 0;
+                Err(e)
+            }
+        }
+    }
+
+    /// Shrinks the file to the entries in use (Kafka's `trimToValidSize`).
+    pub(crate) fn trim(&mut self) -> io::Result<()> {
+        self.resize(self.entries * self.entry_size)
+    }
+
+    /// Writes dirty pages back (msync).
+    pub(crate) fn flush(&self) -> io::Result<()> {
+        match &self.mmap {
+            Some(m) => m.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Unmaps and removes the file.
+    pub(crate) fn delete(mut self) -> io::Result<()> {
+        self.mmap = None;
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_preallocates_and_trim_shrinks_to_used_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        let mut f = IndexFile::create(&path, 8, 100).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 96);
+        assert_eq!(f.max_entries(), 12);
+        assert!(f.push(&[1; 8]));
+        assert!(f.push(&[2; 8]));
+        f.trim().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
+        drop(f);
+        let f = IndexFile::open(&path, 8).unwrap();
+        assert_eq!(f.entries(), 2);
+        assert_eq!(f.entry(1), &[2; 8]);
+    }
+
+    #[test]
+    fn push_stops_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = IndexFile::create(&dir.path().join("x.index"), 8, 16).unwrap();
+        assert!(f.push(&[1; 8]));
+        assert!(f.push(&[2; 8]));
+        assert!(!f.push(&[3; 8]));
+        assert!(f.is_full());
+    }
+
+    #[test]
+    fn largest_lower_bound_finds_the_floor_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = IndexFile::create(&dir.path().join("x.index"), 8, 800).unwrap();
+        for k in [10i64, 20, 30, 40] {
+            f.push(&k.to_be_bytes());
+        }
+        let key = |e: &[u8]| i64::from_be_bytes(e.try_into().unwrap());
+        assert_eq!(f.largest_lower_bound(5, key), None);
+        assert_eq!(f.largest_lower_bound(10, key), Some(0));
+        assert_eq!(f.largest_lower_bound(29, key), Some(1));
+        assert_eq!(f.largest_lower_bound(30, key), Some(2));
+        assert_eq!(f.largest_lower_bound(1000, key), Some(3));
+    }
+
+    #[test]
+    fn zero_length_index_opens_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        std::fs::write(&path, b"").unwrap();
+        let mut f = IndexFile::open(&path, 8).unwrap();
+        assert_eq!(f.entries(), 0);
+        f.resize(64).unwrap();
+        assert!(f.push(&[9; 8]));
+    }
+}

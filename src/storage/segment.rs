@@ -1,0 +1,834 @@
+//! Kafka's `LogSegment`: one `.log` of whole batches plus its `.index` and `.timeindex`, all
+//! named by the segment's base offset in 20 digits (`00000000000000000000.log`). The last
+//! segment of a log is active (appended to, indexes preallocated); the others are closed and
+//! immutable (indexes trimmed).
+//!
+//! Recovery ([`LogSegment::recover`]) re-reads the `.log` from the start, checks every batch
+//! (sane lengths, CRC-32C, increasing offsets), cuts the file at the first bad or torn batch and
+//! rebuilds both indexes from what is left.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use tracing::warn;
+
+use super::batch::{self, BatchHeader};
+use super::file_records::{FileRecords, ScanError};
+use super::log::StorageError;
+use super::offset_index::OffsetIndex;
+use super::time_index::{TimeIndex, TimestampOffset};
+
+/// Read-ahead for index-guided scans: an index entry is at most ~`index.interval.bytes` away.
+const SCAN_CHUNK: usize = 8 * 1024;
+/// Read-ahead for recovery, which reads every byte once.
+const RECOVERY_CHUNK: usize = 4 * 1024 * 1024;
+
+/// Kafka's "no timestamp yet" value for a segment's max timestamp.
+const UNKNOWN_TIMESTAMP: TimestampOffset = TimestampOffset {
+    timestamp: -1,
+    offset: -1,
+};
+
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<dir>/<base offset, 20 digits>.<suffix>`.
+pub fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// The index settings a segment needs (from the topic config).
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentConfig {
+    /// `index.interval.bytes`: bytes of batches between offset index entries.
+    pub index_interval_bytes: u64,
+    /// `segment.index.bytes`: preallocated size of an active segment's indexes.
+    pub max_index_bytes: usize,
+}
+
+/// What recovery found in one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryOutcome {
+    /// Bytes cut off the end of the `.log` (0 when every batch was good).
+    pub truncated_bytes: u64,
+    /// Offset after the last good batch, `None` when no batch is left.
+    pub next_offset: Option<i64>,
+}
+
+pub struct LogSegment {
+    /// First offset this segment may hold; its file names.
+    base_offset: i64,
+    log: FileRecords,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    config: SegmentConfig,
+    /// Bytes appended since the last offset index entry (Kafka's `bytesSinceLastIndexEntry`).
+    bytes_since_last_index_entry: u64,
+    /// Largest batch max timestamp and that batch's last offset: retention by time, the
+    /// time index, ListOffsets MAX_TIMESTAMP.
+    max_timestamp_so_far: TimestampOffset,
+    /// Max timestamp of the first batch: `segment.ms` measures a segment's age from it
+    /// (Kafka's `rollingBasedTimestamp`). `None` while empty.
+    rolling_base_timestamp: Option<i64>,
+    /// Wall-clock creation time, the age of a segment whose batches carry no timestamps.
+    created_ms: i64,
+}
+
+/// The index-building state of a segment, borrowed apart from its `.log` so recovery can
+/// index while it scans.
+struct Indexer<'a> {
+    offset_index: &'a mut OffsetIndex,
+    time_index: &'a mut TimeIndex,
+    bytes_since_last_index_entry: &'a mut u64,
+    max_timestamp_so_far: &'a mut TimestampOffset,
+    index_interval_bytes: u64,
+}
+
+impl Indexer<'_> {
+    /// Kafka's per-batch indexing: an entry for the batch at `position` once more than
+    /// `index.interval.bytes` were appended since the last entry.
+    fn index(&mut self, h: &BatchHeader, position: u64) {
+        if h.max_timestamp > self.max_timestamp_so_far.timestamp {
+            *self.max_timestamp_so_far = TimestampOffset {
+                timestamp: h.max_timestamp,
+                offset: h.last_offset(),
+            };
+        }
+        if *self.bytes_since_last_index_entry > self.index_interval_bytes {
+            self.offset_index.append(h.last_offset(), position as u32);
+            self.time_index.maybe_append(
+                self.max_timestamp_so_far.timestamp,
+                self.max_timestamp_so_far.offset,
+                false,
+            );
+            *self.bytes_since_last_index_entry = 0;
+        }
+        *self.bytes_since_last_index_entry += h.total_size() as u64;
+    }
+}
+
+fn io_err(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> StorageError {
+    move |e| StorageError::io(context(), e)
+}
+
+impl LogSegment {
+    /// Creates an empty segment (files emptied if they exist) with preallocated indexes.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: SegmentConfig,
+        now_ms: i64,
+    ) -> Result<Self, StorageError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let offset_index = {
+            let p = segment_file(dir, base_offset, INDEX_SUFFIX);
+            OffsetIndex::create(&p, base_offset, config.max_index_bytes)
+                .map_err(io_err(|| format!("create {}", p.display())))?
+        };
+        let time_index = {
+            let p = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+            TimeIndex::create(&p, base_offset, config.max_index_bytes)
+                .map_err(io_err(|| format!("create {}", p.display())))?
+        };
+        let log = FileRecords::create(&log_path)
+            .map_err(io_err(|| format!("create {}", log_path.display())))?;
+        Ok(LogSegment {
+            base_offset,
+            log,
+            offset_index,
+            time_index,
+            config,
+            bytes_since_last_index_entry: 0,
+            max_timestamp_so_far: UNKNOWN_TIMESTAMP,
+            rolling_base_timestamp: None,
+            created_ms: now_ms,
+        })
+    }
+
+    /// Opens an existing segment. Returns whether its indexes are trustworthy; when they are
+    /// missing or fail the sanity check they are replaced by empty ones and the caller must
+    /// [`recover`](Self::recover) the segment, which rebuilds them.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        config: SegmentConfig,
+        now_ms: i64,
+    ) -> Result<(Self, bool), StorageError> {
+        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        let log = FileRecords::open(&log_path)
+            .map_err(io_err(|| format!("open {}", log_path.display())))?;
+        let log_size = log.size();
+        let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
+        let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+
+        let offset_index = match OffsetIndex::open(&index_path, base_offset) {
+            Ok(idx) => match idx.sanity_check(log_size) {
+                Ok(()) => Some(idx),
+                Err(why) => {
+                    warn!("{why}; rebuilding it from {}", log_path.display());
+                    None
+                }
+            },
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn!("cannot open {}: {e}; rebuilding it", index_path.display());
+                } else if log_size > 0 {
+                    warn!("{} is missing; rebuilding it", index_path.display());
+                }
+                None
+            }
+        };
+        let time_index = match TimeIndex::open(&time_path, base_offset) {
+            Ok(idx) => match idx.sanity_check() {
+                Ok(()) => Some(idx),
+                Err(why) => {
+                    warn!("{why}; rebuilding it from {}", log_path.display());
+                    None
+                }
+            },
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn!("cannot open {}: {e}; rebuilding it", time_path.display());
+                } else if log_size > 0 {
+                    warn!("{} is missing; rebuilding it", time_path.display());
+                }
+                None
+            }
+        };
+        let indexes_ok = offset_index.is_some() && time_index.is_some();
+        let offset_index = match offset_index {
+            Some(i) => i,
+            None => OffsetIndex::create(&index_path, base_offset, config.max_index_bytes)
+                .map_err(io_err(|| format!("create {}", index_path.display())))?,
+        };
+        let time_index = match time_index {
+            Some(i) => i,
+            None => TimeIndex::create(&time_path, base_offset, config.max_index_bytes)
+                .map_err(io_err(|| format!("create {}", time_path.display())))?,
+        };
+        let max_timestamp_so_far = time_index.last_entry().unwrap_or(UNKNOWN_TIMESTAMP);
+        Ok((
+            LogSegment {
+                base_offset,
+                log,
+                offset_index,
+                time_index,
+                config,
+                bytes_since_last_index_entry: 0,
+                max_timestamp_so_far,
+                rolling_base_timestamp: None,
+                created_ms: now_ms,
+            },
+            // An empty log needs no index: fresh empty ones are correct.
+            indexes_ok || log_size == 0,
+        ))
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// Bytes of batches in the `.log`.
+    pub fn size(&self) -> u64 {
+        self.log.size()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    pub fn set_config(&mut self, config: SegmentConfig) {
+        self.config = config;
+    }
+
+    /// Either index has no room for another entry: the log must roll.
+    pub fn indexes_full(&self) -> bool {
+        self.offset_index.is_full() || self.time_index.is_full()
+    }
+
+    pub fn max_timestamp_so_far(&self) -> TimestampOffset {
+        self.max_timestamp_so_far
+    }
+
+    /// Kafka's `largestTimestamp`: the max batch timestamp, or the file's modification time
+    /// when no batch carries one (retention by time uses it).
+    pub fn largest_timestamp(&self) -> i64 {
+        if self.max_timestamp_so_far.timestamp >= 0 {
+            return self.max_timestamp_so_far.timestamp;
+        }
+        std::fs::metadata(self.log.path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// How long this segment has been open for `segment.ms` (Kafka's `timeWaitedForRoll`):
+    /// from its first batch's timestamp when it has one, else from its creation.
+    pub fn time_waited_for_roll(&self, now_ms: i64, message_timestamp: i64) -> i64 {
+        match self.rolling_base_timestamp {
+            Some(ts) if ts >= 0 => message_timestamp.saturating_sub(ts),
+            _ => now_ms.saturating_sub(self.created_ms),
+        }
+    }
+
+    /// Appends whole batches (`headers` describe `bytes`, in order) and indexes them.
+    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<(), StorageError> {
+        let mut position = self.log.size();
+        self.log.append(bytes).map_err(io_err(|| {
+            format!("append to {}", self.log.path().display())
+        }))?;
+        for h in headers {
+            self.index_batch(h, position);
+            position += h.total_size() as u64;
+        }
+        if self.rolling_base_timestamp.is_none() {
+            self.rolling_base_timestamp = headers.first().map(|h| h.max_timestamp);
+        }
+        Ok(())
+    }
+
+    fn index_batch(&mut self, h: &BatchHeader, position: u64) {
+        Indexer {
+            offset_index: &mut self.offset_index,
+            time_index: &mut self.time_index,
+            bytes_since_last_index_entry: &mut self.bytes_since_last_index_entry,
+            max_timestamp_so_far: &mut self.max_timestamp_so_far,
+            index_interval_bytes: self.config.index_interval_bytes,
+        }
+        .index(h, position);
+    }
+
+    /// Position and header of the first batch whose last offset is >= `offset`, found through
+    /// the offset index and a short scan; `None` when this segment ends before `offset`.
+    pub fn translate_offset(
+        &self,
+        offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        let start = self.offset_index.lookup(offset).position as u64;
+        let mut scanner = self.log.scanner(start, SCAN_CHUNK);
+        loop {
+            match scanner.next_header() {
+                Ok(Some((pos, h))) if h.last_offset() >= offset => return Ok(Some((pos, h))),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.scan_error(e)),
+            }
+        }
+    }
+
+    fn scan_error(&self, e: ScanError) -> StorageError {
+        let path = self.log.path().display();
+        match e {
+            ScanError::Io(e) => StorageError::io(format!("read {path}"), e),
+            ScanError::Torn(pos) => {
+                StorageError::Corrupt(format!("{path}: batch at byte {pos} runs past the end"))
+            }
+            ScanError::Corrupt(pos, why) => {
+                StorageError::Corrupt(format!("{path}: bad batch at byte {pos}: {why}"))
+            }
+        }
+    }
+
+    /// Whole batches from the one holding `start_offset`, at most `max_bytes` of them (but
+    /// the first one regardless when `min_one`), none whose last offset reaches
+    /// `max_offset_exclusive`. `None` when this segment ends before `start_offset`.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one: bool,
+    ) -> Result<Option<(Bytes, Option<i64>)>, StorageError> {
+        let Some((position, first)) = self.translate_offset(start_offset)? else {
+            return Ok(None);
+        };
+        if first.last_offset() >= max_offset_exclusive {
+            return Ok(Some((Bytes::new(), None)));
+        }
+        let first_size = first.total_size();
+        let want = if min_one {
+            max_bytes.max(first_size)
+        } else {
+            max_bytes
+        };
+        let len = (want as u64).min(self.log.size() - position) as usize;
+        if len < first_size {
+            return Ok(Some((Bytes::new(), None)));
+        }
+        let buf = self
+            .log
+            .read_at(position, len)
+            .map_err(io_err(|| format!("read {}", self.log.path().display())))?;
+        // Keep whole batches below the bound; the first is known to qualify.
+        let mut end = first_size;
+        while end + BatchHeader::SIZE <= buf.len() {
+            let h = BatchHeader::parse(&buf[end..]).map_err(|e| {
+                StorageError::Corrupt(format!(
+                    "{}: bad batch at byte {}: {e}",
+                    self.log.path().display(),
+                    position + end as u64
+                ))
+            })?;
+            if end + h.total_size() > buf.len() || h.last_offset() >= max_offset_exclusive {
+                break;
+            }
+            end += h.total_size();
+        }
+        Ok(Some((buf.slice(..end), Some(first.base_offset))))
+    }
+
+    /// ListOffsets by time within this segment: the first record at or after `timestamp` with
+    /// offset >= `starting_offset`, as `(offset, timestamp)`.
+    pub fn find_offset_by_timestamp(
+        &self,
+        timestamp: i64,
+        starting_offset: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let entry = self.time_index.lookup(timestamp);
+        let start = self
+            .offset_index
+            .lookup(entry.offset.max(starting_offset))
+            .position as u64;
+        let mut scanner = self.log.scanner(start, SCAN_CHUNK);
+        loop {
+            let (pos, h) = match scanner.next_header() {
+                Ok(Some(x)) => x,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.scan_error(e)),
+            };
+            if h.max_timestamp < timestamp || h.last_offset() < starting_offset {
+                continue;
+            }
+            for (offset, ts) in self.record_timestamps(pos, &h)? {
+                if ts >= timestamp && offset >= starting_offset {
+                    return Ok(Some((offset, ts)));
+                }
+            }
+        }
+    }
+
+    /// `(offset, timestamp)` of each record of the batch at `position`.
+    pub fn record_timestamps(
+        &self,
+        position: u64,
+        header: &BatchHeader,
+    ) -> Result<Vec<(i64, i64)>, StorageError> {
+        let bytes = self
+            .log
+            .read_at(position, header.total_size())
+            .map_err(io_err(|| format!("read {}", self.log.path().display())))?;
+        batch::record_offsets_and_timestamps(&bytes, header).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "{}: batch at byte {position}: {e}",
+                self.log.path().display()
+            ))
+        })
+    }
+
+    /// Calls `f` with every batch header, oldest first.
+    pub fn scan_headers(&self, mut f: impl FnMut(&BatchHeader)) -> Result<(), StorageError> {
+        let mut scanner = self.log.scanner(0, RECOVERY_CHUNK);
+        loop {
+            match scanner.next_header() {
+                Ok(Some((_, h))) => f(&h),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.scan_error(e)),
+            }
+        }
+    }
+
+    /// Offset after the last batch, scanning from the last offset index entry (Kafka's
+    /// `readNextOffset`); `None` when the segment is empty.
+    pub fn read_next_offset(&self) -> Result<Option<i64>, StorageError> {
+        let start = self.offset_index.lookup(i64::MAX).position as u64;
+        let mut scanner = self.log.scanner(start, SCAN_CHUNK);
+        let mut next = None;
+        loop {
+            match scanner.next_header() {
+                Ok(Some((_, h))) => next = Some(h.next_offset()),
+                Ok(None) => return Ok(next),
+                Err(e) => return Err(self.scan_error(e)),
+            }
+        }
+    }
+
+    /// Loads what an open of an existing active segment does not get from its indexes: the
+    /// first batch's timestamp and, when `scan`, the max timestamp of batches after the last
+    /// time index entry (Kafka's `readLargestTimestamp`). Without `scan` the last entry is
+    /// taken as the max: a clean close wrote the max as the final entry.
+    pub fn load_timestamps(&mut self, scan: bool) -> Result<(), StorageError> {
+        let last = self.time_index.last_entry().unwrap_or(UNKNOWN_TIMESTAMP);
+        let start = match self.time_index.last_entry() {
+            Some(e) => self.offset_index.lookup(e.offset).position as u64,
+            None => 0,
+        };
+        let mut best = last;
+        let mut scanner = self
+            .log
+            .scanner(if scan { start } else { self.log.size() }, SCAN_CHUNK);
+        loop {
+            match scanner.next_header() {
+                Ok(Some((_, h))) => {
+                    if h.max_timestamp > best.timestamp {
+                        best = TimestampOffset {
+                            timestamp: h.max_timestamp,
+                            offset: h.last_offset(),
+                        };
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.scan_error(e)),
+            }
+        }
+        self.max_timestamp_so_far = best;
+        self.rolling_base_timestamp = None;
+        if self.log.size() > 0 {
+            if let Ok(Some((_, h))) = self.log.scanner(0, BatchHeader::SIZE).next_header() {
+                self.rolling_base_timestamp = Some(h.max_timestamp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every batch from the start: sane header, offsets strictly increasing from the
+    /// base offset and below `next_segment_base`, relative offsets that fit the index, valid
+    /// CRC-32C. Cuts the `.log` at the first failure and rebuilds both indexes.
+    pub fn recover(
+        &mut self,
+        next_segment_base: Option<i64>,
+    ) -> Result<RecoveryOutcome, StorageError> {
+        let max_index = self.config.max_index_bytes;
+        self.offset_index.reset();
+        self.time_index.reset();
+        self.offset_index.resize(max_index).map_err(io_err(|| {
+            format!("resize index of {}", self.log.path().display())
+        }))?;
+        self.time_index.resize(max_index).map_err(io_err(|| {
+            format!("resize time index of {}", self.log.path().display())
+        }))?;
+        self.max_timestamp_so_far = UNKNOWN_TIMESTAMP;
+        self.bytes_since_last_index_entry = 0;
+        self.rolling_base_timestamp = None;
+
+        let size = self.log.size();
+        let base_offset = self.base_offset;
+        let mut valid = 0u64;
+        let mut last_offset = base_offset - 1;
+        let mut first: Option<BatchHeader> = None;
+        let mut last: Option<BatchHeader> = None;
+        let mut problem: Option<String> = None;
+        {
+            let mut indexer = Indexer {
+                offset_index: &mut self.offset_index,
+                time_index: &mut self.time_index,
+                bytes_since_last_index_entry: &mut self.bytes_since_last_index_entry,
+                max_timestamp_so_far: &mut self.max_timestamp_so_far,
+                index_interval_bytes: self.config.index_interval_bytes,
+            };
+            let mut scanner = self.log.scanner(0, RECOVERY_CHUNK);
+            loop {
+                match scanner.next_batch() {
+                    Ok(None) => break,
+                    Ok(Some((pos, h, bytes))) => {
+                        let bad = if h.base_offset <= last_offset {
+                            Some(format!(
+                                "base offset {} does not follow offset {last_offset}",
+                                h.base_offset
+                            ))
+                        } else if h.last_offset_delta < 0 {
+                            Some(format!(
+                                "negative last offset delta {}",
+                                h.last_offset_delta
+                            ))
+                        } else if h.last_offset() - base_offset > i32::MAX as i64 {
+                            Some(format!("offset {} too far from the base", h.last_offset()))
+                        } else if next_segment_base.is_some_and(|next| h.last_offset() >= next) {
+                            Some(format!(
+                                "offset {} belongs to the next segment",
+                                h.last_offset()
+                            ))
+                        } else if let Err(e) = batch::verify_crc(bytes, &h) {
+                            Some(e.to_string())
+                        } else {
+                            None
+                        };
+                        if let Some(why) = bad {
+                            problem = Some(format!("batch at byte {pos}: {why}"));
+                            break;
+                        }
+                        last_offset = h.last_offset();
+                        valid = pos + h.total_size() as u64;
+                        indexer.index(&h, pos);
+                        first.get_or_insert(h);
+                        last = Some(h);
+                    }
+                    Err(ScanError::Io(e)) => {
+                        return Err(StorageError::io(
+                            format!("read {}", self.log.path().display()),
+                            e,
+                        ));
+                    }
+                    Err(ScanError::Torn(pos)) => {
+                        problem = Some(format!("torn batch at byte {pos}"));
+                        break;
+                    }
+                    Err(ScanError::Corrupt(pos, why)) => {
+                        problem = Some(format!("bad batch at byte {pos}: {why}"));
+                        break;
+                    }
+                }
+            }
+        }
+        self.rolling_base_timestamp = first.map(|h| h.max_timestamp);
+        let truncated = size - valid;
+        if truncated > 0 {
+            warn!(
+                "{}: {}; truncating {truncated} bytes at byte {valid}",
+                self.log.path().display(),
+                problem.as_deref().unwrap_or("trailing bytes")
+            );
+            self.log
+                .truncate_to(valid)
+                .map_err(io_err(|| format!("truncate {}", self.log.path().display())))?;
+        }
+        self.close_indexes()?;
+        Ok(RecoveryOutcome {
+            truncated_bytes: truncated,
+            next_offset: last.map(|h| h.next_offset()),
+        })
+    }
+
+    /// Removes every batch from the one holding `offset` on; returns the bytes removed.
+    /// The segment becomes the active one, so its indexes are preallocated again.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<u64, StorageError> {
+        let mapping = self.translate_offset(offset)?;
+        self.offset_index.truncate_to(offset);
+        self.time_index.truncate_to(offset);
+        self.make_active()?;
+        let removed = match mapping {
+            Some((position, _)) => {
+                let removed = self.log.size() - position;
+                self.log
+                    .truncate_to(position)
+                    .map_err(io_err(|| format!("truncate {}", self.log.path().display())))?;
+                removed
+            }
+            None => 0,
+        };
+        self.bytes_since_last_index_entry = 0;
+        if self.log.size() == 0 {
+            self.created_ms = now_ms;
+        }
+        self.load_timestamps(true)?;
+        Ok(removed)
+    }
+
+    /// Preallocates the indexes for appends (the segment is, or again is, the active one).
+    pub fn make_active(&mut self) -> Result<(), StorageError> {
+        let max = self.config.max_index_bytes;
+        self.offset_index.resize(max).map_err(io_err(|| {
+            format!("resize index of {}", self.log.path().display())
+        }))?;
+        self.time_index.resize(max).map_err(io_err(|| {
+            format!("resize time index of {}", self.log.path().display())
+        }))
+    }
+
+    /// The segment stops being active (a roll, or close): the time index gets its final entry
+    /// and both indexes are trimmed to their entries (Kafka's `onBecomeInactiveSegment`).
+    pub fn close_indexes(&mut self) -> Result<(), StorageError> {
+        if self.max_timestamp_so_far != UNKNOWN_TIMESTAMP {
+            self.time_index.maybe_append(
+                self.max_timestamp_so_far.timestamp,
+                self.max_timestamp_so_far.offset,
+                true,
+            );
+        }
+        self.offset_index.trim().map_err(io_err(|| {
+            format!("trim index of {}", self.log.path().display())
+        }))?;
+        self.time_index.trim().map_err(io_err(|| {
+            format!("trim time index of {}", self.log.path().display())
+        }))?;
+        self.log
+            .trim()
+            .map_err(io_err(|| format!("trim {}", self.log.path().display())))
+    }
+
+    /// fsync of the `.log` and msync of both indexes.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.log
+            .flush()
+            .map_err(io_err(|| format!("fsync {}", self.log.path().display())))?;
+        self.offset_index.flush().map_err(io_err(|| {
+            format!("msync index of {}", self.log.path().display())
+        }))?;
+        self.time_index.flush().map_err(io_err(|| {
+            format!("msync time index of {}", self.log.path().display())
+        }))
+    }
+
+    /// A second handle on the `.log`, so a flush can run on another thread.
+    pub fn try_clone_log_file(&self) -> Result<std::fs::File, StorageError> {
+        self.log
+            .file()
+            .try_clone()
+            .map_err(io_err(|| format!("dup {}", self.log.path().display())))
+    }
+
+    /// Removes the segment's three files.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let path = self.log.path().to_path_buf();
+        self.offset_index
+            .delete()
+            .map_err(io_err(|| format!("delete index of {}", path.display())))?;
+        self.time_index.delete().map_err(io_err(|| {
+            format!("delete time index of {}", path.display())
+        }))?;
+        self.log
+            .delete()
+            .map_err(io_err(|| format!("delete {}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::tests::client_batch;
+    use bytes::BytesMut;
+    use kafka_protocol::records::Compression;
+
+    const CONFIG: SegmentConfig = SegmentConfig {
+        index_interval_bytes: 100,
+        max_index_bytes: 4096,
+    };
+
+    /// Appends `n` batches of 3 records each with offsets from `segment base + 3i`.
+    fn fill(seg: &mut LogSegment, n: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let b = client_batch(3, 1_000 + 10 * i as i64, Compression::None, false);
+            let mut b = BytesMut::from(&b[..]);
+            batch::set_base_offset(&mut b, seg.base_offset() + 3 * i as i64);
+            let h = BatchHeader::parse(&b).unwrap();
+            seg.append(&b, &[h]).unwrap();
+            out.push(b.freeze());
+        }
+        out
+    }
+
+    #[test]
+    fn files_are_named_by_twenty_digit_base_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let _seg = LogSegment::create(dir.path(), 1234, CONFIG, 0).unwrap();
+        for name in [
+            "00000000000000001234.log",
+            "00000000000000001234.index",
+            "00000000000000001234.timeindex",
+        ] {
+            assert!(dir.path().join(name).exists(), "{name}");
+        }
+    }
+
+    #[test]
+    fn read_returns_whole_batches_from_the_one_holding_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        let batches = fill(&mut seg, 10);
+        let (bytes, first) = seg.read(4, 1 << 20, i64::MAX, false).unwrap().unwrap();
+        assert_eq!(first, Some(3));
+        let expected: Vec<u8> = batches[1..].concat();
+        assert_eq!(&bytes[..], &expected[..]);
+        assert!(seg.read(30, 100, i64::MAX, true).unwrap().is_none());
+    }
+
+    #[test]
+    fn read_stops_at_the_upper_bound_and_max_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        let batches = fill(&mut seg, 5);
+        let one = batches[0].len();
+        let (bytes, _) = seg.read(0, 1 << 20, 6, false).unwrap().unwrap();
+        assert_eq!(bytes.len(), 2 * one, "offsets 6.. are gated");
+        let (bytes, _) = seg.read(0, 2 * one + 5, i64::MAX, false).unwrap().unwrap();
+        assert_eq!(bytes.len(), 2 * one, "no partial batch");
+        let (bytes, _) = seg.read(0, 1, i64::MAX, false).unwrap().unwrap();
+        assert!(bytes.is_empty());
+        let (bytes, _) = seg.read(0, 1, i64::MAX, true).unwrap().unwrap();
+        assert_eq!(bytes.len(), one, "KIP-74: at least one batch");
+    }
+
+    #[test]
+    fn sparse_index_gets_an_entry_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        fill(&mut seg, 10);
+        assert!(
+            seg.offset_index.entries() >= 3,
+            "{}",
+            seg.offset_index.entries()
+        );
+        for i in 0..seg.offset_index.entries() {
+            let e = seg.offset_index.entry(i);
+            let (pos, h) = seg.translate_offset(e.offset).unwrap().unwrap();
+            assert_eq!(pos, e.position as u64);
+            assert_eq!(h.last_offset(), e.offset);
+        }
+    }
+
+    #[test]
+    fn recover_rebuilds_identical_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        fill(&mut seg, 20);
+        seg.close_indexes().unwrap();
+        let before: Vec<_> = (0..seg.offset_index.entries())
+            .map(|i| seg.offset_index.entry(i))
+            .collect();
+        let out = seg.recover(None).unwrap();
+        assert_eq!(
+            out,
+            RecoveryOutcome {
+                truncated_bytes: 0,
+                next_offset: Some(60)
+            }
+        );
+        let after: Vec<_> = (0..seg.offset_index.entries())
+            .map(|i| seg.offset_index.entry(i))
+            .collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn find_offset_by_timestamp_returns_the_first_record_at_or_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        fill(&mut seg, 10); // batch i: offsets 3i.., timestamps 1000+10i, +1, +2
+        assert_eq!(seg.find_offset_by_timestamp(0, 0).unwrap(), Some((0, 1000)));
+        assert_eq!(
+            seg.find_offset_by_timestamp(1041, 0).unwrap(),
+            Some((13, 1041))
+        );
+        assert_eq!(
+            seg.find_offset_by_timestamp(1043, 0).unwrap(),
+            Some((15, 1050))
+        );
+        assert_eq!(seg.find_offset_by_timestamp(5000, 0).unwrap(), None);
+        assert_eq!(seg.find_offset_by_timestamp(0, 7).unwrap(), Some((7, 1021)));
+    }
+
+    #[test]
+    fn truncate_removes_the_batch_holding_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        let batches = fill(&mut seg, 10);
+        let removed = seg.truncate_to(9, 0).unwrap();
+        assert_eq!(removed as usize, batches[3..].concat().len());
+        assert_eq!(seg.read_next_offset().unwrap(), Some(9));
+        assert_eq!(seg.max_timestamp_so_far().timestamp, 1022);
+    }
+}

@@ -1,0 +1,267 @@
+"""confluent-kafka (librdkafka) against a weir broker.
+
+usage: confluent_kafka_client.py MODE BOOTSTRAP [ARGS]
+  roundtrip BOOTSTRAP ACKS         100 000 records (keyed, unkeyed, explicit partition), read back
+  features BOOTSTRAP               compression codecs, headers, null key/value, timestamps, ListOffsets
+  admin BOOTSTRAP                  create/describe/alter/delete topics and configs, describe cluster
+  survive BOOTSTRAP ACKFILE STOP   produce with acks=1 until STOP exists, logging acknowledgements
+  verify-survive BOOTSTRAP ACKFILE every logged acknowledgement is still there
+"""
+
+import os
+import sys
+import time
+
+from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaException,
+                             Producer, TopicPartition)
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   ConfigSource, NewPartitions, NewTopic)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (PARTITIONS, RECORDS, Expected, append_acks, check_partitions, deadline,  # noqa: E402
+                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_survivors)
+
+FAST_RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(bootstrap, topic, partitions, config=None):
+    client = admin(bootstrap)
+    futures = client.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})])
+    try:
+        futures[topic].result(30)
+    except KafkaException as e:
+        if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            raise
+
+
+def consume(bootstrap, topic, partitions, expected_total, timeout=60):
+    """Every record of `topic` from the beginning: partition -> [(offset, key, value, msg)]."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-verify",
+                  "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out = {}
+    n = 0
+    alive = deadline(timeout)
+    while n < expected_total and alive():
+        for m in c.consume(10000, 0.5):
+            assert m.error() is None, m.error()
+            out.setdefault(m.partition(), []).append((m.offset(), m.key(), m.value(), m))
+            n += 1
+    c.close()
+    assert n == expected_total, "read %d of %d records of %s" % (n, expected_total, topic)
+    return out
+
+
+def strip(consumed):
+    return {p: [(o, k, v) for o, k, v, _ in recs] for p, recs in consumed.items()}
+
+
+def roundtrip(bootstrap, acks):
+    topic = "ck-roundtrip-acks%s" % acks.replace("-", "m")
+    create_topic(bootstrap, topic, PARTITIONS)
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
+                  "enable.idempotence": False, "queue.buffering.max.messages": 200000})
+    expected = Expected()
+    produced_to = []
+    errors = []
+
+    def delivered(err, msg, i):
+        if err is not None:
+            errors.append(err)
+            return
+        expected.add(msg.partition(), msg.offset(), msg.key(), msg.value())
+        produced_to.append((i, msg.partition()))
+
+    start = time.time()
+    for i in range(RECORDS):
+        kwargs = {}
+        if explicit_partition(i) is not None:
+            kwargs["partition"] = explicit_partition(i)
+        while True:
+            try:
+                p.produce(topic, key=key_of(i), value=value_of(i),
+                          on_delivery=lambda err, msg, i=i: delivered(err, msg, i), **kwargs)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0, "records still queued"
+    assert not errors, errors[:3]
+    assert expected.total() == RECORDS
+    check_partitions(expected, produced_to)
+    ok("produced %d records with acks=%s in %.1fs" % (RECORDS, acks, time.time() - start))
+    start = time.time()
+    consumed = consume(bootstrap, topic, PARTITIONS, RECORDS)
+    expected.verify(strip(consumed), check_offsets=acks != "0")
+    ok("read them back in %.1fs, same bytes and order per partition" % (time.time() - start))
+
+
+def features(bootstrap):
+    for codec in ["gzip", "snappy", "lz4", "zstd"]:
+        topic = "ck-codec-" + codec
+        create_topic(bootstrap, topic, 1)
+        p = Producer({"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 20})
+        for i in range(5000):
+            p.produce(topic, key=key_of(i), value=value_of(i) * 3)
+        assert p.flush(30) == 0
+        got = consume(bootstrap, topic, 1, 5000)[0]
+        assert [(k, v) for _, k, v, _ in got] == [(key_of(i), value_of(i) * 3) for i in range(5000)]
+        ok("compression " + codec)
+
+    topic = "ck-features"
+    create_topic(bootstrap, topic, 1)
+    p = Producer({"bootstrap.servers": bootstrap})
+    p.produce(topic, key=b"h", value=b"with headers", headers=[("h1", b"v1"), ("h2", None), ("h1", b"again")])
+    p.produce(topic, key=None, value=None)
+    assert p.flush(30) == 0
+    got = consume(bootstrap, topic, 1, 2)[0]
+    assert got[0][3].headers() == [("h1", b"v1"), ("h2", None), ("h1", b"again")], got[0][3].headers()
+    ok("headers")
+    assert got[1][1] is None and got[1][2] is None
+    ok("null key and value")
+
+    topic = "ck-times"
+    create_topic(bootstrap, topic, 1)
+    base = 1_600_000_000_000
+    for i in range(10):
+        p.produce(topic, key=b"t%d" % i, value=b"timed", timestamp=base + i * 1000)
+    assert p.flush(30) == 0
+    got = consume(bootstrap, topic, 1, 10)[0]
+    for i in range(10):
+        assert got[i][3].timestamp() == (TIMESTAMP_CREATE_TIME, base + i * 1000), got[i][3].timestamp()
+    ok("CreateTime timestamps")
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-verify"})
+    found = c.offsets_for_times([TopicPartition(topic, 0, base + 3500)], 10)
+    assert found[0].offset == 4, found
+    exact = c.offsets_for_times([TopicPartition(topic, 0, base + 7000)], 10)
+    assert exact[0].offset == 7, exact
+    late = c.offsets_for_times([TopicPartition(topic, 0, base + 1_000_000)], 10)
+    assert late[0].offset == -1, late
+    assert c.get_watermark_offsets(TopicPartition(topic, 0), 10) == (0, 10)
+    c.close()
+    ok("ListOffsets by time, earliest and latest")
+
+
+def admin_mode(bootstrap):
+    a = admin(bootstrap)
+    topic = "ck-admin-%d" % os.getpid()
+    a.create_topics([NewTopic(topic, 3, 1, config={"retention.ms": "3600000"})])[topic].result(30)
+    ok("create topic")
+    try:
+        a.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+        raise AssertionError("a duplicate topic was created")
+    except KafkaException as e:
+        assert e.args[0].name() == "TOPIC_ALREADY_EXISTS", e
+    try:
+        a.create_topics([NewTopic("ck-bad name", 1, 1)])["ck-bad name"].result(30)
+        raise AssertionError("an invalid topic name was accepted")
+    except KafkaException as e:
+        assert e.args[0].name() == "TOPIC_EXCEPTION", e
+    ok("create errors")
+    md = a.list_topics(timeout=10)
+    assert len(md.topics[topic].partitions) == 3
+    assert md.controller_id == 1, md.controller_id
+    ok("describe topics")
+    resource = ConfigResource("topic", topic)
+    configs = a.describe_configs([resource])[resource].result(30)
+    assert configs["retention.ms"].value == "3600000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    ok("describe configs")
+    change = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("segment.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([change])[change].result(30)
+    configs = a.describe_configs([resource])[resource].result(30)
+    assert configs["segment.ms"].value == "7200000" and configs["retention.ms"].value == "3600000"
+    bad = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET)])
+    try:
+        a.incremental_alter_configs([bad])[bad].result(30)
+        raise AssertionError("an invalid config was accepted")
+    except KafkaException as e:
+        assert e.args[0].name() == "INVALID_CONFIG", e
+    ok("alter configs")
+    broker = ConfigResource("broker", "1")
+    configs = a.describe_configs([broker])[broker].result(30)
+    assert configs["num.partitions"].value is not None
+    ok("describe broker configs")
+    a.create_partitions([NewPartitions(topic, 5)])[topic].result(30)
+    assert len(a.list_topics(timeout=10).topics[topic].partitions) == 5
+    ok("create partitions")
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(10):
+        p.produce(topic, value=b"r%d" % i, partition=0)
+    assert p.flush(30) == 0
+    deleted = a.delete_records([TopicPartition(topic, 0, 6)])
+    low = list(deleted.values())[0].result(30).low_watermark
+    assert low == 6, low
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-verify"})
+    assert c.get_watermark_offsets(TopicPartition(topic, 0), 10) == (6, 10)
+    c.close()
+    ok("delete records")
+    cluster = a.describe_cluster().result(30)
+    assert cluster.controller.id == 1 and len(cluster.nodes) >= 1 and cluster.cluster_id
+    ok("describe cluster")
+    a.delete_topics([topic])[topic].result(30)
+    assert topic not in a.list_topics(timeout=10).topics
+    ok("delete topics")
+
+
+def survive(bootstrap, ack_file, stop_file):
+    topic = "survive"
+    create_topic(bootstrap, topic, PARTITIONS)
+    p = Producer(dict(FAST_RECONNECT, **{"bootstrap.servers": bootstrap, "acks": 1, "linger.ms": 5,
+                                         "message.timeout.ms": 120000}))
+    pending = []
+
+    def delivered(err, msg):
+        if err is None:
+            pending.append("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
+
+    i = 0
+    while not os.path.exists(stop_file):
+        for _ in range(200):
+            try:
+                p.produce(topic, key=b"s%d" % i, value=value_of(i), on_delivery=delivered)
+                i += 1
+            except BufferError:
+                break
+        p.poll(0.01)
+        if pending:
+            append_acks(ack_file, pending)
+            pending.clear()
+    p.flush(60)
+    append_acks(ack_file, pending)
+    ok("survive produced %d" % i)
+
+
+def verify_survive(bootstrap, ack_file):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-verify"})
+    total = sum(c.get_watermark_offsets(TopicPartition("survive", p), 10)[1] for p in range(PARTITIONS))
+    c.close()
+    consumed = strip(consume(bootstrap, "survive", PARTITIONS, total))
+    verify_survivors(read_acks(ack_file), consumed)
+
+
+def main():
+    if len(sys.argv) < 3:
+        usage()
+    mode, bootstrap, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
+    {
+        "roundtrip": lambda: roundtrip(bootstrap, rest[0]),
+        "features": lambda: features(bootstrap),
+        "admin": lambda: admin_mode(bootstrap),
+        "survive": lambda: survive(bootstrap, rest[0], rest[1]),
+        "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
+    }[mode]()
+    ok("ALL")
+
+
+if __name__ == "__main__":
+    main()

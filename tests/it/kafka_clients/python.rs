@@ -1,0 +1,94 @@
+//! confluent-kafka, kafka-python and aiokafka, each through its script in tests/clients/.
+
+use std::time::Duration;
+
+use super::{python, Weir};
+
+const LIMIT: Duration = Duration::from_secs(180);
+
+fn roundtrips(script: &str) {
+    let weir = Weir::start(1);
+    for acks in ["0", "1", "all"] {
+        let out = python(script, &["roundtrip", &weir.bootstrap(), acks], LIMIT);
+        eprint!("{out}");
+    }
+}
+
+fn features(script: &str) {
+    let weir = Weir::start(1);
+    let out = python(script, &["features", &weir.bootstrap()], LIMIT);
+    for check in [
+        "compression gzip",
+        "compression snappy",
+        "compression lz4",
+        "compression zstd",
+        "headers",
+        "null key and value",
+        "CreateTime timestamps",
+        "ListOffsets by time",
+    ] {
+        assert!(out.contains(check), "{script}: no `{check}` in\n{out}");
+    }
+}
+
+fn admin(script: &str) {
+    let weir = Weir::start(1);
+    let out = python(script, &["admin", &weir.bootstrap()], LIMIT);
+    for check in [
+        "create topic",
+        "describe topics",
+        "describe configs",
+        "alter configs",
+        "create partitions",
+        "delete records",
+        "describe cluster",
+        "delete topics",
+    ] {
+        assert!(out.contains(check), "{script}: no `{check}` in\n{out}");
+    }
+}
+
+#[test]
+fn confluent_kafka_round_trips_100k_records_with_acks_0_1_and_all() {
+    roundtrips("confluent_kafka_client.py");
+}
+
+#[test]
+fn confluent_kafka_reads_back_every_codec_headers_nulls_and_timestamps() {
+    features("confluent_kafka_client.py");
+}
+
+#[test]
+fn confluent_kafka_admin_manages_topics_configs_and_sees_the_cluster() {
+    admin("confluent_kafka_client.py");
+}
+
+#[test]
+fn kafka_python_round_trips_100k_records_with_acks_0_1_and_all() {
+    roundtrips("kafka_python_client.py");
+}
+
+#[test]
+fn kafka_python_reads_back_every_codec_headers_nulls_and_timestamps() {
+    features("kafka_python_client.py");
+}
+
+#[test]
+fn kafka_python_admin_manages_topics_configs_and_sees_the_cluster() {
+    admin("kafka_python_client.py");
+}
+
+#[test]
+fn aiokafka_round_trips_100k_records_with_acks_0_1_and_all() {
+    roundtrips("aiokafka_client.py");
+}
+
+#[test]
+fn aiokafka_reads_back_every_codec_headers_nulls_and_timestamps() {
+    features("aiokafka_client.py");
+}
+
+#[test]
+fn aiokafka_admin_manages_topics_configs_and_sees_the_cluster() {
+    admin("aiokafka_client.py");
+}
