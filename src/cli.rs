@@ -62,6 +62,10 @@ pub struct CoordinatorArgs {
     pub listen: String,
     #[arg(long, default_value = "/tmp/weir-coordinator")]
     pub data_dir: PathBuf,
+    /// ZooKeeper's tickTime in ms: session timeouts are clamped to [2, 20] ticks
+    /// (default 2000, or `WEIR_COORDINATOR_TICK_MS`).
+    #[arg(long)]
+    pub tick_time_ms: Option<u64>,
 }
 
 /// Logs to stderr; `RUST_LOG` (or `WEIR_LOG`) filters, `info` by default.
@@ -75,6 +79,8 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -154,11 +160,12 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     };
     use anyhow::Context as _;
     // ZooKeeper's tickTime (session timeouts are clamped to [2, 20] ticks); tests shorten it.
-    let tick_ms: u64 = match std::env::var("WEIR_COORDINATOR_TICK_MS") {
-        Ok(v) => v
+    let tick_ms: u64 = match (args.tick_time_ms, std::env::var("WEIR_COORDINATOR_TICK_MS")) {
+        (Some(ms), _) => ms,
+        (None, Ok(v)) => v
             .parse()
             .with_context(|| format!("WEIR_COORDINATOR_TICK_MS={v}: not a number of ms"))?,
-        Err(_) => 2000,
+        (None, Err(_)) => 2000,
     };
     let config = CoordinationConfig::persistent(&args.data_dir)
         .with_tick_time(std::time::Duration::from_millis(tick_ms.max(1)));
