@@ -35,6 +35,7 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::actors::broker::{Broker, BrokerShared, Shutdown};
+use crate::actors::group::directory::broker_group_router;
 use crate::actors::local_controller::{
     Activate, ControlledBroker, ControllerDefaults, ControllerLink, ControllerState,
     LocalController,
@@ -234,6 +235,7 @@ impl ClusterBuilder {
         let handles: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
 
         let mut opened = Vec::new();
+        let mut groups = Vec::new();
         let mut warned = false;
         for i in 0..self.brokers as i32 {
             let id = i + 1;
@@ -264,6 +266,9 @@ impl ClusterBuilder {
             config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             let (broker, shared) = Broker::open(config.clone(), Some(&cluster_id), handles.clone())
                 .with_context(|| format!("broker {id}"))?;
+            let (router, directory) = broker_group_router(&config, &shared);
+            let broker = broker.with_group_router(router.clone());
+            groups.push((router, directory));
             opened.push((id, addr, socket, config, broker, shared));
         }
 
@@ -308,8 +313,12 @@ impl ClusterBuilder {
 
         let link = ControllerLink::local(controller_id, &controller);
         let (stop, stopped) = watch::channel(false);
-        for (b, (socket, config)) in running.iter().zip(pending_listeners) {
+        for ((b, (socket, config)), (router, directory)) in
+            running.iter().zip(pending_listeners).zip(groups)
+        {
+            directory.set_controller(link.clone());
             let ctx = Arc::new(ApiContext {
+                groups: router,
                 broker_id: b.id,
                 topic_defaults: Arc::new(config.topic_defaults()),
                 config: Arc::new(config),

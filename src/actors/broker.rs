@@ -25,6 +25,7 @@ use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
+use crate::actors::group::{GroupRouter, GROUP_METADATA_TOPIC_NAME};
 use crate::actors::metadata_cache::{
     BrokerEndpoint, MetadataCache, MetadataSnapshot, PartitionMetadata, TopicConfigState,
     TopicMetadata, INTERNAL_TOPICS, LEADER_DURING_DELETE,
@@ -116,6 +117,9 @@ pub struct Broker {
     controller_epoch: i32,
     /// Set by [`Shutdown`]: controller requests arriving afterwards are refused.
     shutting_down: bool,
+    /// Starts and stops the group coordinators of the `__consumer_offsets` partitions this
+    /// broker leads (none when the broker runs without group coordination, as in tests).
+    group_router: Option<GroupRouter>,
 }
 
 /// What a broker shares with the connections that serve its clients.
@@ -161,6 +165,7 @@ impl Broker {
                 next_arbiter: 0,
                 controller_epoch: -1,
                 shutting_down: false,
+                group_router: None,
             },
             shared,
         ))
@@ -168,6 +173,12 @@ impl Broker {
 
     pub fn broker_id(&self) -> i32 {
         self.broker_id
+    }
+
+    /// Has LeaderAndIsr and StopReplica start and stop group coordinators through `router`.
+    pub fn with_group_router(mut self, router: GroupRouter) -> Self {
+        self.group_router = Some(router);
+        self
     }
 
     /// The partitions found on disk at start-up that no controller has claimed yet.
@@ -253,7 +264,8 @@ impl Broker {
             log,
             config.clone(),
             Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64),
-        );
+        )
+        .with_producer_id_expiration_ms(self.config.producer_id_expiration_ms as i64);
         let handle = match self.next_arbiter() {
             Some(arbiter) => replica.start_on(&arbiter),
             None => replica.start_here(),
@@ -467,6 +479,7 @@ impl Handler<LeaderAndIsr> for Broker {
             let config = self.effective_topic_config(&snapshot, &ps.topic);
             match self.ensure_replica(&tp, ps.topic_id, &config) {
                 Ok(handle) => {
+                    let leads = ps.leader == self.broker_id;
                     let state = LeaderAndIsrState {
                         leader: ps.leader,
                         leader_epoch: ps.leader_epoch,
@@ -475,7 +488,7 @@ impl Handler<LeaderAndIsr> for Broker {
                         partition_epoch: ps.partition_epoch,
                         is_new: ps.is_new,
                     };
-                    pending.push((tp, handle.addr.send(ApplyLeaderAndIsr(state))));
+                    pending.push((tp, leads, handle.addr.send(ApplyLeaderAndIsr(state))));
                 }
                 Err(e) => {
                     tracing::error!(broker = self.broker_id, partition = %tp, error = %e, "cannot host partition");
@@ -483,9 +496,10 @@ impl Handler<LeaderAndIsr> for Broker {
                 }
             }
         }
+        let groups = self.group_router.clone();
         let work = async move {
             let mut results = immediate;
-            for (tp, request) in pending {
+            for (tp, leads, request) in pending {
                 let outcome = match request.await {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e),
@@ -494,6 +508,15 @@ impl Handler<LeaderAndIsr> for Broker {
                         format!("the replica of {tp} stopped"),
                     )),
                 };
+                if let (Some(router), true) = (&groups, tp.topic == GROUP_METADATA_TOPIC_NAME) {
+                    // After the replica applied the state, so a new coordinator's load reads
+                    // a log that is already the leader's.
+                    if leads && outcome.is_none() {
+                        router.become_coordinator(tp.partition);
+                    } else {
+                        router.resign_coordinator(tp.partition);
+                    }
+                }
                 results.push((tp, outcome));
             }
             Ok(results)
@@ -523,6 +546,11 @@ impl Handler<StopReplica> for Broker {
         let mut stopping = Vec::new();
         let mut unattached = Vec::new();
         for tp in msg.partitions {
+            if let (Some(router), true) =
+                (&self.group_router, tp.topic == GROUP_METADATA_TOPIC_NAME)
+            {
+                router.resign_coordinator(tp.partition);
+            }
             if let Some(handle) = self.replicas.remove(&tp) {
                 stopping.push((tp, Some(handle.addr.send(replica::StopReplica))));
             } else if let Some(log) = self.unattached_logs.remove(&tp) {
@@ -1056,5 +1084,70 @@ mod tests {
         assert_eq!(dirs.len(), 1);
         assert_eq!(dirs[0].partitions.len(), 2);
         assert!(dirs[0].total_bytes > 0);
+    }
+
+    #[actix::test]
+    async fn leading_a_consumer_offsets_partition_starts_its_group_coordinator() {
+        use crate::actors::group::directory::MetadataDirectory;
+        use crate::actors::group::{GroupConfig, InMemoryGroupStore};
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) =
+            Broker::open(config(dir.path()), Some("test-cluster"), vec![]).unwrap();
+        let router = GroupRouter::new(
+            GroupConfig::default(),
+            Arc::new(InMemoryGroupStore::new()),
+            Arc::new(MetadataDirectory::new(
+                shared.metadata.clone(),
+                &BrokerConfig::default(),
+            )),
+        );
+        let broker = broker.with_group_router(router.clone()).start();
+        let offsets_state = |p: i32, leader: i32, epoch: i32| LeaderAndIsrPartitionState {
+            topic: GROUP_METADATA_TOPIC_NAME.into(),
+            topic_id: Uuid::nil(),
+            partition: p,
+            leader,
+            leader_epoch: epoch,
+            isr: vec![1, 2],
+            replicas: vec![1, 2],
+            partition_epoch: epoch,
+            is_new: true,
+        };
+        let request = |states: Vec<LeaderAndIsrPartitionState>| LeaderAndIsr {
+            controller_id: 1,
+            controller_epoch: 1,
+            partition_states: states,
+            live_leaders: vec![endpoint(1), endpoint(2)],
+        };
+        broker
+            .send(request(vec![
+                offsets_state(0, 1, 0),
+                offsets_state(1, 1, 0),
+            ]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(router.hosted_partitions(), vec![0, 1]);
+        // Partition 1 moves to broker 2: its coordinator resigns.
+        broker
+            .send(request(vec![offsets_state(1, 2, 1)]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(router.hosted_partitions(), vec![0]);
+        broker
+            .send(StopReplica {
+                controller_id: 1,
+                controller_epoch: 1,
+                partitions: vec![TopicPartition {
+                    topic: GROUP_METADATA_TOPIC_NAME.into(),
+                    partition: 0,
+                }],
+                delete: false,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(router.hosted_partitions().is_empty());
     }
 }

@@ -60,6 +60,11 @@ pub struct ControllerState {
     pub cluster_id: String,
     pub controller_epoch: i32,
     pub topics: BTreeMap<String, TopicRecord>,
+    /// The first producer id not yet handed out (what `/latest_producer_id_block` implies in
+    /// ZooKeeper): persisted before a block is answered, so a restart never reuses ids.
+    /// Older state files lack it; they predate idempotence, so 0 is right for them.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 impl ControllerState {
@@ -68,6 +73,7 @@ impl ControllerState {
             cluster_id: generate_cluster_id(),
             controller_epoch: 0,
             topics: BTreeMap::new(),
+            next_producer_id: 0,
         }
     }
 
@@ -1171,6 +1177,111 @@ impl Handler<AlterTopicConfigs> for LocalController {
     }
 }
 
+/// Kafka's producer id block size (`ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// A range of producer ids one broker may hand out on its own, `first..=last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    pub broker_id: i32,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// Asks the cluster-wide producer id allocator for a fresh block (what Kafka's ZooKeeper
+/// mode does by updating `/latest_producer_id_block` with a conditional write, and KRaft by
+/// AllocateProducerIds). Any allocator speaks this message: the interim controller now, the
+/// ZooKeeper-backed controller later.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ProducerIdBlock, ApiError>")]
+pub struct AllocateProducerIdBlock {
+    pub broker_id: i32,
+}
+
+impl Handler<AllocateProducerIdBlock> for LocalController {
+    type Result = AtomicResponse<Self, Result<ProducerIdBlock, ApiError>>;
+
+    fn handle(&mut self, msg: AllocateProducerIdBlock, _: &mut Self::Context) -> Self::Result {
+        let first = self.state.next_producer_id;
+        let block = match first.checked_add(PRODUCER_ID_BLOCK_SIZE) {
+            Some(next) if next > 0 => {
+                self.state.next_producer_id = next;
+                Ok(ProducerIdBlock {
+                    broker_id: msg.broker_id,
+                    first,
+                    last: next - 1,
+                })
+            }
+            _ => Err(ApiError::with_message(
+                ResponseError::UnknownServerError,
+                "producer ids are exhausted",
+            )),
+        };
+        let persist = self.persist();
+        let work = async move {
+            let block = block?;
+            // The block is only handed out once the new high mark is durable.
+            persist.await.map_err(|e| {
+                ApiError::with_message(
+                    ResponseError::UnknownServerError,
+                    format!("persisting the producer id high mark: {e}"),
+                )
+            })?;
+            Ok(block)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self)))
+    }
+}
+
+/// One broker process's current producer id block, shared by its connections: ids come out
+/// of it without asking the allocator until it is used up (Kafka's ProducerIdManager).
+#[derive(Debug, Default)]
+pub struct ProducerIdBlockState {
+    /// The next id to hand out and the block's last id; `None` before the first block.
+    current: Option<(i64, i64)>,
+}
+
+/// Hands out producer ids from blocks obtained from the cluster-wide allocator.
+#[derive(Debug, Clone)]
+pub struct ProducerIdManager {
+    allocator: Recipient<AllocateProducerIdBlock>,
+    /// An async mutex: the allocator round trip happens while holding it, so concurrent
+    /// InitProducerId requests never fetch two blocks when one would do.
+    state: std::sync::Arc<tokio::sync::Mutex<ProducerIdBlockState>>,
+}
+
+impl ProducerIdManager {
+    pub fn new(allocator: Recipient<AllocateProducerIdBlock>) -> Self {
+        Self {
+            allocator,
+            state: Default::default(),
+        }
+    }
+
+    /// The next unused producer id.
+    pub async fn generate(&self, broker_id: i32) -> Result<i64, ApiError> {
+        let mut state = self.state.lock().await;
+        if let Some((next, last)) = state.current {
+            if next <= last {
+                state.current = Some((next + 1, last));
+                return Ok(next);
+            }
+        }
+        let block = self
+            .allocator
+            .send(AllocateProducerIdBlock { broker_id })
+            .await
+            .map_err(|e| {
+                ApiError::with_message(
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("the producer id allocator is unreachable: {e}"),
+                )
+            })??;
+        state.current = Some((block.first + 1, block.last));
+        Ok(block.first)
+    }
+}
+
 /// The recipients a broker's connections forward admin requests to: the interim controller
 /// now, the elected controller of [control-plane] later.
 #[derive(Debug, Clone)]
@@ -1180,6 +1291,8 @@ pub struct ControllerLink {
     pub delete_topics: Recipient<DeleteTopics>,
     pub create_partitions: Recipient<CreatePartitions>,
     pub alter_topic_configs: Recipient<AlterTopicConfigs>,
+    /// InitProducerId's id source (one block at a time from the cluster-wide allocator).
+    pub producer_ids: ProducerIdManager,
 }
 
 impl ControllerLink {
@@ -1190,6 +1303,7 @@ impl ControllerLink {
             delete_topics: addr.clone().recipient(),
             create_partitions: addr.clone().recipient(),
             alter_topic_configs: addr.clone().recipient(),
+            producer_ids: ProducerIdManager::new(addr.clone().recipient()),
         }
     }
 }
@@ -1528,6 +1642,75 @@ mod tests {
         assert_eq!(topic.id, created.topic_id);
         assert!(topic.partitions.values().all(|p| p.leader_epoch == 1));
         assert_eq!(snapshot.controller_epoch, 2);
+    }
+
+    #[actix::test]
+    async fn producer_id_blocks_are_disjoint_and_never_reused_after_a_restart() {
+        let c = cluster(1, None).await;
+        let first = c
+            .controller
+            .send(AllocateProducerIdBlock { broker_id: 1 })
+            .await
+            .unwrap()
+            .unwrap();
+        let second = c
+            .controller
+            .send(AllocateProducerIdBlock { broker_id: 2 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.first, first.last), (0, PRODUCER_ID_BLOCK_SIZE - 1));
+        assert_eq!(second.first, first.last + 1);
+        assert_eq!(second.broker_id, 2);
+        let again = cluster(1, Some(c.state_dir)).await;
+        let third = again
+            .controller
+            .send(AllocateProducerIdBlock { broker_id: 1 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.first, second.last + 1);
+    }
+
+    /// An allocator that hands out 2-id blocks.
+    struct TinyBlocks {
+        next: i64,
+    }
+
+    impl Actor for TinyBlocks {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<AllocateProducerIdBlock> for TinyBlocks {
+        type Result = Result<ProducerIdBlock, ApiError>;
+
+        fn handle(&mut self, msg: AllocateProducerIdBlock, _: &mut Self::Context) -> Self::Result {
+            let first = self.next;
+            self.next += 2;
+            Ok(ProducerIdBlock {
+                broker_id: msg.broker_id,
+                first,
+                last: first + 1,
+            })
+        }
+    }
+
+    #[actix::test]
+    async fn the_producer_id_manager_uses_up_a_block_before_asking_for_the_next() {
+        let allocator = TinyBlocks { next: 100 }.start();
+        let ids = ProducerIdManager::new(allocator.clone().recipient());
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.push(ids.clone().generate(1).await.unwrap());
+        }
+        assert_eq!(got, vec![100, 101, 102, 103, 104]);
+        // Three blocks were fetched for five ids: the allocator's next block starts at 106.
+        let next = allocator
+            .send(AllocateProducerIdBlock { broker_id: 1 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.first, 106);
     }
 
     #[test]

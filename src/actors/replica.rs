@@ -12,6 +12,12 @@
 //! log end offset over the ISR. With one replica the ISR is the leader alone, so the
 //! high-water mark follows the log end offset on every append; [replication] feeds the
 //! followers' log end offsets into the same computation.
+//!
+//! It also owns the partition's producer state (idempotence, Kafka's ProducerStateManager):
+//! a leader append checks each batch with a producer id against it (a retried batch is
+//! answered with its original offsets and not appended again), every append updates it, and
+//! it is rebuilt on open from the newest `<offset>.snapshot` plus the log after it.
+//! Snapshots are taken when a segment rolls and at clean shutdown.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,7 +30,11 @@ use uuid::Uuid;
 
 use crate::config::TopicConfig;
 use crate::protocol::error::ApiError;
-use crate::storage::{PartitionLog, StorageError, TopicPartition, ValidatedBatches};
+use crate::storage::producer_state::{self, ProducerBatch, ProducerStateManager};
+use crate::storage::{BatchHeader, PartitionLog, StorageError, TopicPartition, ValidatedBatches};
+
+/// Kafka's default `producer.id.expiration.ms` (one day).
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 
 /// ListOffsets' special timestamps (Kafka's `ListOffsetsRequest`).
 pub const LATEST_TIMESTAMP: i64 = -1;
@@ -144,6 +154,11 @@ pub struct Replica {
     progress: watch::Sender<PartitionProgress>,
     /// One flush at a time: its fsyncs run on a blocking thread.
     flush_in_flight: bool,
+    /// Per producer id: epoch and the last batches' sequences, to drop retried batches and
+    /// refuse gaps and zombies.
+    producer_state: ProducerStateManager,
+    /// `producer.id.expiration.ms`: producers idle this long are forgotten at retention time.
+    producer_id_expiration_ms: i64,
 }
 
 impl Replica {
@@ -161,6 +176,7 @@ impl Replica {
         let log_start = log.log_start_offset();
         let log_end = log.log_end_offset();
         let high_watermark = log.high_watermark().clamp(log_start, log_end);
+        let producer_state = load_producer_state(&log);
         let (progress, _) = watch::channel(PartitionProgress {
             high_watermark,
             log_end_offset: log_end,
@@ -184,7 +200,59 @@ impl Replica {
             retention_check_interval,
             progress,
             flush_in_flight: false,
+            producer_state,
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
+    }
+
+    /// Sets `producer.id.expiration.ms` (the broker's config).
+    pub fn with_producer_id_expiration_ms(mut self, ms: i64) -> Self {
+        self.producer_id_expiration_ms = ms;
+        self
+    }
+
+    /// Writes a producer state snapshot on a blocking thread (it fsyncs).
+    fn snapshot_producer_state_in_background(&self, ctx: &mut Context<Self>) {
+        let Some(log) = self.log.as_ref() else {
+            return;
+        };
+        let dir = log.dir().to_path_buf();
+        let state = self.producer_state.clone();
+        let tp = self.tp.clone();
+        ctx.spawn(
+            async move {
+                match tokio::task::spawn_blocking(move || state.take_snapshot(&dir)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(partition = %tp, error = %e, "producer state snapshot failed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, error = %e, "producer state snapshot task failed")
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Snapshot at shutdown, on this thread: the actor is going away.
+    fn snapshot_producer_state_now(&self) {
+        if let Some(log) = self.log.as_ref() {
+            if let Err(e) = self.producer_state.take_snapshot(log.dir()) {
+                tracing::warn!(partition = %self.tp, error = %e, "producer state snapshot failed");
+            }
+        }
+    }
+
+    /// Truncates the log to `offset` and rebuilds the producer state for what remains.
+    fn truncate_log_to(&mut self, offset: i64) -> Result<(), ApiError> {
+        let tp = self.tp.clone();
+        let log = self.log_mut()?;
+        log.truncate_to(offset).map_err(|e| storage_error(&tp, e))?;
+        self.producer_state = load_producer_state(self.log()?);
+        self.high_watermark = self.high_watermark.min(offset);
+        self.update_progress();
+        Ok(())
     }
 
     /// Starts the replica on `arbiter` and returns its handle.
@@ -392,9 +460,21 @@ impl Replica {
         match log.apply_retention(now) {
             Ok(0) => {}
             Ok(deleted) => {
-                tracing::info!(partition = %tp, deleted, "retention deleted segments")
+                tracing::info!(partition = %tp, deleted, "retention deleted segments");
+                // Snapshots below the new log start describe records that are gone.
+                if let Err(e) =
+                    producer_state::delete_snapshots_below(log.dir(), log.log_start_offset())
+                {
+                    tracing::warn!(partition = %tp, error = %e, "cannot delete old producer snapshots");
+                }
             }
             Err(e) => tracing::warn!(partition = %tp, error = %e, "retention failed"),
+        }
+        let removed = self
+            .producer_state
+            .remove_expired(now, self.producer_id_expiration_ms);
+        if removed > 0 {
+            tracing::debug!(partition = %tp, removed, "expired idle producers");
         }
         self.update_progress();
         self.maybe_flush(ctx);
@@ -412,6 +492,7 @@ impl Actor for Replica {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         // Dropped without StopReplica (system shutdown): close the log so indexes are trimmed.
+        self.snapshot_producer_state_now();
         if let Some(log) = self.log.take() {
             if let Err(e) = log.close() {
                 tracing::warn!(partition = %self.tp, error = %e, "closing the log failed");
@@ -440,6 +521,66 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A batch header as the producer state sees it, once the batch has its offsets.
+fn producer_batch(h: &BatchHeader, first_offset: i64) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        base_sequence: h.base_sequence,
+        last_sequence: ProducerBatch::last_sequence_of(h.base_sequence, h.last_offset_delta),
+        first_offset,
+        last_offset: first_offset + h.last_offset_delta as i64,
+        max_timestamp: h.max_timestamp,
+    }
+}
+
+/// Rebuilds the producer state of `log`: the newest snapshot at or below the log end, then
+/// every batch after it (headers only). A log that cannot be read past some point keeps the
+/// state up to there, which only weakens duplicate detection, never refuses an append.
+fn load_producer_state(log: &PartitionLog) -> ProducerStateManager {
+    let mut state = ProducerStateManager::new();
+    let log_start = log.log_start_offset();
+    let log_end = log.log_end_offset();
+    let tp = log.topic_partition();
+    if let Err(e) = state.truncate_and_reload(log.dir(), log_start, log_end) {
+        tracing::warn!(partition = %tp, error = %e, "cannot read producer snapshots; replaying the whole log");
+        state = ProducerStateManager::new();
+    }
+    let mut offset = state.map_end_offset().max(log_start);
+    while offset < log_end {
+        let read = match log.read(offset, 1 << 20, log_end, true) {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(partition = %tp, offset, error = %e, "producer state replay stopped");
+                break;
+            }
+        };
+        let records = read.records;
+        let mut position = 0;
+        let mut next = offset;
+        while records.len() - position >= BatchHeader::SIZE {
+            let Ok(h) = BatchHeader::parse(&records[position..]) else {
+                break;
+            };
+            if h.total_size() < BatchHeader::SIZE || position + h.total_size() > records.len() {
+                break;
+            }
+            if h.has_producer_id() {
+                state.update(&producer_batch(&h, h.base_offset));
+            }
+            next = h.next_offset();
+            position += h.total_size();
+        }
+        if next <= offset {
+            break;
+        }
+        state.advance_to(next);
+        offset = next;
+    }
+    state.advance_to(log_end);
+    state
 }
 
 fn storage_error(tp: &TopicPartition, e: StorageError) -> ApiError {
@@ -506,10 +647,48 @@ impl Handler<AppendRecords> for Replica {
         }
         let epoch = self.leader_epoch;
         let tp = self.tp.clone();
-        let info = self
-            .log_mut()?
+        let headers: Vec<BatchHeader> = msg.batches.headers.clone();
+        // Idempotence: a retried batch is answered with where it was stored, without error
+        // (Kafka answers a duplicate like the original append); gaps and zombies are refused.
+        // Produce v3+ carries one batch per partition, so a duplicate is the whole request.
+        for h in headers.iter().filter(|h| h.has_producer_id()) {
+            match self.producer_state.check(&producer_batch(h, -1)) {
+                Ok(None) => {}
+                Ok(Some(dup)) => {
+                    tracing::debug!(partition = %tp, producer_id = h.producer_id, sequence = h.base_sequence, "duplicate batch");
+                    return Ok(AppendOutcome {
+                        base_offset: dup.first_offset,
+                        last_offset: dup.last_offset,
+                        log_append_time: -1,
+                        log_start_offset: self.log()?.log_start_offset(),
+                        leader_epoch: epoch,
+                    });
+                }
+                Err(e) => {
+                    return Err(ApiError::from_code(
+                        e.kafka_code(),
+                        Some(format!("{tp}: {e}")),
+                    ))
+                }
+            }
+        }
+        let segments_before = self.log()?.segment_count();
+        let log = self.log_mut()?;
+        let info = log
             .append_as_leader(msg.batches, epoch, now_ms())
             .map_err(|e| storage_error(&tp, e))?;
+        let rolled = log.segment_count() > segments_before;
+        let mut offset = info.first_offset;
+        for h in &headers {
+            if h.has_producer_id() {
+                self.producer_state.update(&producer_batch(h, offset));
+            }
+            offset += h.last_offset_delta as i64 + 1;
+        }
+        self.producer_state.advance_to(info.last_offset + 1);
+        if rolled {
+            self.snapshot_producer_state_in_background(ctx);
+        }
         self.update_progress();
         self.maybe_flush(ctx);
         Ok(AppendOutcome {
@@ -739,6 +918,20 @@ impl Handler<DescribeReplica> for Replica {
     }
 }
 
+/// Truncate the log to an offset (a follower after OffsetsForLeaderEpoch, [replication]);
+/// the producer state is rebuilt for what remains.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct TruncateLogTo(pub i64);
+
+impl Handler<TruncateLogTo> for Replica {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: TruncateLogTo, _: &mut Self::Context) -> Self::Result {
+        self.truncate_log_to(msg.0)
+    }
+}
+
 /// StopReplica: stop serving and hand the log back to the broker, which closes or deletes it
 /// through its log manager. Answers with the final progress, for the broker's checkpoints.
 #[derive(Debug, Message)]
@@ -765,6 +958,7 @@ impl Handler<StopReplica> for Replica {
     type Result = MessageResult<StopReplica>;
 
     fn handle(&mut self, _: StopReplica, ctx: &mut Self::Context) -> Self::Result {
+        self.snapshot_producer_state_now();
         self.update_progress();
         let mut last = *self.progress.borrow();
         last.stopped = true;
@@ -872,6 +1066,264 @@ mod tests {
             })
             .await
             .expect("replica alive")
+    }
+
+    /// One idempotent batch of `count` records: sequences `base_sequence..`.
+    fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: base_sequence + i as i32,
+                timestamp: now_ms(),
+                key: None,
+                value: Some(Bytes::from(format!("v{}", base_sequence + i as i32))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode batch");
+        buf.freeze()
+    }
+
+    async fn produce(
+        handle: &ReplicaHandle,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        count: usize,
+    ) -> Result<AppendOutcome, ApiError> {
+        let batches = validate_client_batches(
+            idempotent_batch(producer_id, epoch, base_sequence, count),
+            1 << 20,
+            false,
+        )
+        .expect("valid batch");
+        handle
+            .addr
+            .send(AppendRecords {
+                batches,
+                required_acks: -1,
+            })
+            .await
+            .expect("replica alive")
+    }
+
+    async fn start_leader(dir: &std::path::Path) -> ReplicaHandle {
+        let replica = start_replica(dir);
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        replica
+    }
+
+    /// Stops the replica (which snapshots its producer state) and closes its log.
+    async fn stop(replica: ReplicaHandle) {
+        let stopped = replica.addr.send(StopReplica).await.unwrap();
+        stopped.log.expect("log handed back").close().unwrap();
+    }
+
+    fn partition_dir(dir: &std::path::Path) -> PathBuf {
+        dir.join("t-0")
+    }
+
+    #[actix::test]
+    async fn a_retried_batch_gets_its_original_offsets_and_is_not_appended_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        let first = produce(&replica, 7, 0, 0, 3).await.unwrap();
+        let second = produce(&replica, 7, 0, 3, 2).await.unwrap();
+        assert_eq!((second.base_offset, second.last_offset), (3, 4));
+        let retried = produce(&replica, 7, 0, 0, 3).await.unwrap();
+        assert_eq!((retried.base_offset, retried.last_offset), (0, 2));
+        assert_eq!(retried.base_offset, first.base_offset);
+        let retried = produce(&replica, 7, 0, 3, 2).await.unwrap();
+        assert_eq!(retried.base_offset, 3);
+        assert_eq!(replica.progress().log_end_offset, 5);
+    }
+
+    #[actix::test]
+    async fn a_sequence_gap_is_refused_as_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 2).await.unwrap();
+        let gap = produce(&replica, 7, 0, 5, 1).await.unwrap_err();
+        assert_eq!(gap.code, ResponseError::OutOfOrderSequenceNumber.code());
+        assert_eq!(replica.progress().log_end_offset, 2);
+        // The next sequence in order is still accepted.
+        let next = produce(&replica, 7, 0, 2, 1).await.unwrap();
+        assert_eq!(next.base_offset, 2);
+    }
+
+    #[actix::test]
+    async fn an_older_producer_epoch_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 3, 0, 1).await.unwrap();
+        let zombie = produce(&replica, 7, 2, 1, 1).await.unwrap_err();
+        assert_eq!(zombie.code, ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(replica.progress().log_end_offset, 1);
+    }
+
+    #[actix::test]
+    async fn a_bumped_epoch_must_restart_its_sequences_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 4).await.unwrap();
+        let not_zero = produce(&replica, 7, 1, 4, 1).await.unwrap_err();
+        assert_eq!(
+            not_zero.code,
+            ResponseError::OutOfOrderSequenceNumber.code()
+        );
+        let bumped = produce(&replica, 7, 1, 0, 1).await.unwrap();
+        assert_eq!(bumped.base_offset, 4);
+        let old = produce(&replica, 7, 0, 4, 1).await.unwrap_err();
+        assert_eq!(old.code, ResponseError::InvalidProducerEpoch.code());
+    }
+
+    #[actix::test]
+    async fn producers_are_independent() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 2).await.unwrap();
+        let other = produce(&replica, 8, 0, 0, 2).await.unwrap();
+        assert_eq!(other.base_offset, 2);
+        let plain = append(&replica, &["x"]).await.unwrap();
+        assert_eq!(plain.base_offset, 4);
+    }
+
+    #[actix::test]
+    async fn producer_state_survives_a_clean_restart_through_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 2).await.unwrap();
+        produce(&replica, 7, 0, 2, 2).await.unwrap();
+        stop(replica).await;
+        let snapshots = producer_state::list_snapshots(&partition_dir(dir.path())).unwrap();
+        assert_eq!(snapshots.keys().copied().collect::<Vec<_>>(), vec![4]);
+
+        let replica = start_leader(dir.path()).await;
+        let retried = produce(&replica, 7, 0, 2, 2).await.unwrap();
+        assert_eq!((retried.base_offset, retried.last_offset), (2, 3));
+        let gap = produce(&replica, 7, 0, 9, 1).await.unwrap_err();
+        assert_eq!(gap.code, ResponseError::OutOfOrderSequenceNumber.code());
+        assert_eq!(produce(&replica, 7, 0, 4, 1).await.unwrap().base_offset, 4);
+    }
+
+    #[actix::test]
+    async fn producer_state_is_rebuilt_from_an_older_snapshot_plus_the_log_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 2).await.unwrap();
+        stop(replica).await;
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 2, 2).await.unwrap();
+        produce(&replica, 8, 0, 0, 1).await.unwrap();
+        stop(replica).await;
+        // Keep only the snapshot at 2, as after a crash: offsets 2..5 must come from the log.
+        let pdir = partition_dir(dir.path());
+        for (offset, path) in producer_state::list_snapshots(&pdir).unwrap() {
+            if offset != 2 {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+
+        let replica = start_leader(dir.path()).await;
+        let retried = produce(&replica, 7, 0, 2, 2).await.unwrap();
+        assert_eq!(retried.base_offset, 2);
+        let retried = produce(&replica, 8, 0, 0, 1).await.unwrap();
+        assert_eq!(retried.base_offset, 4);
+        assert_eq!(replica.progress().log_end_offset, 5);
+    }
+
+    #[actix::test]
+    async fn producer_state_is_rebuilt_from_the_log_alone_without_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 3).await.unwrap();
+        append(&replica, &["plain"]).await.unwrap();
+        produce(&replica, 7, 0, 3, 1).await.unwrap();
+        stop(replica).await;
+        let pdir = partition_dir(dir.path());
+        for path in producer_state::list_snapshots(&pdir).unwrap().into_values() {
+            std::fs::remove_file(path).unwrap();
+        }
+
+        let replica = start_leader(dir.path()).await;
+        let retried = produce(&replica, 7, 0, 3, 1).await.unwrap();
+        assert_eq!(retried.base_offset, 4);
+        let gap = produce(&replica, 7, 0, 5, 1).await.unwrap_err();
+        assert_eq!(gap.code, ResponseError::OutOfOrderSequenceNumber.code());
+    }
+
+    #[actix::test]
+    async fn a_segment_roll_snapshots_the_producer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let config = TopicConfig {
+            segment_bytes: 300,
+            ..TopicConfig::default()
+        };
+        let log = PartitionLog::open(&partition_dir(dir.path()), tp.clone(), &config, 0, true)
+            .expect("open log");
+        let replica =
+            Replica::new(tp, Uuid::new_v4(), 1, log, config, Duration::from_secs(300)).start_here();
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        for sequence in 0..6 {
+            produce(&replica, 7, 0, sequence * 2, 2).await.unwrap();
+        }
+        let pdir = partition_dir(dir.path());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let snapshots = producer_state::list_snapshots(&pdir).unwrap();
+            if !snapshots.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no producer snapshot after segment rolls"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn truncation_forgets_the_batches_it_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_leader(dir.path()).await;
+        produce(&replica, 7, 0, 0, 2).await.unwrap();
+        produce(&replica, 7, 0, 2, 2).await.unwrap();
+        replica.addr.send(TruncateLogTo(2)).await.unwrap().unwrap();
+        assert_eq!(replica.progress().log_end_offset, 2);
+        // The removed batch is no longer a duplicate: it is appended again.
+        let again = produce(&replica, 7, 0, 2, 2).await.unwrap();
+        assert_eq!((again.base_offset, again.last_offset), (2, 3));
+        assert_eq!(replica.progress().log_end_offset, 4);
     }
 
     #[actix::test]

@@ -120,7 +120,7 @@ impl ProducerStateEntry {
 }
 
 /// The state of every producer that has written to this partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerStateEntry>,
     /// The log end offset this state reflects: snapshots are named after it.

@@ -105,6 +105,23 @@ def verify_survivors(acks, consumed):
     ok("%d acknowledged records survived" % len(acks))
 
 
+def verify_exactly_once(acks, consumed, expected_total):
+    """Idempotent production of keys `s<i>` (i ascending): every acknowledged record is at its
+    offset, no key is stored twice, and each partition holds its keys in send order."""
+    verify_survivors(acks, consumed)
+    assert len(acks) == expected_total, "%d of %d records acknowledged" % (len(acks), expected_total)
+    seen = set()
+    for partition, records in consumed.items():
+        last = -1
+        for offset, key, _ in records:
+            assert key not in seen, "partition %d offset %d: %r stored twice" % (partition, offset, key)
+            seen.add(key)
+            i = int(key[1:])
+            assert i > last, "partition %d offset %d: %r after s%d" % (partition, offset, key, last)
+            last = i
+    ok("%d records stored exactly once, in order per partition" % len(seen))
+
+
 def usage():
     print(__doc__, file=sys.stderr)
     sys.exit(2)

@@ -6,6 +6,8 @@ usage: confluent_kafka_client.py MODE BOOTSTRAP [ARGS]
   admin BOOTSTRAP                  create/describe/alter/delete topics and configs, describe cluster
   survive BOOTSTRAP ACKFILE STOP   produce with acks=1 until STOP exists, logging acknowledgements
   verify-survive BOOTSTRAP ACKFILE every logged acknowledgement is still there
+  idempotent BOOTSTRAP ACKFILE     100 000 records with enable.idempotence=true, logging acks
+  verify-idempotent BOOTSTRAP ACKFILE  each of them stored exactly once, in order per partition
 """
 
 import os
@@ -19,7 +21,8 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (PARTITIONS, RECORDS, Expected, append_acks, check_partitions, deadline,  # noqa: E402
-                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_survivors)
+                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_exactly_once,
+                    verify_survivors)
 
 FAST_RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
 
@@ -249,6 +252,52 @@ def verify_survive(bootstrap, ack_file):
     verify_survivors(read_acks(ack_file), consumed)
 
 
+IDEMPOTENT_TOPIC = "idempotent"
+
+
+def idempotent(bootstrap, ack_file):
+    """Paced (about 200 records per 10 ms) so a broker kill lands mid-run."""
+    create_topic(bootstrap, IDEMPOTENT_TOPIC, PARTITIONS)
+    p = Producer(dict(FAST_RECONNECT, **{"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                         "linger.ms": 5, "message.timeout.ms": 180000}))
+    pending = []
+    errors = []
+
+    def delivered(err, msg):
+        if err is None:
+            pending.append("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
+        else:
+            errors.append(err)
+
+    i = 0
+    while i < RECORDS:
+        for _ in range(200):
+            if i == RECORDS:
+                break
+            try:
+                p.produce(IDEMPOTENT_TOPIC, key=b"s%d" % i, value=value_of(i), on_delivery=delivered)
+                i += 1
+            except BufferError:
+                break
+        p.poll(0.01)
+        if pending:
+            append_acks(ack_file, pending)
+            pending.clear()
+    assert p.flush(180) == 0, "records still in flight"
+    append_acks(ack_file, pending)
+    assert not errors, "%d delivery errors, first %s" % (len(errors), errors[0])
+    ok("idempotent produced %d" % i)
+
+
+def verify_idempotent(bootstrap, ack_file):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-verify"})
+    total = sum(c.get_watermark_offsets(TopicPartition(IDEMPOTENT_TOPIC, p), 10)[1]
+                for p in range(PARTITIONS))
+    c.close()
+    consumed = strip(consume(bootstrap, IDEMPOTENT_TOPIC, PARTITIONS, total))
+    verify_exactly_once(read_acks(ack_file), consumed, RECORDS)
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -259,6 +308,8 @@ def main():
         "admin": lambda: admin_mode(bootstrap),
         "survive": lambda: survive(bootstrap, rest[0], rest[1]),
         "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
+        "idempotent": lambda: idempotent(bootstrap, rest[0]),
+        "verify-idempotent": lambda: verify_idempotent(bootstrap, rest[0]),
     }[mode]()
     ok("ALL")
 

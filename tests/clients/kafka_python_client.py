@@ -2,8 +2,9 @@
 
 usage: kafka_python_client.py MODE BOOTSTRAP [ARGS]   (modes as in confluent_kafka_client.py)
 
-kafka-python 3 enables idempotence by default; weir does not serve InitProducerId yet, so
-every producer here sets enable_idempotence=False.
+Producers keep kafka-python 3's defaults: idempotence is on (it is silently switched off
+where a test asks for acks other than all).
+  idempotent BOOTSTRAP             a default producer's records are stored exactly once, in order
 """
 
 import os
@@ -17,7 +18,8 @@ from kafka.errors import InvalidTopicError, TopicAlreadyExistsError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (PARTITIONS, RECORDS, Expected, append_acks, check_partitions, deadline,  # noqa: E402
-                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_survivors)
+                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_exactly_once,
+                    verify_survivors)
 
 FAST_RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 500}
 
@@ -56,7 +58,7 @@ def strip(consumed):
 
 
 def producer(bootstrap, **config):
-    return KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, **config)
+    return KafkaProducer(bootstrap_servers=bootstrap, **config)
 
 
 def roundtrip(bootstrap, acks):
@@ -228,6 +230,25 @@ def verify_survive(bootstrap, ack_file):
     verify_survivors(read_acks(ack_file), strip(consume(bootstrap, "survive", PARTITIONS, total)))
 
 
+def idempotent(bootstrap):
+    topic = "kp-idempotent"
+    total = 20_000
+    create_topic(bootstrap, topic, PARTITIONS)
+    p = KafkaProducer(bootstrap_servers=bootstrap)
+    futures = [p.send(topic, key=b"s%d" % i, value=value_of(i)) for i in range(total)]
+    p.flush(60)
+    acks = []
+    for i, f in enumerate(futures):
+        md = f.get(0)
+        acks.append((md.partition, md.offset, b"s%d" % i))
+    manager = p._transaction_manager
+    assert manager is not None and manager.producer_id_and_epoch.producer_id >= 0, \
+        "the default producer is not idempotent"
+    ok("producer id %d" % manager.producer_id_and_epoch.producer_id)
+    p.close()
+    verify_exactly_once(acks, strip(consume(bootstrap, topic, PARTITIONS, total)), total)
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -238,6 +259,7 @@ def main():
         "admin": lambda: admin_mode(bootstrap),
         "survive": lambda: survive(bootstrap, rest[0], rest[1]),
         "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
+        "idempotent": lambda: idempotent(bootstrap),
     }[mode]()
     ok("ALL")
 

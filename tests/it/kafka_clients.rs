@@ -5,6 +5,7 @@
 //! Every test starts its own broker process on free ports with its own temp data dir.
 
 mod bad_input;
+mod groups;
 mod kcat;
 mod multi_broker;
 mod python;

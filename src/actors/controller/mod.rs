@@ -7,6 +7,7 @@ pub mod actor;
 pub mod channel;
 pub mod context;
 pub mod election;
+pub mod endpoint;
 pub mod messages;
 pub mod placement;
 pub mod zk_client;

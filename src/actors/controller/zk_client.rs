@@ -308,4 +308,104 @@ impl KafkaZkClient {
         }
         Ok(())
     }
+
+    /// Kafka's `ZkProducerIdManager.getNewProducerIdBlock`: the block after the one in
+    /// `/latest_producer_id_block` (or the first, `[0, size-1]`, when the node is empty or
+    /// absent), claimed with a write conditional on the version read, retried when another
+    /// broker claimed a block in between. Returns `(first, last)`.
+    pub async fn allocate_producer_id_block(
+        &self,
+        broker_id: i32,
+        block_size: i64,
+    ) -> anyhow::Result<(i64, i64)> {
+        let path = paths::LATEST_PRODUCER_ID_BLOCK;
+        loop {
+            let current = match self.client.get_data(path, false).await {
+                Ok((data, stat)) => Some((data, stat.version)),
+                Err(CoordinationError::NoNode { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let first = match &current {
+                Some((data, _)) if !data.is_empty() => {
+                    let block: znodes::ProducerIdBlockZNode = znodes::from_bytes(path, data)?;
+                    let (_, end) = block
+                        .range()
+                        .ok_or_else(|| anyhow::anyhow!("malformed znode {path}: bad range"))?;
+                    end.checked_add(1)
+                        .filter(|first| first.checked_add(block_size).is_some())
+                        .ok_or_else(|| anyhow::anyhow!("producer ids are exhausted"))?
+                }
+                _ => 0,
+            };
+            let last = first + block_size - 1;
+            let data = znodes::to_bytes(&znodes::ProducerIdBlockZNode::new(broker_id, first, last));
+            let written = match current {
+                Some((_, version)) => self
+                    .client
+                    .set_data(path, &data, Some(version))
+                    .await
+                    .map(|_| ()),
+                None => self
+                    .client
+                    .create(path, &data, CreateMode::Persistent)
+                    .await
+                    .map(|_| ()),
+            };
+            match written {
+                Ok(()) => return Ok((first, last)),
+                // Another broker claimed a block since the read: read again.
+                Err(CoordinationError::BadVersion { .. })
+                | Err(CoordinationError::NodeExists { .. })
+                | Err(CoordinationError::NoNode { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::actors::coordination::{self, CoordinationConfig, EmbeddedCoordination};
+
+    #[actix::test]
+    async fn producer_id_blocks_follow_the_latest_block_znode() {
+        let service = EmbeddedCoordination::start(
+            CoordinationConfig::in_memory().with_tick_time(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        let (client, _events) = coordination::connect(None, Duration::from_secs(4), Some(&service))
+            .await
+            .unwrap();
+        let zk = KafkaZkClient::new(client);
+        zk.create_top_level_paths().await.unwrap();
+        assert_eq!(
+            zk.allocate_producer_id_block(1, 1000).await.unwrap(),
+            (0, 999)
+        );
+        assert_eq!(
+            zk.allocate_producer_id_block(2, 1000).await.unwrap(),
+            (1000, 1999)
+        );
+        let (data, _) = zk
+            .client
+            .get_data(paths::LATEST_PRODUCER_ID_BLOCK, false)
+            .await
+            .unwrap();
+        let block: znodes::ProducerIdBlockZNode =
+            znodes::from_bytes(paths::LATEST_PRODUCER_ID_BLOCK, &data).unwrap();
+        assert_eq!((block.broker, block.range()), (2, Some((1000, 1999))));
+        // Concurrent claims never overlap.
+        let (a, b) = futures::join!(
+            zk.allocate_producer_id_block(1, 1000),
+            zk.allocate_producer_id_block(2, 1000)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_ne!(a, b);
+        assert!(a.0 >= 2000 && b.0 >= 2000);
+        assert!(a.1 < b.0 || b.1 < a.0);
+    }
 }

@@ -14,9 +14,11 @@
 
 pub mod api;
 pub mod coordinator;
+pub mod directory;
 pub mod metadata;
 pub mod offsets_records;
 pub mod partitioner;
+pub mod replica_store;
 pub mod store;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -75,7 +75,22 @@ impl KafkaApi for Metadata {
                     .collect();
                 if !missing.is_empty() && allow_auto && ctx.config.auto_create_topics_enable {
                     let request = CreateTopics {
-                        topics: missing.iter().map(NewTopic::with_defaults).collect(),
+                        topics: missing
+                            .iter()
+                            .map(|name| {
+                                // [groups] Kafka creates its offsets topic with the
+                                // offsets.topic.* settings, never with the defaults.
+                                if name == crate::actors::group::GROUP_METADATA_TOPIC_NAME {
+                                    crate::actors::group::directory::MetadataDirectory::new(
+                                        ctx.metadata.clone(),
+                                        ctx.config.as_ref(),
+                                    )
+                                    .offsets_topic(snapshot.brokers.len())
+                                } else {
+                                    NewTopic::with_defaults(name)
+                                }
+                            })
+                            .collect(),
                         validate_only: false,
                     };
                     match ctx.controller.create_topics.send(request).await {

@@ -21,7 +21,9 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod groups;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod legacy;
 pub mod list_offsets;
 pub mod metadata;
@@ -55,6 +57,8 @@ pub struct ApiContext {
     pub replicas: LocalReplicas,
     pub broker: Addr<Broker>,
     pub controller: ControllerLink,
+    /// [groups] Finds this broker's group coordinators.
+    pub groups: crate::actors::group::GroupRouter,
     /// One fetch at a time per connection (each connection gets its own gate): a fetch
     /// response can be tens of megabytes, and a client pipelining fetches without reading
     /// the answers must not make the broker hold many of them. Clients fetch one request at
@@ -173,7 +177,19 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<create_partitions::CreatePartitions>(),
         entry::<incremental_alter_configs::IncrementalAlterConfigs>(),
         entry::<describe_cluster::DescribeCluster>(),
-        // [groups]: add the group coordinator's APIs here when they are routed below.
+        entry::<init_producer_id::InitProducerId>(),
+        // [groups]
+        entry::<groups::OffsetCommit>(),
+        entry::<groups::OffsetFetch>(),
+        entry::<groups::FindCoordinator>(),
+        entry::<groups::JoinGroup>(),
+        entry::<groups::Heartbeat>(),
+        entry::<groups::LeaveGroup>(),
+        entry::<groups::SyncGroup>(),
+        entry::<groups::DescribeGroups>(),
+        entry::<groups::ListGroups>(),
+        entry::<groups::DeleteGroups>(),
+        entry::<groups::OffsetDelete>(),
     ]
 }
 
@@ -224,29 +240,30 @@ pub fn dispatch(ctx: &Arc<ApiContext>, frame: Bytes) -> Result<PendingResponse, 
         ApiKey::DescribeCluster => {
             serve::<describe_cluster::DescribeCluster>(ctx, api, version, frame)
         }
+        ApiKey::InitProducerId => {
+            serve::<init_producer_id::InitProducerId>(ctx, api, version, frame)
+        }
 
         // ---------------------------------------------------------------------------------
-        // [groups] The consumer-group coordinator's APIs (src/actors/group/) are deliberately
-        // neither advertised (see `supported_apis`) nor routed yet; the integrator wires them
-        // here, with Kafka 3.7's ranges:
-        //   FindCoordinator 0–4, JoinGroup 0–9, SyncGroup 0–5, Heartbeat 0–4, LeaveGroup 0–5,
-        //   OffsetCommit 0–9, OffsetFetch 0–9, ListGroups 0–4, DescribeGroups 0–5,
-        //   DeleteGroups 0–2, OffsetDelete 0.
-        // Until then a client sending one is treated as sending an unknown key: closed.
-        ApiKey::FindCoordinator
-        | ApiKey::JoinGroup
-        | ApiKey::SyncGroup
-        | ApiKey::Heartbeat
-        | ApiKey::LeaveGroup
-        | ApiKey::OffsetCommit
-        | ApiKey::OffsetFetch
-        | ApiKey::ListGroups
-        | ApiKey::DescribeGroups
-        | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete => Err(CloseConnection(format!(
-            "{api:?} is not served by this broker yet (group coordination)"
-        ))),
-        // InitProducerId (idempotence), transactions, SASL and the rest are not advertised:
+        // [groups] The consumer-group coordinator's APIs (src/actors/group/) with Kafka 3.7's
+        // ranges. OffsetCommit v0–1 and OffsetFetch v0 are hand-decoded (kafka-protocol
+        // cannot), since librdkafka's balanced consumer needs them.
+        ApiKey::OffsetCommit if (0..2).contains(&version) => {
+            groups::serve_legacy(ctx, api, version, frame)
+        }
+        ApiKey::OffsetFetch if version == 0 => groups::serve_legacy(ctx, api, version, frame),
+        ApiKey::OffsetCommit => serve::<groups::OffsetCommit>(ctx, api, version, frame),
+        ApiKey::OffsetFetch => serve::<groups::OffsetFetch>(ctx, api, version, frame),
+        ApiKey::FindCoordinator => serve::<groups::FindCoordinator>(ctx, api, version, frame),
+        ApiKey::JoinGroup => serve::<groups::JoinGroup>(ctx, api, version, frame),
+        ApiKey::Heartbeat => serve::<groups::Heartbeat>(ctx, api, version, frame),
+        ApiKey::LeaveGroup => serve::<groups::LeaveGroup>(ctx, api, version, frame),
+        ApiKey::SyncGroup => serve::<groups::SyncGroup>(ctx, api, version, frame),
+        ApiKey::DescribeGroups => serve::<groups::DescribeGroups>(ctx, api, version, frame),
+        ApiKey::ListGroups => serve::<groups::ListGroups>(ctx, api, version, frame),
+        ApiKey::DeleteGroups => serve::<groups::DeleteGroups>(ctx, api, version, frame),
+        ApiKey::OffsetDelete => serve::<groups::OffsetDelete>(ctx, api, version, frame),
+        // Transactions, SASL and the rest are not advertised:
         // clients check ApiVersions first, so only a misbehaving one gets here.
         other => Err(CloseConnection(format!("{other:?} is not supported"))),
     }
@@ -376,7 +393,10 @@ mod tests {
         assert_eq!(table[&ApiKey::ListOffsets], (0, 8));
         assert_eq!(table[&ApiKey::Metadata], (0, 12));
         assert_eq!(table[&ApiKey::ApiVersions], (0, 3));
-        assert!(!table.contains_key(&ApiKey::InitProducerId));
-        assert!(!table.contains_key(&ApiKey::FindCoordinator));
+        assert_eq!(table[&ApiKey::InitProducerId], (0, 4));
+        assert_eq!(table[&ApiKey::FindCoordinator], (0, 4));
+        assert_eq!(table[&ApiKey::OffsetCommit], (0, 8));
+        assert_eq!(table[&ApiKey::OffsetFetch], (0, 8));
+        assert_eq!(table[&ApiKey::JoinGroup], (0, 9));
     }
 }

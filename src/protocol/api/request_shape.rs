@@ -190,6 +190,104 @@ const CREATE_PARTITIONS: &[Field] = &[
     f(Bool, 0, ANY),
 ];
 
+// InitProducerId (flexible from v2).
+const INIT_PRODUCER_ID: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 0, ANY),
+    f(I64, 3, ANY),
+    f(I16, 3, ANY),
+    f(Bool, 5, ANY),
+    f(Bool, 6, ANY),
+];
+
+// [groups] The consumer-group requests.
+// OffsetCommit (flexible from v8).
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    f(I32, 0, ANY),
+    f(I64, 0, ANY),
+    f(I32, 6, ANY),
+    f(I64, 1, 1),
+    f(Str, 0, ANY),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] = &[f(Str, 0, ANY), f(Arr(OFFSET_COMMIT_PARTITION), 0, ANY)];
+const OFFSET_COMMIT: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 1, ANY),
+    f(Str, 1, ANY),
+    f(Str, 7, ANY),
+    f(I64, 2, 4),
+    f(Arr(OFFSET_COMMIT_TOPIC), 0, ANY),
+];
+
+// OffsetFetch (flexible from v6).
+const OFFSET_FETCH_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    f(Str, 0, ANY),
+    f(Str, 9, ANY),
+    f(I32, 9, ANY),
+    f(Arr(OFFSET_FETCH_TOPIC), 0, ANY),
+];
+const OFFSET_FETCH: &[Field] = &[
+    f(Str, 0, 7),
+    f(Arr(OFFSET_FETCH_TOPIC), 0, 7),
+    f(Arr(OFFSET_FETCH_GROUP), 8, ANY),
+    f(Bool, 7, ANY),
+];
+
+// FindCoordinator (flexible from v3).
+const FIND_COORDINATOR: &[Field] = &[f(Str, 0, 3), f(I8, 1, ANY), f(ArrStr, 4, ANY)];
+
+// JoinGroup (flexible from v6).
+const JOIN_GROUP_PROTOCOL: &[Field] = &[f(Str, 0, ANY), f(Bytes, 0, ANY)];
+const JOIN_GROUP: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 0, ANY),
+    f(I32, 1, ANY),
+    f(Str, 0, ANY),
+    f(Str, 5, ANY),
+    f(Str, 0, ANY),
+    f(Arr(JOIN_GROUP_PROTOCOL), 0, ANY),
+    f(Str, 8, ANY),
+];
+
+// Heartbeat (flexible from v4).
+const HEARTBEAT: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 0, ANY),
+    f(Str, 0, ANY),
+    f(Str, 3, ANY),
+];
+
+// LeaveGroup (flexible from v4).
+const LEAVE_GROUP_MEMBER: &[Field] = &[f(Str, 0, ANY), f(Str, 0, ANY), f(Str, 5, ANY)];
+const LEAVE_GROUP: &[Field] = &[
+    f(Str, 0, ANY),
+    f(Str, 0, 2),
+    f(Arr(LEAVE_GROUP_MEMBER), 3, ANY),
+];
+
+// SyncGroup (flexible from v4).
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[f(Str, 0, ANY), f(Bytes, 0, ANY)];
+const SYNC_GROUP: &[Field] = &[
+    f(Str, 0, ANY),
+    f(I32, 0, ANY),
+    f(Str, 0, ANY),
+    f(Str, 3, ANY),
+    f(Str, 5, ANY),
+    f(Str, 5, ANY),
+    f(Arr(SYNC_GROUP_ASSIGNMENT), 0, ANY),
+];
+
+// DescribeGroups (flexible from v5), ListGroups (v3), DeleteGroups (v2).
+const DESCRIBE_GROUPS: &[Field] = &[f(ArrStr, 0, ANY), f(Bool, 3, ANY)];
+const LIST_GROUPS: &[Field] = &[f(ArrStr, 4, ANY), f(ArrStr, 5, ANY)];
+const DELETE_GROUPS: &[Field] = &[f(ArrStr, 0, ANY)];
+
+// OffsetDelete (never flexible).
+const OFFSET_DELETE_PARTITION: &[Field] = &[f(I32, 0, ANY)];
+const OFFSET_DELETE_TOPIC: &[Field] = &[f(Str, 0, ANY), f(Arr(OFFSET_DELETE_PARTITION), 0, ANY)];
+const OFFSET_DELETE: &[Field] = &[f(Str, 0, ANY), f(Arr(OFFSET_DELETE_TOPIC), 0, ANY)];
+
 /// The schema and first flexible version of each request weir decodes.
 fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
     Some(match api {
@@ -207,6 +305,18 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::DescribeCluster => (DESCRIBE_CLUSTER, 0),
         ApiKey::DescribeLogDirs => (DESCRIBE_LOG_DIRS, 2),
         ApiKey::CreatePartitions => (CREATE_PARTITIONS, 2),
+        ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
+        ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
+        ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
+        ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
+        ApiKey::JoinGroup => (JOIN_GROUP, 6),
+        ApiKey::Heartbeat => (HEARTBEAT, 4),
+        ApiKey::LeaveGroup => (LEAVE_GROUP, 4),
+        ApiKey::SyncGroup => (SYNC_GROUP, 4),
+        ApiKey::DescribeGroups => (DESCRIBE_GROUPS, 5),
+        ApiKey::ListGroups => (LIST_GROUPS, 3),
+        ApiKey::DeleteGroups => (DELETE_GROUPS, 2),
+        ApiKey::OffsetDelete => (OFFSET_DELETE, ANY),
         _ => return None,
     })
 }
@@ -520,7 +630,122 @@ mod tests {
                 ]),
                 version,
             ),
+            ApiKey::InitProducerId => encode(
+                &kafka_protocol::messages::InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+                version,
+            ),
+            ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::SyncGroup
+            | ApiKey::DescribeGroups
+            | ApiKey::ListGroups
+            | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete => group_sample(api, version),
             other => panic!("no sample for {other:?}"),
+        }
+    }
+
+    /// [groups] Samples of the consumer-group requests.
+    fn group_sample(api: ApiKey, version: i16) -> Bytes {
+        use kafka_protocol::messages::{
+            join_group_request as jg, leave_group_request as lg, offset_commit_request as oc,
+            offset_delete_request as od, offset_fetch_request as of, sync_group_request as sg,
+        };
+        let s = StrBytes::from_static_str;
+        match api {
+            ApiKey::OffsetCommit => encode(
+                &OffsetCommitRequest::default().with_topics(vec![
+                    oc::OffsetCommitRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![oc::OffsetCommitRequestPartition::default()
+                            .with_committed_metadata(Some(s("m")))]),
+                ]),
+                version,
+            ),
+            ApiKey::OffsetFetch => {
+                let topics = vec![of::OffsetFetchRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partition_indexes(vec![0, 1])];
+                let groups = vec![of::OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(Some(vec![of::OffsetFetchRequestTopics::default()
+                        .with_name(name("t"))
+                        .with_partition_indexes(vec![0])]))];
+                let req = if version >= 8 {
+                    OffsetFetchRequest::default().with_groups(groups)
+                } else {
+                    OffsetFetchRequest::default().with_topics(Some(topics))
+                };
+                encode(&req, version)
+            }
+            ApiKey::FindCoordinator => {
+                let req = FindCoordinatorRequest::default();
+                let req = if version >= 4 {
+                    req.with_coordinator_keys(vec![s("g")])
+                } else {
+                    req.with_key(s("g"))
+                };
+                encode(&req, version)
+            }
+            ApiKey::JoinGroup => encode(
+                &JoinGroupRequest::default().with_protocols(vec![
+                    jg::JoinGroupRequestProtocol::default()
+                        .with_name(s("range"))
+                        .with_metadata(bytes::Bytes::from_static(b"abc")),
+                ]),
+                version,
+            ),
+            ApiKey::Heartbeat => encode(&HeartbeatRequest::default(), version),
+            ApiKey::LeaveGroup => {
+                let req = LeaveGroupRequest::default();
+                let req = if version >= 3 {
+                    req.with_members(vec![lg::MemberIdentity::default().with_member_id(s("m"))])
+                } else {
+                    req.with_member_id(s("m"))
+                };
+                encode(&req, version)
+            }
+            ApiKey::SyncGroup => encode(
+                &SyncGroupRequest::default().with_assignments(vec![
+                    sg::SyncGroupRequestAssignment::default()
+                        .with_member_id(s("m"))
+                        .with_assignment(bytes::Bytes::from_static(b"x")),
+                ]),
+                version,
+            ),
+            ApiKey::DescribeGroups => encode(
+                &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
+                version,
+            ),
+            ApiKey::ListGroups => {
+                let mut req = ListGroupsRequest::default();
+                if version >= 4 {
+                    req = req.with_states_filter(vec![s("Stable")]);
+                }
+                if version >= 5 {
+                    req = req.with_types_filter(vec![s("classic")]);
+                }
+                encode(&req, version)
+            }
+            ApiKey::DeleteGroups => encode(
+                &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g"))]),
+                version,
+            ),
+            ApiKey::OffsetDelete => encode(
+                &OffsetDeleteRequest::default().with_topics(vec![
+                    od::OffsetDeleteRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![od::OffsetDeleteRequestPartition::default()]),
+                ]),
+                version,
+            ),
+            other => panic!("no group sample for {other:?}"),
         }
     }
 

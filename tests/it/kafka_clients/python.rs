@@ -74,6 +74,20 @@ fn kafka_python_reads_back_every_codec_headers_nulls_and_timestamps() {
 }
 
 #[test]
+fn kafka_python_default_idempotent_producer_stores_each_record_once_in_order() {
+    let weir = Weir::start(1);
+    let out = python(
+        "kafka_python_client.py",
+        &["idempotent", &weir.bootstrap()],
+        LIMIT,
+    );
+    assert!(
+        out.contains("exactly once"),
+        "no exactly-once check in\n{out}"
+    );
+}
+
+#[test]
 fn kafka_python_admin_manages_topics_configs_and_sees_the_cluster() {
     admin("kafka_python_client.py");
 }

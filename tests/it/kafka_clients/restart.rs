@@ -109,6 +109,66 @@ fn aiokafka_acks_survive_kill_9_and_the_client_reconnects() {
     survives_kill_9("aiokafka_client.py");
 }
 
+/// librdkafka's idempotent producer keeps retrying through a kill -9 and restart: the
+/// restarted broker rebuilds its producer state from the log, so retried batches that were
+/// already stored are answered as duplicates instead of being stored twice.
+#[test]
+fn confluent_kafka_idempotent_records_are_stored_exactly_once_across_kill_9() {
+    let script = "confluent_kafka_client.py";
+    crate::support::require_program("python3");
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut weir = Weir::start_in(1, port, &data.path().join("cluster"), &[]);
+    let acks = data.path().join("acks");
+    let mut producer = Script(
+        Command::new("python3")
+            .arg(client_script(script))
+            .args(["idempotent", &weir.bootstrap(), &acks.display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the producer"),
+    );
+    wait_until(
+        "acknowledgements before the kill",
+        Duration::from_secs(60),
+        || (ack_count(&acks) >= 3_000).then_some(()),
+    );
+    weir.kill9();
+    let at_kill = ack_count(&acks);
+    assert!(at_kill < 100_000, "the run finished before the kill");
+    weir.restart();
+    let deadline = Instant::now() + Duration::from_secs(200);
+    let status = loop {
+        if let Some(status) = producer.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the producer did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = producer.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "{script} idempotent failed: {err}");
+    eprintln!("{script}: {at_kill} acknowledged at the kill");
+    let out = python(
+        script,
+        &[
+            "verify-idempotent",
+            &weir.bootstrap(),
+            &acks.display().to_string(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.contains("exactly once"),
+        "no exactly-once check in\n{out}"
+    );
+}
+
 #[test]
 fn a_clean_restart_keeps_topics_and_records() {
     let data = tempfile::tempdir().unwrap();

@@ -417,6 +417,112 @@ fn every_advertised_version_of_every_api_is_answered() {
             "DescribeCluster v{v}"
         );
     }
+
+    // Idempotent producers get a fresh id with epoch 0 each time; transactional ids are
+    // refused (transactions are not served).
+    let mut last_id = -1;
+    for v in range(ApiKey::InitProducerId) {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, v, &request);
+        assert_eq!(
+            (r.error_code, r.producer_epoch),
+            (0, 0),
+            "InitProducerId v{v}"
+        );
+        assert!(
+            r.producer_id.0 > last_id,
+            "InitProducerId v{v} reused an id"
+        );
+        last_id = r.producer_id.0;
+        let transactional = request
+            .clone()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))));
+        let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, v, &transactional);
+        assert_eq!(r.error_code, 35, "transactional InitProducerId v{v}");
+    }
+}
+
+/// One record from `producer_id` (epoch 0) with sequence `sequence`.
+fn idempotent_batch(producer_id: i64, sequence: i32) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(format!("seq {sequence}"))),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// Kafka answers a retried batch like the original append (no error, the original base
+/// offset) and a sequence gap with OUT_OF_ORDER_SEQUENCE_NUMBER.
+#[test]
+fn a_retried_idempotent_produce_is_answered_with_its_original_offset() {
+    let weir = Weir::start(1);
+    let b = weir.bootstrap();
+    create_topic(&b, "idem", 1);
+    let mut c = Conn::new(&b);
+    let r: InitProducerIdResponse = c.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(r.error_code, 0);
+    let pid = r.producer_id.0;
+    let mut produce = |sequence: i32| -> (i16, i64) {
+        let r: ProduceResponse = c.call(
+            ApiKey::Produce,
+            9,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(name("idem"))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(idempotent_batch(pid, sequence))),
+                    ])]),
+        );
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    };
+    assert_eq!(produce(0), (0, 0));
+    assert_eq!(produce(1), (0, 1));
+    assert_eq!(
+        produce(1),
+        (0, 1),
+        "a retry is answered with its original offset"
+    );
+    assert_eq!(produce(0), (0, 0));
+    assert_eq!(produce(5).0, 45, "a gap is OUT_OF_ORDER_SEQUENCE_NUMBER");
+    assert_eq!(produce(2), (0, 2), "nothing was stored for the retries");
 }
 
 #[test]
