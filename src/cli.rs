@@ -148,10 +148,60 @@ async fn wait_for_termination() {
     }
 }
 
-fn run_broker(_args: BrokerArgs) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "weir broker needs [control-plane] (a ZooKeeper-backed controller, zookeeper.connect); use `weir cluster` meanwhile"
-    )
+fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let (config, warnings) = crate::config::BrokerConfig::load(args.config.as_deref(), &args.sets)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    anyhow::ensure!(
+        config.zookeeper_connect.as_deref().is_some_and(|c| !c.trim().is_empty()),
+        "zookeeper.connect is required: host:port[,host:port][/chroot] for ZooKeeper, weir://host:port for a weir coordinator"
+    );
+    let inter = config.inter_broker_listener_name.clone();
+    let listener = config
+        .parsed_listeners()
+        .into_iter()
+        .find(|l| Some(&l.name) != inter.as_ref())
+        .ok_or_else(|| anyhow::anyhow!("listeners has no client listener"))?;
+    let socket = std::net::TcpListener::bind(listener.bind_addr())
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", listener.bind_addr()))?;
+    actix_rt::System::new().block_on(async move {
+        let workers: Vec<actix::Arbiter> = (0..std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2))
+            .map(|_| actix::Arbiter::new())
+            .collect();
+        let env = crate::broker_node::NodeEnv {
+            embedded: None,
+            transport: crate::transport::peer::LocalTransport::new(
+                crate::transport::LinkFaults::new(),
+            ),
+            workers: workers.iter().map(actix::Arbiter::handle).collect(),
+            // Until [replication]: one replica per partition.
+            max_replication_factor: Some(1),
+        };
+        let node = crate::broker_node::BrokerNode::start(config, socket, &env).await?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "broker {} listening on {}", node.id, node.addr)?;
+            writeln!(out, "ready")?;
+            out.flush()?;
+        }
+        wait_for_termination().await;
+        tracing::info!(broker = node.id, "shutting down");
+        node.stop_listener();
+        match node.broker.send(crate::actors::broker::Shutdown).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "unclean broker shutdown"),
+            Err(e) => tracing::warn!(error = %e, "broker actor already stopped"),
+        }
+        for w in &workers {
+            w.stop();
+        }
+        Ok(())
+    })
 }
 
 fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {

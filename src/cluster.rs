@@ -16,14 +16,18 @@
 //! ```
 //!
 //! Broker ids are 1..N; broker i listens on 127.0.0.1:(P+i−1) (P = 0 picks free ports), keeps
-//! its logs in `D/broker-<i>/`, and the controller's state lives in `D/local-controller/`, so
-//! a restart on the same data dir recovers every topic. The configuration (file, then `set`s)
-//! applies to every broker.
+//! its logs in `D/broker-<i>/`, and the embedded coordination service keeps the cluster's
+//! facts (brokers, controller, topics, partition states, configs: Kafka's znode layout) in
+//! `D/coordination/`, so a restart on the same data dir recovers every topic. With
+//! `zookeeper.connect` set, the brokers use that service (a real ZooKeeper or a
+//! `weir coordinator`) instead. Each broker is a [`BrokerNode`]: it registers, stands for
+//! controller election, and serves clients once the elected controller has sent it the
+//! cluster's metadata. The configuration (file, then `set`s) applies to every broker.
 //!
-//! Until [replication] the controller keeps one replica per partition, so the cluster's
-//! defaults for `default.replication.factor`, `min.insync.replicas` and
-//! `offsets.topic.replication.factor` are 1 (the blueprint's 3/2/3, capped at N, come with
-//! [replication]); a user's explicit setting is kept.
+//! Until [replication] brokers do not replicate, so the controller refuses replication
+//! factors above 1 and the cluster's defaults for `default.replication.factor`,
+//! `min.insync.replicas` and `offsets.topic.replication.factor` are 1 (the blueprint's 3/2/3,
+//! capped at N, come with [replication]); a user's explicit setting is kept.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,15 +39,11 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::actors::broker::{Broker, BrokerShared, Shutdown};
-use crate::actors::group::directory::broker_group_router;
-use crate::actors::local_controller::{
-    Activate, ControlledBroker, ControllerDefaults, ControllerLink, ControllerState,
-    LocalController,
-};
-use crate::actors::metadata_cache::BrokerEndpoint;
+use crate::actors::coordination::{CoordinationConfig, EmbeddedCoordination};
+use crate::broker_node::{BrokerNode, NodeEnv};
 use crate::config::{properties, BrokerConfig};
-use crate::protocol::api::ApiContext;
-use crate::protocol::listener;
+use crate::transport::peer::LocalTransport;
+use crate::transport::LinkFaults;
 
 /// Keys whose cluster default differs from Kafka's while there is no replication.
 const SINGLE_REPLICA_DEFAULTS: &[(&str, &str)] = &[
@@ -66,17 +66,21 @@ pub struct ClusterBuilder {
 }
 
 /// A running broker of the cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunningBroker {
     pub id: i32,
     pub addr: SocketAddr,
     pub broker: Addr<Broker>,
     pub shared: BrokerShared,
+    pub node: Arc<BrokerNode>,
 }
 
 pub struct Cluster {
     brokers: Vec<RunningBroker>,
-    controller: Addr<LocalController>,
+    /// The in-process coordination service (absent with `zookeeper.connect`).
+    embedded: Option<EmbeddedCoordination>,
+    /// The seam between the brokers, where faults are injected.
+    transport: Arc<LocalTransport>,
     /// Threads the replicas and connections run on; stopped at shutdown.
     workers: Vec<Arbiter>,
     /// Turns true at shutdown: listeners stop accepting and connections close.
@@ -109,8 +113,14 @@ impl Cluster {
             .join(",")
     }
 
-    pub fn controller(&self) -> &Addr<LocalController> {
-        &self.controller
+    /// The in-process coordination service, if the cluster runs one.
+    pub fn coordination(&self) -> Option<&EmbeddedCoordination> {
+        self.embedded.as_ref()
+    }
+
+    /// The inter-broker seam (link faults live on it).
+    pub fn transport(&self) -> &Arc<LocalTransport> {
+        &self.transport
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -121,6 +131,9 @@ impl Cluster {
     /// checkpoints and the clean-shutdown markers, stop the worker threads.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        for b in &self.brokers {
+            b.node.stop_listener();
+        }
         let mut errors = Vec::new();
         for b in &self.brokers {
             match b.broker.send(Shutdown).await {
@@ -128,6 +141,9 @@ impl Cluster {
                 Ok(Err(e)) => errors.push(format!("broker {}: {e}", b.id)),
                 Err(e) => errors.push(format!("broker {}: {e}", b.id)),
             }
+        }
+        if let Some(service) = &self.embedded {
+            service.shutdown().await;
         }
         for worker in &self.workers {
             worker.stop();
@@ -221,10 +237,6 @@ impl ClusterBuilder {
             }
         }
 
-        let state_path = data_dir.join("local-controller").join("state.json");
-        let state = ControllerState::load_or_new(&state_path)?;
-        let cluster_id = state.cluster_id.clone();
-
         let threads = self.worker_threads.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -234,8 +246,7 @@ impl ClusterBuilder {
         let workers: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         let handles: Vec<ArbiterHandle> = workers.iter().map(Arbiter::handle).collect();
 
-        let mut opened = Vec::new();
-        let mut groups = Vec::new();
+        let mut configs = Vec::new();
         let mut warned = false;
         for i in 0..self.brokers as i32 {
             let id = i + 1;
@@ -264,81 +275,60 @@ impl ClusterBuilder {
             config.advertised_listeners = Vec::new();
             config.log_dirs = vec![data_dir.join(format!("broker-{id}")).display().to_string()];
             config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (broker, shared) = Broker::open(config.clone(), Some(&cluster_id), handles.clone())
-                .with_context(|| format!("broker {id}"))?;
-            let (router, directory) = broker_group_router(&config, &shared);
-            let broker = broker.with_group_router(router.clone());
-            groups.push((router, directory));
-            opened.push((id, addr, socket, config, broker, shared));
+            configs.push((config, socket));
         }
 
-        let first_config = opened[0].3.clone();
-        let mut controlled = Vec::new();
-        let mut running = Vec::new();
-        let mut pending_listeners = Vec::new();
-        for (id, addr, socket, config, broker, shared) in opened {
-            let broker = broker.start();
-            controlled.push(ControlledBroker {
-                endpoint: BrokerEndpoint {
-                    id,
-                    host: HOST.to_string(),
-                    port: addr.port(),
-                    rack: config.broker_rack.clone(),
-                },
-                addr: broker.clone(),
-            });
-            running.push(RunningBroker {
-                id,
-                addr,
-                broker,
-                shared,
-            });
-            pending_listeners.push((socket, config));
-        }
-        let defaults = ControllerDefaults {
-            num_partitions: first_config.num_partitions,
-            default_replication_factor: first_config.default_replication_factor,
-            delete_topic_enable: first_config.delete_topic_enable,
-            topic_defaults: first_config.topic_defaults(),
+        // The coordination service: embedded (persisted under D/coordination/) unless
+        // zookeeper.connect names one.
+        let embedded = match configs[0].0.zookeeper_connect.as_deref() {
+            Some(c) if !c.trim().is_empty() => None,
+            _ => {
+                let service = EmbeddedCoordination::start(CoordinationConfig::persistent(
+                    data_dir.join("coordination"),
+                ))
+                .await
+                .context("starting the embedded coordination service")?;
+                // Every session the service restored belonged to this cluster's previous run,
+                // whose process is gone: expire them now rather than after their timeouts, so
+                // the brokers can register again at once.
+                for session in service.sessions().await {
+                    service.expire_session(session.id).await;
+                }
+                Some(service)
+            }
         };
-        let controller_id = 1;
-        let controller =
-            LocalController::new(controller_id, state, Some(state_path), controlled, defaults)
-                .start();
-        controller
-            .send(Activate)
-            .await
-            .context("the controller stopped")?
-            .map_err(|e| anyhow::anyhow!("activating the controller: {e}"))?;
-
-        let link = ControllerLink::local(controller_id, &controller);
-        let (stop, stopped) = watch::channel(false);
-        for ((b, (socket, config)), (router, directory)) in
-            running.iter().zip(pending_listeners).zip(groups)
-        {
-            directory.set_controller(link.clone());
-            let ctx = Arc::new(ApiContext {
-                groups: router,
-                broker_id: b.id,
-                topic_defaults: Arc::new(config.topic_defaults()),
-                config: Arc::new(config),
-                metadata: b.shared.metadata.clone(),
-                replicas: b.shared.replicas.clone(),
-                broker: b.broker.clone(),
-                controller: link.clone(),
-                fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+        let transport = LocalTransport::new(LinkFaults::new());
+        let env = NodeEnv {
+            embedded: embedded.clone(),
+            transport: transport.clone(),
+            workers: handles.clone(),
+            // Until [replication]: one replica per partition.
+            max_replication_factor: Some(1),
+        };
+        let nodes = futures::future::join_all(
+            configs
+                .into_iter()
+                .map(|(config, socket)| BrokerNode::start(config, socket, &env)),
+        )
+        .await;
+        let mut running = Vec::new();
+        for node in nodes {
+            let node = node?;
+            running.push(RunningBroker {
+                id: node.id,
+                addr: node.addr,
+                broker: node.broker.clone(),
+                shared: node.shared.clone(),
+                node: Arc::new(node),
             });
-            actix::spawn(listener::accept_loop(
-                socket,
-                ctx,
-                handles.clone(),
-                stopped.clone(),
-            ));
         }
+        running.sort_by_key(|b| b.id);
+        let (stop, _) = watch::channel(false);
         tracing::info!(brokers = running.len(), data_dir = %data_dir.display(), "cluster ready");
         Ok(Cluster {
             brokers: running,
-            controller,
+            embedded,
+            transport,
             workers,
             stop,
             data_dir,

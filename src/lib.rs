@@ -6,6 +6,7 @@
 //! segments, indexes, checkpoints).
 
 pub mod actors;
+pub mod broker_node;
 pub mod cli;
 pub mod cluster;
 pub mod config;

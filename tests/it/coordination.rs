@@ -4,4 +4,4 @@
 
 mod bad_input;
 mod conformance;
-mod harness;
+pub mod harness;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod control_plane;
 mod coordination;
 mod kafka_clients;
 mod storage;

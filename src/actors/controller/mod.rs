@@ -8,8 +8,10 @@ pub mod channel;
 pub mod context;
 pub mod election;
 pub mod endpoint;
+pub mod forwarding;
 pub mod messages;
 pub mod placement;
+pub mod producer_ids;
 pub mod zk_client;
 
 pub use actor::{Controller, ControllerDeps, ControllerStatus, GetStatus};

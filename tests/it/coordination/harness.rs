@@ -241,7 +241,7 @@ impl Drop for ChildGuard {
 }
 
 /// `weir coordinator` on `port`, waited for until it prints its address.
-async fn start_binary(port: u16, data_dir: &Path) -> ChildGuard {
+pub async fn start_binary(port: u16, data_dir: &Path) -> ChildGuard {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "coordinator",
@@ -272,7 +272,7 @@ async fn start_binary(port: u16, data_dir: &Path) -> ChildGuard {
 }
 
 /// ZooKeeper 3.8 standalone on `port` with its data under `dir`, ready to serve.
-fn start_zookeeper(port: u16, dir: &Path) -> ChildGuard {
+pub fn start_zookeeper(port: u16, dir: &Path) -> ChildGuard {
     require_program("java");
     let data = dir.join("zk-data");
     std::fs::create_dir_all(&data).expect("zookeeper data dir");
