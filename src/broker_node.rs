@@ -44,8 +44,6 @@ pub struct NodeEnv {
     pub transport: Arc<LocalTransport>,
     /// Threads replicas and connections run on.
     pub workers: Vec<ArbiterHandle>,
-    /// See [`ControllerDeps::max_replication_factor`].
-    pub max_replication_factor: Option<i32>,
 }
 
 /// A running broker node.
@@ -110,10 +108,19 @@ impl BrokerNode {
         }
         let id = config.broker_id;
 
+        let broker_epoch = Arc::new(AtomicI64::new(-1));
+        let peers = Peers::new(
+            id,
+            env.transport.clone(),
+            Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
+        );
         let (broker, shared) = Broker::open(config.clone(), Some(&cluster_id), env.workers.clone())
             .with_context(|| format!("broker {id}"))?;
         let (router, directory) = broker_group_router(&config, &shared);
-        let broker = broker.with_group_router(router.clone()).start();
+        let broker = broker
+            .with_group_router(router.clone())
+            .with_replication(peers.clone(), broker_epoch.clone())
+            .start();
 
         let advertised: Vec<(String, String, u16)> = config
             .parsed_advertised_listeners()
@@ -138,12 +145,6 @@ impl BrokerNode {
             .collect();
         let registration =
             znodes::BrokerRegistration::new(advertised, protocol_map, config.broker_rack.clone());
-        let broker_epoch = Arc::new(AtomicI64::new(-1));
-        let peers = Peers::new(
-            id,
-            env.transport.clone(),
-            Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
-        );
         let deps = ControllerDeps {
             broker_id: id,
             config: Arc::new(config.clone()),
@@ -154,7 +155,6 @@ impl BrokerNode {
                 let epoch = broker_epoch.clone();
                 Arc::new(move |e| epoch.store(e, Ordering::SeqCst))
             },
-            max_replication_factor: env.max_replication_factor,
         };
         // The endpoint must exist before the controller (maybe this broker) sends to it.
         let controller = Controller::create(|_| Controller::new(deps, client, events));
@@ -164,6 +164,7 @@ impl BrokerNode {
                 broker_id: id,
                 broker: broker.clone(),
                 controller: controller.clone(),
+                replicas: shared.replicas.clone(),
             }),
         );
 

@@ -179,8 +179,6 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
                 crate::transport::LinkFaults::new(),
             ),
             workers: workers.iter().map(actix::Arbiter::handle).collect(),
-            // Until [replication]: one replica per partition.
-            max_replication_factor: Some(1),
         };
         let node = crate::broker_node::BrokerNode::start(config, socket, &env).await?;
         {

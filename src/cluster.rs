@@ -24,10 +24,9 @@
 //! controller election, and serves clients once the elected controller has sent it the
 //! cluster's metadata. The configuration (file, then `set`s) applies to every broker.
 //!
-//! Until [replication] brokers do not replicate, so the controller refuses replication
-//! factors above 1 and the cluster's defaults for `default.replication.factor`,
-//! `min.insync.replicas` and `offsets.topic.replication.factor` are 1 (the blueprint's 3/2/3,
-//! capped at N, come with [replication]); a user's explicit setting is kept.
+//! The cluster's defaults are the safe ones the seed recommends, each capped at the number of
+//! brokers: `default.replication.factor=3`, `min.insync.replicas=2`,
+//! `offsets.topic.replication.factor=3`; a user's explicit setting is kept.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,11 +44,13 @@ use crate::config::{properties, BrokerConfig};
 use crate::transport::peer::LocalTransport;
 use crate::transport::LinkFaults;
 
-/// Keys whose cluster default differs from Kafka's while there is no replication.
-const SINGLE_REPLICA_DEFAULTS: &[(&str, &str)] = &[
-    ("default.replication.factor", "1"),
-    ("min.insync.replicas", "1"),
-    ("offsets.topic.replication.factor", "1"),
+/// The safe defaults the seed recommends (Step 16: `acks=all`, `min.insync.replicas=2`,
+/// replication factor 3), where `weir cluster` departs from Kafka's broker defaults; each is
+/// capped at the number of brokers, so a 1-broker cluster still creates topics.
+const SAFE_DEFAULTS: &[(&str, u16)] = &[
+    ("default.replication.factor", 3),
+    ("min.insync.replicas", 2),
+    ("offsets.topic.replication.factor", 3),
 ];
 
 /// The host every in-process broker listens on.
@@ -217,9 +218,9 @@ impl ClusterBuilder {
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
 
-        let mut pairs: Vec<(String, String)> = SINGLE_REPLICA_DEFAULTS
+        let mut pairs: Vec<(String, String)> = SAFE_DEFAULTS
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), (*v).min(self.brokers).to_string()))
             .collect();
         if let Some(file) = &self.config_file {
             pairs.extend(properties::load_file(file)?);
@@ -302,8 +303,6 @@ impl ClusterBuilder {
             embedded: embedded.clone(),
             transport: transport.clone(),
             workers: handles.clone(),
-            // Until [replication]: one replica per partition.
-            max_replication_factor: Some(1),
         };
         let nodes = futures::future::join_all(
             configs

@@ -30,10 +30,12 @@ use crate::actors::metadata_cache::{
     BrokerEndpoint, MetadataCache, MetadataSnapshot, PartitionMetadata, TopicConfigState,
     TopicMetadata, INTERNAL_TOPICS, LEADER_DURING_DELETE,
 };
+use crate::actors::alter_partition::{AlterPartitionManager, ProposeIsr};
 use crate::actors::replica::{
-    self, ApplyLeaderAndIsr, DescribeReplica, LeaderAndIsrState, PartitionProgress, Replica,
-    ReplicaDescription, ReplicaHandle, UpdateTopicConfig,
+    self, ApplyLeaderAndIsr, DescribeReplica, FollowerPosition, LeaderAndIsrState,
+    PartitionProgress, Replica, ReplicaDescription, ReplicaHandle, RoleChange, UpdateTopicConfig,
 };
+use crate::actors::replication::fetcher::{FetcherManager, FetcherSettings, FollowedPartition};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::{LogManager, PartitionLog, TopicPartition};
@@ -120,6 +122,16 @@ pub struct Broker {
     /// Starts and stops the group coordinators of the `__consumer_offsets` partitions this
     /// broker leads (none when the broker runs without group coordination, as in tests).
     group_router: Option<GroupRouter>,
+    /// Follower replication: the fetchers pulling from leaders, and where leaders propose
+    /// ISR changes. `None` for a broker without peers (single-broker tests): it then only
+    /// leads.
+    replication: Option<Replication>,
+}
+
+/// A broker's replication machinery.
+struct Replication {
+    fetchers: FetcherManager,
+    isr_proposer: Recipient<ProposeIsr>,
 }
 
 /// What a broker shares with the connections that serve its clients.
@@ -166,6 +178,7 @@ impl Broker {
                 controller_epoch: -1,
                 shutting_down: false,
                 group_router: None,
+                replication: None,
             },
             shared,
         ))
@@ -178,6 +191,39 @@ impl Broker {
     /// Has LeaderAndIsr and StopReplica start and stop group coordinators through `router`.
     pub fn with_group_router(mut self, router: GroupRouter) -> Self {
         self.group_router = Some(router);
+        self
+    }
+
+    /// Replicates through `peers`: follower partitions are fetched from their leaders, and
+    /// led partitions propose ISR changes to the controller found in the metadata cache.
+    /// `broker_epoch` is this broker's current registration epoch.
+    pub fn with_replication(
+        mut self,
+        peers: crate::transport::peer::Peers,
+        broker_epoch: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    ) -> Self {
+        let manager = AlterPartitionManager::new(
+            self.broker_id,
+            broker_epoch.clone(),
+            self.metadata.clone(),
+            peers.clone(),
+        );
+        let isr_proposer = match self.arbiters.first() {
+            Some(arbiter) => AlterPartitionManager::start_in_arbiter(arbiter, |_| manager),
+            None => manager.start(),
+        }
+        .recipient();
+        let fetchers = FetcherManager::new(
+            self.broker_id,
+            broker_epoch,
+            peers,
+            FetcherSettings::from_config(&self.config),
+            self.arbiters.clone(),
+        );
+        self.replication = Some(Replication {
+            fetchers,
+            isr_proposer,
+        });
         self
     }
 
@@ -265,7 +311,11 @@ impl Broker {
             config.clone(),
             Duration::from_millis(self.config.log_retention_check_interval_ms.max(1) as u64),
         )
-        .with_producer_id_expiration_ms(self.config.producer_id_expiration_ms as i64);
+        .with_producer_id_expiration_ms(self.config.producer_id_expiration_ms as i64)
+        .with_replication(
+            Duration::from_millis(self.config.replica_lag_time_max_ms.max(1) as u64),
+            self.replication.as_ref().map(|r| r.isr_proposer.clone()),
+        );
         let handle = match self.next_arbiter() {
             Some(arbiter) => replica.start_on(&arbiter),
             None => replica.start_here(),
@@ -488,7 +538,8 @@ impl Handler<LeaderAndIsr> for Broker {
                         partition_epoch: ps.partition_epoch,
                         is_new: ps.is_new,
                     };
-                    pending.push((tp, leads, handle.addr.send(ApplyLeaderAndIsr(state))));
+                    let request = handle.addr.send(ApplyLeaderAndIsr(state));
+                    pending.push((tp, ps.topic_id, handle, leads, request));
                 }
                 Err(e) => {
                     tracing::error!(broker = self.broker_id, partition = %tp, error = %e, "cannot host partition");
@@ -499,9 +550,13 @@ impl Handler<LeaderAndIsr> for Broker {
         let groups = self.group_router.clone();
         let work = async move {
             let mut results = immediate;
-            for (tp, leads, request) in pending {
+            let mut roles = Vec::new();
+            for (tp, topic_id, handle, leads, request) in pending {
                 let outcome = match request.await {
-                    Ok(Ok(())) => None,
+                    Ok(Ok(change)) => {
+                        roles.push((tp.clone(), topic_id, handle, change));
+                        None
+                    }
                     Ok(Err(e)) => Some(e),
                     Err(_) => Some(ApiError::with_message(
                         ResponseError::KafkaStorageError,
@@ -509,8 +564,6 @@ impl Handler<LeaderAndIsr> for Broker {
                     )),
                 };
                 if let (Some(router), true) = (&groups, tp.topic == GROUP_METADATA_TOPIC_NAME) {
-                    // After the replica applied the state, so a new coordinator's load reads
-                    // a log that is already the leader's.
                     if leads && outcome.is_none() {
                         router.become_coordinator(tp.partition);
                     } else {
@@ -519,13 +572,55 @@ impl Handler<LeaderAndIsr> for Broker {
                 }
                 results.push((tp, outcome));
             }
-            Ok(results)
+            (results, roles)
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self)))
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(results, roles), act, _| {
+                act.follow_leaders(roles);
+                Ok(results)
+            },
+        )))
     }
 }
 
-/// Stop hosting partitions; with `delete`, remove their logs (topic deletion).
+impl Broker {
+    /// Points the fetchers at the leaders a LeaderAndIsr named: a follower fetches from its
+    /// leader from its own log end; a leader (or a follower of an offline partition)
+    /// fetches from no one.
+    fn follow_leaders(&mut self, roles: Vec<(TopicPartition, Uuid, ReplicaHandle, RoleChange)>) {
+        let Some(replication) = self.replication.as_mut() else {
+            return;
+        };
+        let mut stop = Vec::new();
+        let mut follow: BTreeMap<i32, Vec<FollowedPartition>> = BTreeMap::new();
+        for (tp, topic_id, handle, change) in roles {
+            match change.follows {
+                Some(leader) if leader >= 0 && leader != self.broker_id => {
+                    let current = replication.fetchers.fetcher_of(&tp).map(|(l, _)| l);
+                    if change.changed || current != Some(leader) {
+                        follow.entry(leader).or_default().push(FollowedPartition {
+                            tp,
+                            topic_id,
+                            replica: handle,
+                            leader_epoch: change.leader_epoch,
+                            position: FollowerPosition {
+                                log_end_offset: change.log_end_offset,
+                                last_epoch: change.last_epoch,
+                            },
+                        });
+                    }
+                }
+                _ => stop.push(tp),
+            }
+        }
+        replication.fetchers.stop_following(&stop);
+        for (leader, partitions) in follow {
+            tracing::debug!(broker = self.broker_id, leader, partitions = partitions.len(), "following");
+            replication.fetchers.follow(leader, partitions);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>")]
 pub struct StopReplica {
@@ -543,6 +638,9 @@ impl Handler<StopReplica> for Broker {
             return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
         }
         let delete = msg.delete;
+        if let Some(replication) = self.replication.as_mut() {
+            replication.fetchers.stop_following(&msg.partitions);
+        }
         let mut stopping = Vec::new();
         let mut unattached = Vec::new();
         for tp in msg.partitions {
@@ -737,6 +835,9 @@ impl Handler<Shutdown> for Broker {
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
+        if let Some(replication) = self.replication.as_mut() {
+            replication.fetchers.shutdown();
+        }
         let stops: Vec<_> = self
             .replicas
             .all()

@@ -24,6 +24,10 @@ pub struct ProduceWait {
     pub progress: watch::Receiver<PartitionProgress>,
     pub required_offset: i64,
     pub leader_epoch: i32,
+    /// The topic's `min.insync.replicas`: records that reach the high-water mark with a
+    /// smaller ISR are reported NOT_ENOUGH_REPLICAS_AFTER_APPEND (Kafka's
+    /// `checkEnoughReplicasReachOffset`).
+    pub min_insync_replicas: i32,
 }
 
 /// How one partition of a delayed produce ended.
@@ -31,6 +35,8 @@ pub struct ProduceWait {
 pub enum ProduceWaitOutcome {
     /// Every ISR member has the records.
     Replicated,
+    /// The records are committed, but by an ISR smaller than `min.insync.replicas`.
+    NotEnoughReplicasAfterAppend,
     /// The replica lost leadership or stopped before the records were replicated.
     NotLeader,
     /// The request's timeout passed first (REQUEST_TIMED_OUT).
@@ -46,6 +52,7 @@ pub async fn delayed_produce(
     futures::future::join_all(waits.into_iter().map(|mut wait| async move {
         let required = wait.required_offset;
         let epoch = wait.leader_epoch;
+        let min_isr = wait.min_insync_replicas.max(1) as usize;
         let ended = tokio::time::timeout_at(
             deadline,
             wait.progress.wait_for(|p| {
@@ -63,7 +70,11 @@ pub async fn delayed_produce(
                     && p.leader_epoch == epoch
                     && p.high_watermark >= required
                 {
-                    ProduceWaitOutcome::Replicated
+                    if p.isr_size >= min_isr {
+                        ProduceWaitOutcome::Replicated
+                    } else {
+                        ProduceWaitOutcome::NotEnoughReplicasAfterAppend
+                    }
                 } else {
                     ProduceWaitOutcome::NotLeader
                 }
@@ -131,6 +142,7 @@ mod tests {
             recovery_point: 0,
             leader_epoch: 0,
             is_leader: true,
+            isr_size: 1,
             stopped: false,
         }
     }
@@ -142,6 +154,7 @@ mod tests {
             progress: rx,
             required_offset: 8,
             leader_epoch: 0,
+            min_insync_replicas: 1,
         };
         let task = tokio::spawn(delayed_produce(vec![wait], Duration::from_secs(30)));
         tx.send_replace(progress(7));
@@ -156,6 +169,7 @@ mod tests {
             progress: rx,
             required_offset: 8,
             leader_epoch: 0,
+            min_insync_replicas: 1,
         };
         let task = tokio::spawn(delayed_produce(vec![wait], Duration::from_secs(30)));
         let mut moved = progress(5);
@@ -172,6 +186,7 @@ mod tests {
             progress: rx,
             required_offset: 8,
             leader_epoch: 0,
+            min_insync_replicas: 1,
         };
         let outcome = delayed_produce(vec![wait], Duration::from_millis(100)).await;
         assert_eq!(outcome, vec![ProduceWaitOutcome::TimedOut]);

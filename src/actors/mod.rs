@@ -1,5 +1,6 @@
 //! Every broker, partition replica, controller, coordination session and group coordinator is
 //! an actix actor; each module here owns one actor kind and declares its messages beside it.
+pub mod alter_partition;
 pub mod broker;
 pub mod controller;
 pub mod coordination;
@@ -8,3 +9,4 @@ pub mod group;
 pub mod local_controller;
 pub mod metadata_cache;
 pub mod replica;
+pub mod replication;

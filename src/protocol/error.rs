@@ -4,7 +4,7 @@
 use kafka_protocol::error::ResponseError;
 
 /// A Kafka error code with an optional message; `code` is never 0 (success is `Ok`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApiError {
     pub code: i16,
     pub message: Option<String>,

@@ -514,6 +514,11 @@ impl PartitionLog {
         self.segments.keys().copied().collect()
     }
 
+    /// The epoch of the newest batch's leader, if the log knows any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.leader_epoch_cache.latest_epoch()
+    }
+
     pub fn leader_epoch_cache(&mut self) -> &mut LeaderEpochFileCache {
         &mut self.leader_epoch_cache
     }

@@ -74,6 +74,7 @@ use crate::actors::local_controller::{
     AlterTopicConfigs, CreatePartitions, CreateTopicOutcome, CreateTopics, DeleteTopicOutcome,
     DeleteTopics,
 };
+use crate::actors::replication::{ReplicaFetch, ReplicaFetchResponse};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
 
@@ -99,6 +100,8 @@ peer_calls! {
     create_partitions: CreatePartitions(CreatePartitions) -> Vec<(String, Result<(), ApiError>)>;
     alter_topic_configs: AlterTopicConfigs(AlterTopicConfigs) -> Vec<(String, Result<(), ApiError>)>;
     elect_leaders: ElectLeaders(ElectLeaders) -> ElectLeadersResult;
+    /// Follower → leader: replicate every partition the follower follows from the leader.
+    replica_fetch: ReplicaFetch(ReplicaFetch) -> ReplicaFetchResponse;
 }
 
 /// What a broker registers to receive peer requests.

@@ -63,9 +63,6 @@ pub struct ControllerDeps {
     pub connector: Connector,
     /// Told the broker epoch each time the broker (re-)registers.
     pub on_registered: Arc<dyn Fn(i64) + Send + Sync>,
-    /// Largest replication factor new topics may have; `Some(1)` while brokers cannot yet
-    /// replicate (a follower that never fetches would hold back the high-water mark).
-    pub max_replication_factor: Option<i32>,
 }
 
 /// While elected.
@@ -1349,14 +1346,6 @@ impl Core {
             )?
         };
         let rf = assignment.values().next().map(|r| r.len()).unwrap_or(0) as i16;
-        if let Some(max) = self.deps.max_replication_factor {
-            if rf as i32 > max {
-                return Err(ApiError::with_message(
-                    ResponseError::InvalidReplicationFactor,
-                    format!("Replication factor {rf} is not supported yet: this cluster keeps {max} replica(s) per partition until follower replication lands."),
-                ));
-            }
-        }
         let id = Uuid::new_v4();
         let created = CreatedTopic {
             topic_id: id,
@@ -2197,7 +2186,6 @@ mod tests {
             ),
             connector,
             on_registered: Arc::new(|_| {}),
-            max_replication_factor: None,
         };
         h.recorders.insert(id, recorder);
         h.controllers

@@ -7,13 +7,16 @@ use actix::prelude::*;
 use futures::future::BoxFuture;
 
 use super::actor::Controller;
-use crate::actors::broker::Broker;
+use crate::actors::broker::{Broker, LocalReplicas};
+use crate::actors::replication::leader::serve_replica_fetch;
 use crate::transport::peer::{PeerHandler, PeerRequest, PeerResponse, TransportError};
 
 pub struct BrokerEndpoint {
     pub broker_id: i32,
     pub broker: Addr<Broker>,
     pub controller: Addr<Controller>,
+    /// Follower fetches go straight to the partition replicas, not through the broker actor.
+    pub replicas: LocalReplicas,
 }
 
 /// Sends to an actor and maps a stopped actor to a closed endpoint.
@@ -35,6 +38,7 @@ impl PeerHandler for BrokerEndpoint {
     ) -> BoxFuture<'static, Result<PeerResponse, TransportError>> {
         let (broker, controller, me) =
             (self.broker.clone(), self.controller.clone(), self.broker_id);
+        let replicas = self.replicas.clone();
         Box::pin(async move {
             Ok(match request {
                 PeerRequest::LeaderAndIsr(m) => {
@@ -67,6 +71,9 @@ impl PeerHandler for BrokerEndpoint {
                 }
                 PeerRequest::ElectLeaders(m) => {
                     PeerResponse::ElectLeaders(ask(controller, m, me).await?)
+                }
+                PeerRequest::ReplicaFetch(m) => {
+                    PeerResponse::ReplicaFetch(serve_replica_fetch(replicas, m).await)
                 }
             })
         })

@@ -163,10 +163,14 @@ impl GroupStore for ReplicaGroupStore {
                 progress,
                 required_offset: outcome.last_offset + 1,
                 leader_epoch: outcome.leader_epoch,
+                min_insync_replicas: outcome.min_insync_replicas,
             };
             match delayed_produce(vec![wait], timeout).await.first() {
                 Some(ProduceWaitOutcome::Replicated) => Ok(()),
                 Some(ProduceWaitOutcome::TimedOut) => Err(ResponseError::RequestTimedOut),
+                Some(ProduceWaitOutcome::NotEnoughReplicasAfterAppend) => {
+                    Err(ResponseError::NotEnoughReplicasAfterAppend)
+                }
                 _ => Err(ResponseError::NotLeaderOrFollower),
             }
         }

@@ -137,6 +137,7 @@ impl KafkaApi for Produce {
                                             progress: appending.progress,
                                             required_offset: outcome.last_offset + 1,
                                             leader_epoch: outcome.leader_epoch,
+                                            min_insync_replicas: outcome.min_insync_replicas,
                                         },
                                     ));
                                 }
@@ -165,6 +166,9 @@ impl KafkaApi for Produce {
                         }
                         ProduceWaitOutcome::TimedOut => {
                             ApiError::new(ResponseError::RequestTimedOut)
+                        }
+                        ProduceWaitOutcome::NotEnoughReplicasAfterAppend => {
+                            ApiError::new(ResponseError::NotEnoughReplicasAfterAppend)
                         }
                     };
                     results[t].1[p].1 = Err(error);

@@ -1,0 +1,464 @@
+//! The follower side of replication (Kafka's `ReplicaFetcherThread` and
+//! `ReplicaFetcherManager`).
+//!
+//! One [`ReplicaFetcher`] actor per leader broker pulls, in one [`ReplicaFetch`] at a time,
+//! every partition this broker follows from that leader. For each partition of the answer it
+//! tells the local replica actor what to do: append the leader's batches verbatim
+//! ([`AppendAsFollower`]), truncate where the logs diverged ([`TruncateToDivergence`]), or
+//! move to the leader's log range ([`ResetToLeaderRange`]); the replica answers with its new
+//! log end offset and last epoch, which the next fetch carries. Partition errors (the leader
+//! moved, an epoch the leader does not know yet) hold that partition back for
+//! `replica.fetch.backoff.ms` until a LeaderAndIsr sorts it out; a failed request (the
+//! leader unreachable) holds them all back.
+//!
+//! [`FetcherManager`] (owned by the broker actor) keeps which fetcher each followed
+//! partition belongs to and starts fetchers on demand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use kafka_protocol::error::ResponseError;
+use uuid::Uuid;
+
+use super::{FetchPartition, FetchedPartition, ReplicaFetch};
+use crate::actors::replica::{
+    AppendAsFollower, FollowerPosition, ReplicaHandle, ResetToLeaderRange, TruncateToDivergence,
+};
+use crate::config::BrokerConfig;
+use crate::protocol::error::ApiError;
+use crate::storage::TopicPartition;
+use crate::transport::peer::Peers;
+
+/// The fetch settings, Kafka's `replica.fetch.*` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetcherSettings {
+    pub max_wait: Duration,
+    pub min_bytes: u32,
+    pub partition_max_bytes: u32,
+    pub response_max_bytes: u32,
+    pub backoff: Duration,
+}
+
+impl FetcherSettings {
+    pub fn from_config(config: &BrokerConfig) -> Self {
+        Self {
+            max_wait: Duration::from_millis(config.replica_fetch_wait_max_ms.max(0) as u64),
+            min_bytes: config.replica_fetch_min_bytes.max(1) as u32,
+            partition_max_bytes: config.replica_fetch_max_bytes.max(1) as u32,
+            response_max_bytes: config.replica_fetch_response_max_bytes.max(1) as u32,
+            backoff: Duration::from_millis(config.replica_fetch_backoff_ms.max(1) as u64),
+        }
+    }
+}
+
+/// A partition to follow, as a LeaderAndIsr left it.
+#[derive(Debug, Clone)]
+pub struct FollowedPartition {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    pub replica: ReplicaHandle,
+    pub leader_epoch: i32,
+    pub position: FollowerPosition,
+}
+
+/// The fetch state of one followed partition.
+#[derive(Debug, Clone)]
+struct PartitionFetchState {
+    topic_id: Uuid,
+    replica: ReplicaHandle,
+    leader_epoch: i32,
+    position: FollowerPosition,
+    /// Held back (after an error) until this instant.
+    delayed_until: Option<tokio::time::Instant>,
+}
+
+pub struct ReplicaFetcher {
+    broker_id: i32,
+    leader: i32,
+    broker_epoch: Arc<AtomicI64>,
+    peers: Peers,
+    settings: FetcherSettings,
+    partitions: BTreeMap<TopicPartition, PartitionFetchState>,
+    /// One request at a time: the next carries the offsets the last one moved to.
+    in_flight: bool,
+    /// A wake-up is scheduled for the earliest delayed partition.
+    wake_scheduled: bool,
+}
+
+impl ReplicaFetcher {
+    pub fn new(
+        broker_id: i32,
+        leader: i32,
+        broker_epoch: Arc<AtomicI64>,
+        peers: Peers,
+        settings: FetcherSettings,
+    ) -> Self {
+        Self {
+            broker_id,
+            leader,
+            broker_epoch,
+            peers,
+            settings,
+            partitions: BTreeMap::new(),
+            in_flight: false,
+            wake_scheduled: false,
+        }
+    }
+
+    /// Sends the next fetch if none is in flight and some partition is ready; otherwise makes
+    /// sure a wake-up comes when the first held-back partition is due.
+    fn fetch(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let ready: Vec<FetchPartition> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.delayed_until.is_none_or(|t| t <= now))
+            .map(|(tp, s)| FetchPartition {
+                tp: tp.clone(),
+                topic_id: s.topic_id,
+                fetch_offset: s.position.log_end_offset,
+                current_leader_epoch: s.leader_epoch,
+                last_fetched_epoch: s.position.last_epoch,
+                log_start_offset: s.replica.progress().log_start_offset,
+                max_bytes: self.settings.partition_max_bytes,
+            })
+            .collect();
+        if ready.is_empty() {
+            self.schedule_wake(ctx);
+            return;
+        }
+        let epochs: HashMap<TopicPartition, (i32, ReplicaHandle)> = ready
+            .iter()
+            .filter_map(|p| {
+                self.partitions
+                    .get(&p.tp)
+                    .map(|s| (p.tp.clone(), (s.leader_epoch, s.replica.clone())))
+            })
+            .collect();
+        let request = ReplicaFetch {
+            replica_id: self.broker_id,
+            broker_epoch: self.broker_epoch.load(Ordering::SeqCst),
+            max_wait_ms: self.settings.max_wait.as_millis() as u32,
+            min_bytes: self.settings.min_bytes,
+            max_bytes: self.settings.response_max_bytes,
+            partitions: ready,
+        };
+        self.in_flight = true;
+        let peers = self.peers.clone();
+        let leader = self.leader;
+        let work = async move {
+            let response = peers.replica_fetch(leader, request).await;
+            match response {
+                Ok(response) => {
+                    let applied = response.partitions.into_iter().filter_map(|answer| {
+                        let (epoch, replica) = epochs.get(&answer.tp)?.clone();
+                        Some(async move {
+                            let tp = answer.tp.clone();
+                            (tp, epoch, apply(&replica, epoch, answer).await)
+                        })
+                    });
+                    Ok(futures::future::join_all(applied).await)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
+            act.in_flight = false;
+            match outcome {
+                Ok(applied) => {
+                    for (tp, epoch, result) in applied {
+                        act.after_apply(tp, epoch, result);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(follower = act.broker_id, leader = act.leader, error = %e, "replica fetch failed; backing off");
+                    let until = tokio::time::Instant::now() + act.settings.backoff;
+                    for state in act.partitions.values_mut() {
+                        state.delayed_until = Some(until);
+                    }
+                }
+            }
+            act.fetch(ctx);
+        }));
+    }
+
+    fn schedule_wake(&mut self, ctx: &mut Context<Self>) {
+        if self.wake_scheduled {
+            return;
+        }
+        let Some(earliest) = self.partitions.values().filter_map(|s| s.delayed_until).min()
+        else {
+            return;
+        };
+        self.wake_scheduled = true;
+        let wait = earliest.saturating_duration_since(tokio::time::Instant::now());
+        ctx.run_later(wait, |act, ctx| {
+            act.wake_scheduled = false;
+            act.fetch(ctx);
+        });
+    }
+
+    fn after_apply(&mut self, tp: TopicPartition, epoch: i32, result: Applied) {
+        let backoff = self.settings.backoff;
+        let Some(state) = self.partitions.get_mut(&tp) else {
+            // Removed meanwhile (a LeaderAndIsr moved it elsewhere).
+            return;
+        };
+        if state.leader_epoch != epoch {
+            // Re-added in a newer epoch meanwhile: its fresh position stands.
+            return;
+        }
+        match result {
+            Applied::Moved(position) => {
+                state.position = position;
+                state.delayed_until = None;
+            }
+            Applied::Failed(e) => {
+                let retriable = [
+                    ResponseError::NotLeaderOrFollower.code(),
+                    ResponseError::FencedLeaderEpoch.code(),
+                    ResponseError::UnknownLeaderEpoch.code(),
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    ResponseError::UnknownTopicId.code(),
+                ];
+                if retriable.contains(&e.code) {
+                    tracing::debug!(partition = %tp, leader = self.leader, error = %e, "fetch refused; waiting for the controller");
+                } else {
+                    tracing::warn!(partition = %tp, leader = self.leader, error = %e, "replicating failed; retrying after backoff");
+                }
+                state.delayed_until = Some(tokio::time::Instant::now() + backoff);
+            }
+        }
+    }
+}
+
+/// What the local replica made of one partition's answer.
+enum Applied {
+    Moved(FollowerPosition),
+    Failed(ApiError),
+}
+
+async fn apply(replica: &ReplicaHandle, leader_epoch: i32, answer: FetchedPartition) -> Applied {
+    let stopped = || {
+        ApiError::with_message(
+            ResponseError::NotLeaderOrFollower,
+            "the local replica stopped",
+        )
+    };
+    let outcome = if let Some(diverging) = answer.diverging_epoch {
+        replica
+            .addr
+            .send(TruncateToDivergence {
+                leader_epoch,
+                diverging,
+            })
+            .await
+    } else if let Some(error) = answer.error {
+        if error.code == ResponseError::OffsetOutOfRange.code() && answer.log_end_offset >= 0 {
+            replica
+                .addr
+                .send(ResetToLeaderRange {
+                    leader_epoch,
+                    leader_log_start_offset: answer.log_start_offset,
+                    leader_log_end_offset: answer.log_end_offset,
+                })
+                .await
+        } else {
+            return Applied::Failed(error);
+        }
+    } else {
+        replica
+            .addr
+            .send(AppendAsFollower {
+                leader_epoch,
+                records: answer.records,
+                leader_high_watermark: answer.high_watermark,
+                leader_log_start_offset: answer.log_start_offset,
+            })
+            .await
+    };
+    match outcome {
+        Ok(Ok(position)) => Applied::Moved(position),
+        Ok(Err(e)) => Applied::Failed(e),
+        Err(_) => Applied::Failed(stopped()),
+    }
+}
+
+impl Actor for ReplicaFetcher {
+    type Context = Context<Self>;
+}
+
+/// Start (or restart, in a new epoch) following these partitions from this fetcher's leader.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct AddPartitions(pub Vec<FollowedPartition>);
+
+impl Handler<AddPartitions> for ReplicaFetcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddPartitions, ctx: &mut Self::Context) {
+        for p in msg.0 {
+            self.partitions.insert(
+                p.tp,
+                PartitionFetchState {
+                    topic_id: p.topic_id,
+                    replica: p.replica,
+                    leader_epoch: p.leader_epoch,
+                    position: p.position,
+                    delayed_until: None,
+                },
+            );
+        }
+        self.fetch(ctx);
+    }
+}
+
+/// Stop following these partitions (they now lead, follow another broker, or stopped).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct RemovePartitions(pub Vec<TopicPartition>);
+
+impl Handler<RemovePartitions> for ReplicaFetcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemovePartitions, _: &mut Self::Context) {
+        for tp in msg.0 {
+            self.partitions.remove(&tp);
+        }
+    }
+}
+
+/// Which partitions a fetcher follows (tests, status).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(TopicPartition, i64)>")]
+pub struct FollowedOffsets;
+
+impl Handler<FollowedOffsets> for ReplicaFetcher {
+    type Result = MessageResult<FollowedOffsets>;
+
+    fn handle(&mut self, _: FollowedOffsets, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.partitions
+                .iter()
+                .map(|(tp, s)| (tp.clone(), s.position.log_end_offset))
+                .collect(),
+        )
+    }
+}
+
+/// Kafka's `ReplicaFetcherManager`: one fetcher per leader broker, and which one each
+/// followed partition belongs to. Owned by the broker actor, which calls it on every
+/// LeaderAndIsr and StopReplica.
+pub struct FetcherManager {
+    broker_id: i32,
+    broker_epoch: Arc<AtomicI64>,
+    peers: Peers,
+    settings: FetcherSettings,
+    /// Threads the fetchers run on (round-robin); empty means the current one.
+    arbiters: Vec<ArbiterHandle>,
+    fetchers: HashMap<i32, Addr<ReplicaFetcher>>,
+    leader_of: HashMap<TopicPartition, i32>,
+}
+
+impl FetcherManager {
+    pub fn new(
+        broker_id: i32,
+        broker_epoch: Arc<AtomicI64>,
+        peers: Peers,
+        settings: FetcherSettings,
+        arbiters: Vec<ArbiterHandle>,
+    ) -> Self {
+        Self {
+            broker_id,
+            broker_epoch,
+            peers,
+            settings,
+            arbiters,
+            fetchers: HashMap::new(),
+            leader_of: HashMap::new(),
+        }
+    }
+
+    fn fetcher(&mut self, leader: i32) -> Addr<ReplicaFetcher> {
+        if let Some(addr) = self.fetchers.get(&leader).filter(|a| a.connected()) {
+            return addr.clone();
+        }
+        let fetcher = ReplicaFetcher::new(
+            self.broker_id,
+            leader,
+            self.broker_epoch.clone(),
+            self.peers.clone(),
+            self.settings,
+        );
+        let addr = if self.arbiters.is_empty() {
+            fetcher.start()
+        } else {
+            let arbiter = &self.arbiters[(leader.unsigned_abs() as usize) % self.arbiters.len()];
+            ReplicaFetcher::start_in_arbiter(arbiter, |_| fetcher)
+        };
+        self.fetchers.insert(leader, addr.clone());
+        addr
+    }
+
+    /// Follows `partitions` from `leader` (moving them off any other fetcher).
+    pub fn follow(&mut self, leader: i32, partitions: Vec<FollowedPartition>) {
+        if partitions.is_empty() {
+            return;
+        }
+        let moved: Vec<TopicPartition> = partitions.iter().map(|p| p.tp.clone()).collect();
+        self.stop_following(&moved);
+        for tp in &moved {
+            self.leader_of.insert(tp.clone(), leader);
+        }
+        self.fetcher(leader).do_send(AddPartitions(partitions));
+    }
+
+    /// Stops following `partitions`, wherever they were followed from.
+    pub fn stop_following(&mut self, partitions: &[TopicPartition]) {
+        let mut per_leader: HashMap<i32, Vec<TopicPartition>> = HashMap::new();
+        for tp in partitions {
+            if let Some(leader) = self.leader_of.remove(tp) {
+                per_leader.entry(leader).or_default().push(tp.clone());
+            }
+        }
+        for (leader, tps) in per_leader {
+            if let Some(fetcher) = self.fetchers.get(&leader) {
+                fetcher.do_send(RemovePartitions(tps));
+            }
+        }
+    }
+
+    /// The fetcher following `tp`, if any (tests, status).
+    pub fn fetcher_of(&self, tp: &TopicPartition) -> Option<(i32, Addr<ReplicaFetcher>)> {
+        let leader = *self.leader_of.get(tp)?;
+        Some((leader, self.fetchers.get(&leader)?.clone()))
+    }
+
+    /// Stops every fetcher (broker shutdown).
+    pub fn shutdown(&mut self) {
+        self.leader_of.clear();
+        for (_, fetcher) in self.fetchers.drain() {
+            fetcher.do_send(StopFetcher);
+        }
+    }
+}
+
+/// Stops a fetcher.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopFetcher;
+
+impl Handler<StopFetcher> for ReplicaFetcher {
+    type Result = ();
+
+    fn handle(&mut self, _: StopFetcher, ctx: &mut Self::Context) {
+        self.partitions.clear();
+        ctx.stop();
+    }
+}

@@ -1,0 +1,117 @@
+//! The leader side of replication: a follower's [`ReplicaFetch`] for every partition it
+//! follows from this broker (Kafka's `ReplicaManager.fetchMessages` for a replica).
+//!
+//! Each partition is read by its replica actor ([`FollowerFetch`]), which also records the
+//! follower's offset: that is what moves the high-water mark and completes `acks=all`
+//! produces. A fetch that finds nothing new is held (Kafka's `DelayedFetch`) until one of its
+//! partitions' log end offsets moves, its leadership changes, or `max_wait_ms` passes, and is
+//! then read once more, so a follower's next request arrives right after new data does.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::time::Instant;
+
+use super::{FetchedPartition, ReplicaFetch, ReplicaFetchResponse};
+use crate::actors::broker::LocalReplicas;
+use crate::actors::delayed::{wait_for_fetchable, FetchWatch};
+use crate::actors::replica::{FetchIsolation, FollowerFetch};
+use crate::protocol::error::ApiError;
+
+/// Answers a follower's fetch.
+pub async fn serve_replica_fetch(replicas: LocalReplicas, request: ReplicaFetch) -> ReplicaFetchResponse {
+    let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
+    let first = read_all(&replicas, &request).await;
+    if is_enough(&first, request.min_bytes) || request.max_wait_ms == 0 {
+        return first;
+    }
+    let mut watches: Vec<FetchWatch> = request
+        .partitions
+        .iter()
+        .zip(&first.partitions)
+        .filter_map(|(p, answer)| {
+            let handle = replicas.get(&p.tp.topic, p.tp.partition)?;
+            let progress = handle.progress();
+            Some(FetchWatch {
+                progress: handle.progress.clone(),
+                isolation: FetchIsolation::LogEnd,
+                seen_end: answer.log_end_offset.max(p.fetch_offset),
+                leader_epoch: progress.leader_epoch,
+            })
+        })
+        .collect();
+    if !wait_for_fetchable(&mut watches, deadline).await {
+        // Nothing new: the first answer still stands (its high-water marks may be a little
+        // old; the follower's next fetch brings newer ones).
+        return first;
+    }
+    read_all(&replicas, &request).await
+}
+
+/// One read of every partition, concurrently; the response stays within the request's
+/// `max_bytes` except for the first partition with data (KIP-74: a follower must always be
+/// able to make progress, even past one oversized batch).
+async fn read_all(replicas: &LocalReplicas, request: &ReplicaFetch) -> ReplicaFetchResponse {
+    let reads = request.partitions.iter().map(|p| {
+        let handle = replicas.get(&p.tp.topic, p.tp.partition);
+        let replica_id = request.replica_id;
+        let partition = p.clone();
+        async move {
+            let tp = partition.tp.clone();
+            let Some(handle) = handle else {
+                return FetchedPartition::failed(
+                    tp.clone(),
+                    ApiError::with_message(
+                        ResponseError::NotLeaderOrFollower,
+                        format!("this broker hosts no replica of {tp}"),
+                    ),
+                );
+            };
+            match handle
+                .addr
+                .send(FollowerFetch {
+                    replica_id,
+                    partition,
+                })
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => FetchedPartition::failed(
+                    tp.clone(),
+                    ApiError::with_message(
+                        ResponseError::NotLeaderOrFollower,
+                        format!("the replica of {tp} stopped"),
+                    ),
+                ),
+            }
+        }
+    });
+    let mut partitions = futures::future::join_all(reads).await;
+    let mut budget = request.max_bytes as usize;
+    let mut any = false;
+    for p in &mut partitions {
+        let len = p.records.len();
+        if len == 0 {
+            continue;
+        }
+        if any && len > budget {
+            // Read again next time; the follower's offset for it did not move.
+            p.records = Bytes::new();
+            continue;
+        }
+        budget = budget.saturating_sub(len);
+        any = true;
+    }
+    ReplicaFetchResponse { partitions }
+}
+
+/// Enough to answer now: data, an error or a truncation to act on.
+fn is_enough(response: &ReplicaFetchResponse, min_bytes: u32) -> bool {
+    let bytes: usize = response.partitions.iter().map(|p| p.records.len()).sum();
+    bytes >= min_bytes.max(1) as usize
+        || response
+            .partitions
+            .iter()
+            .any(|p| p.error.is_some() || p.diverging_epoch.is_some())
+}
