@@ -17,20 +17,22 @@ use actix::prelude::*;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::actors::broker::{Broker, BrokerShared};
+use crate::actors::broker::{self, Broker, BrokerShared};
 use crate::actors::controller::actor::Connector;
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
 use crate::actors::controller::producer_ids::ZkProducerIdAllocator;
 use crate::actors::controller::zk_client::KafkaZkClient;
+use crate::actors::controller::actor::{CurrentSession, SessionFault};
 use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
 use crate::actors::local_controller::ProducerIdManager;
 use crate::config::BrokerConfig;
 use crate::protocol::api::ApiContext;
-use crate::protocol::listener;
+use crate::protocol::listener::{self, NodeRun};
 use crate::storage::LogManager;
+use crate::transport::faults::Node;
 use crate::transport::peer::{LocalTransport, Peers};
 use crate::znodes;
 
@@ -53,11 +55,12 @@ pub struct BrokerNode {
     pub broker: Addr<Broker>,
     pub controller: Addr<Controller>,
     pub shared: BrokerShared,
-    /// The coordination session's id, for fault injection (expire, cut).
-    pub session_id: i64,
     /// The broker epoch of the current registration (czxid of `/brokers/ids/<id>`).
     pub broker_epoch: Arc<AtomicI64>,
-    stop: watch::Sender<bool>,
+    /// Serving, paused or stopped: the listener and every client connection watch it.
+    run: watch::Sender<NodeRun>,
+    /// The seam this broker is registered on (a crash takes it off).
+    transport: Arc<LocalTransport>,
 }
 
 impl BrokerNode {
@@ -87,7 +90,6 @@ impl BrokerNode {
         let (client, events) = connector()
             .await
             .with_context(|| format!("broker {}: connecting to coordination", config.broker_id))?;
-        let session_id = client.session_id();
         let zk = KafkaZkClient::new(client.clone());
         zk.create_top_level_paths()
             .await
@@ -179,7 +181,10 @@ impl BrokerNode {
         }
 
         let forwarder = ControllerForwarder::new(shared.metadata.clone(), peers).start();
-        let allocator = ZkProducerIdAllocator { zk: zk.clone() }.start();
+        let allocator = ZkProducerIdAllocator {
+            controller: controller.clone(),
+        }
+        .start();
         let link =
             ControllerForwarder::link(&forwarder, ProducerIdManager::new(allocator.recipient()));
         directory.set_controller(link.clone());
@@ -194,28 +199,70 @@ impl BrokerNode {
             groups: router,
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
-        let (stop, stopped) = watch::channel(false);
+        let (run, running) = watch::channel(NodeRun::Serving);
         actix::spawn(listener::accept_loop(
             socket,
             ctx,
             env.workers.clone(),
-            stopped,
+            running,
         ));
+        // Only the controller actor holds the session from here on, so stopping it (a
+        // crash) abandons the session.
+        drop(zk);
         Ok(BrokerNode {
             id,
             addr,
             broker,
             controller,
             shared,
-            session_id,
             broker_epoch,
-            stop,
+            run,
+            transport: env.transport.clone(),
         })
     }
 
-    /// Stops accepting clients.
+    /// Stops accepting clients and closes their connections.
     pub fn stop_listener(&self) {
-        let _ = self.stop.send(true);
+        let _ = self.run.send(NodeRun::Stopped);
+    }
+
+    /// Crashes the broker (fault injection): clients are cut off, peers stop reaching it,
+    /// its coordination session is abandoned (its ephemerals vanish when it expires), its
+    /// actors stop without flushing or checkpointing. Its files stay for a restart.
+    pub async fn crash(&self) {
+        tracing::warn!(broker = self.id, "crashing broker (fault injection)");
+        self.stop_listener();
+        self.transport.unregister(self.id);
+        let _ = self.controller.send(SessionFault::Crash).await;
+        let _ = self.broker.send(broker::Crash).await;
+    }
+
+    /// Pauses the broker as a stopped process (fault injection): client requests, messages
+    /// to and from its peers and its coordination heartbeats all wait until [`Self::resume`]
+    /// (so a long pause expires its session, as for a real process).
+    pub async fn pause(&self) -> Result<(), String> {
+        let _ = self.run.send(NodeRun::Paused);
+        self.transport.faults().pause(Node::Broker(self.id));
+        self.session_fault(SessionFault::Cut).await
+    }
+
+    pub async fn resume(&self) -> Result<(), String> {
+        let _ = self.run.send(NodeRun::Serving);
+        self.transport.faults().resume(Node::Broker(self.id));
+        self.session_fault(SessionFault::Heal).await
+    }
+
+    /// Cuts or heals the link between this broker and the coordination service.
+    pub async fn session_fault(&self, fault: SessionFault) -> Result<(), String> {
+        self.controller
+            .send(fault)
+            .await
+            .map_err(|_| format!("broker {} is not running", self.id))?
+    }
+
+    /// The id of the broker's current coordination session.
+    pub async fn session_id(&self) -> Option<i64> {
+        self.controller.send(CurrentSession).await.ok()
     }
 }
 

@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
 }
 
 /// `weir cluster`: N brokers in this process; prints each broker's address, then `ready`;
-/// shuts down cleanly on Ctrl-C or SIGTERM.
+/// answers fault commands on stdin; shuts down cleanly on Ctrl-C or SIGTERM, with a summary.
 fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let mut builder = crate::cluster::Cluster::builder()
@@ -117,7 +117,7 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         builder = builder.set(key, value);
     }
     actix_rt::System::new().block_on(async move {
-        let cluster = builder.start().await?;
+        let mut cluster = builder.start().await?;
         {
             let mut out = std::io::stdout().lock();
             for b in cluster.brokers() {
@@ -126,9 +126,23 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
             writeln!(out, "ready")?;
             out.flush()?;
         }
-        wait_for_termination().await;
+        crate::cluster::console::serve_stdin(&mut cluster, wait_for_termination()).await;
+        let status = cluster.status();
         tracing::info!("shutting down");
-        cluster.shutdown().await
+        cluster.shutdown().await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "stopped: {} brokers, {} partitions, {} records below the high-water marks",
+            status.brokers.len(),
+            status.partitions.len(),
+            status
+                .partitions
+                .iter()
+                .map(|p| (p.high_watermark - p.log_start_offset).max(0))
+                .sum::<i64>()
+        )?;
+        Ok(())
     })
 }
 

@@ -826,6 +826,52 @@ fn filesystem_space(dir: &std::path::Path) -> (i64, i64) {
 
 /// A clean shutdown: stop every replica (closing its log), write the checkpoints and the
 /// clean-shutdown marker so the next start skips recovery.
+/// Crash (fault injection of the in-process cluster): stop fetching, halt every replica
+/// without flushing or checkpointing, release the log dirs, stop. The files stay as a
+/// killed process would leave them; a broker started on them later recovers.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for Broker {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Crash, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        if let Some(replication) = self.replication.as_mut() {
+            replication.fetchers.shutdown();
+        }
+        if let Some(router) = &self.group_router {
+            for partition in router.hosted_partitions() {
+                router.resign_coordinator(partition);
+            }
+        }
+        let halts: Vec<_> = self
+            .replicas
+            .all()
+            .into_iter()
+            .map(|(tp, handle)| {
+                self.replicas.remove(&tp);
+                let mut progress = handle.progress.clone();
+                handle.addr.do_send(replica::Halt);
+                async move {
+                    let _ = progress.wait_for(|p| p.stopped).await;
+                }
+            })
+            .collect();
+        self.unattached_logs.clear();
+        let log_manager = self.log_manager.clone();
+        let broker_id = self.broker_id;
+        let work = async move {
+            futures::future::join_all(halts).await;
+            // Dropping the manager releases the dirs' locks for a restart.
+            drop(log_manager.lock().unwrap_or_else(|p| p.into_inner()).take());
+            tracing::warn!(broker = broker_id, "broker crashed (fault injection)");
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(), _, ctx| ctx.stop())))
+    }
+}
+
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Shutdown;

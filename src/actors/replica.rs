@@ -276,6 +276,8 @@ pub struct Replica {
     /// Where ISR changes are proposed to the controller (AlterPartition). `None` in tests
     /// that run a replica without a controller: its ISR then never changes by itself.
     isr_proposer: Option<Recipient<ProposeIsr>>,
+    /// Set by [`Halt`]: the replica stops as in a crash.
+    halted: bool,
 }
 
 impl Replica {
@@ -322,6 +324,7 @@ impl Replica {
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             lag_time_max: Duration::from_millis(30_000),
             isr_proposer: None,
+            halted: false,
         }
     }
 
@@ -809,6 +812,13 @@ impl Actor for Replica {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        if self.halted {
+            // A crash: files are left exactly as they are (no snapshot, no trimmed indexes,
+            // no flush); the next open recovers them.
+            drop(self.log.take());
+            self.progress.send_modify(|p| p.stopped = true);
+            return;
+        }
         // Dropped without StopReplica (system shutdown): close the log so indexes are trimmed.
         self.snapshot_producer_state_now();
         if let Some(log) = self.log.take() {
@@ -1544,6 +1554,22 @@ impl Handler<EndOffsetForEpoch> for Replica {
         self.require_leader()?;
         let (epoch, end_offset) = self.log()?.end_offset_for_epoch(msg.leader_epoch);
         Ok(DivergingEpoch { epoch, end_offset })
+    }
+}
+
+/// Stop as a crashed process would: nothing is flushed, snapshotted or trimmed (fault
+/// injection of the in-process cluster; the files are recovered at the next open).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Halt;
+
+impl Handler<Halt> for Replica {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
+        self.halted = true;
+        self.role = Role::Offline;
+        ctx.stop();
     }
 }
 

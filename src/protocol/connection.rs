@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, ApiContext, CloseConnection, Outcome, PendingResponse};
+use super::listener::NodeRun;
 
 /// What a connection enforces, from the broker's config.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +63,7 @@ pub async fn serve(
     stream: TcpStream,
     ctx: Arc<ApiContext>,
     limits: ConnectionLimits,
-    shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<NodeRun>,
 ) {
     let peer = stream
         .peer_addr()
@@ -90,7 +91,7 @@ async fn read_requests(
     tx: mpsc::Sender<Pending>,
     ctx: &Arc<ApiContext>,
     limits: ConnectionLimits,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<NodeRun>,
     peer: &str,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -103,7 +104,7 @@ async fn read_requests(
             frame = read_frame(&mut reader, &mut buf, limits) => frame,
             // The writer ended (the client went away or a response asked to close).
             _ = tx.closed() => return,
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|run| *run == NodeRun::Stopped) => return,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -114,6 +115,11 @@ async fn read_requests(
                 return;
             }
         };
+        // A paused broker (fault injection) holds the request as a stopped process would.
+        match shutdown.wait_for(|run| *run != NodeRun::Paused).await.map(|r| *r) {
+            Ok(NodeRun::Serving) => {}
+            _ => return,
+        }
         let weight = frame.len().clamp(1, budget_bytes) as u32;
         let permit = tokio::select! {
             permit = budget.clone().acquire_many_owned(weight) => permit,

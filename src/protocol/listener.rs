@@ -10,13 +10,23 @@ use tokio::sync::watch;
 use super::api::ApiContext;
 use super::connection::{self, ConnectionLimits};
 
-/// Accepts until `shutdown` turns true. `workers` are the arbiters connections run on; empty
-/// means the current one.
+/// What a broker's client side is doing. The fault injection of an in-process cluster
+/// pauses a broker (its requests wait, as in a stopped process) and crashes it (listener and
+/// connections close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRun {
+    Serving,
+    Paused,
+    Stopped,
+}
+
+/// Accepts until `run` turns [`NodeRun::Stopped`]. `workers` are the arbiters connections
+/// run on; empty means the current one.
 pub async fn accept_loop(
     listener: std::net::TcpListener,
     ctx: Arc<ApiContext>,
     workers: Vec<ArbiterHandle>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<NodeRun>,
 ) {
     let limits = ConnectionLimits::from_config(&ctx.config);
     let local = listener.local_addr().ok();
@@ -35,7 +45,7 @@ pub async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|run| *run == NodeRun::Stopped) => break,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,

@@ -89,6 +89,11 @@ pub struct Controller {
     core: Option<Core>,
     /// Handed to the actor's stream on start.
     initial_events: Option<SessionEventStream>,
+    /// The current session, outside `core` (which an event handler may hold across awaits),
+    /// for fault injection: cutting its link, expiring it.
+    session: CoordinationClient,
+    /// The broker ↔ coordination link is cut (fault injection); a renewed session starts cut.
+    link_cut: bool,
 }
 
 impl Controller {
@@ -98,6 +103,8 @@ impl Controller {
         events: SessionEventStream,
     ) -> Self {
         Self {
+            session: client.clone(),
+            link_cut: false,
             core: Some(Core {
                 deps: Arc::new(deps),
                 zk: KafkaZkClient::new(client),
@@ -271,6 +278,71 @@ impl StreamHandler<SessionEvent> for Controller {
     }
 }
 
+/// Faults on this broker's coordination session (the in-process cluster's fault injection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "Result<(), String>")]
+pub enum SessionFault {
+    /// Cut the broker ↔ coordination link: requests fail with ConnectionLoss and heartbeats
+    /// stop, so the session expires after its timeout unless healed first.
+    Cut,
+    Heal,
+    /// Stop as a crashed broker does: the session is abandoned (not closed), so its
+    /// ephemerals vanish only when it expires.
+    Crash,
+}
+
+impl Handler<SessionFault> for Controller {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, fault: SessionFault, ctx: &mut Self::Context) -> Self::Result {
+        let link = self.session.link_switch();
+        match fault {
+            SessionFault::Cut | SessionFault::Heal => {
+                let link = link.ok_or("only the embedded coordination service can cut links")?;
+                self.link_cut = fault == SessionFault::Cut;
+                if self.link_cut {
+                    link.cut();
+                } else {
+                    link.heal();
+                }
+            }
+            SessionFault::Crash => {
+                if let Some(link) = link {
+                    link.cut();
+                }
+                ctx.stop();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// This broker's current coordination session (a cheap clone of its client).
+#[derive(Message)]
+#[rtype(result = "CoordinationClient")]
+pub struct SessionClient;
+
+impl Handler<SessionClient> for Controller {
+    type Result = MessageResult<SessionClient>;
+
+    fn handle(&mut self, _: SessionClient, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.session.clone())
+    }
+}
+
+/// The id of this broker's current coordination session.
+#[derive(Debug, Message)]
+#[rtype(result = "i64")]
+pub struct CurrentSession;
+
+impl Handler<CurrentSession> for Controller {
+    type Result = i64;
+
+    fn handle(&mut self, _: CurrentSession, _: &mut Self::Context) -> i64 {
+        self.session.session_id()
+    }
+}
+
 /// A fresh session and its events (after expiry).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -280,6 +352,12 @@ impl Handler<NewSession> for Controller {
     type Result = ();
 
     fn handle(&mut self, msg: NewSession, ctx: &mut Self::Context) {
+        self.session = msg.0.clone();
+        if self.link_cut {
+            if let Some(link) = self.session.link_switch() {
+                link.cut();
+            }
+        }
         ctx.add_stream(tokio_stream_from(msg.1));
         ctx.notify(SessionRenewed(msg.0));
     }

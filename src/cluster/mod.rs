@@ -27,6 +27,14 @@
 //! The cluster's defaults are the safe ones the seed recommends, each capped at the number of
 //! brokers: `default.replication.factor=3`, `min.insync.replicas=2`,
 //! `offsets.topic.replication.factor=3`; a user's explicit setting is kept.
+//!
+//! A running cluster takes faults ([`faults::Fault`]: crash, restart, pause, link cuts,
+//! delays, drops, session expiry) and reports its state ([`status::ClusterStatus`]); `weir
+//! cluster` reads both as commands on stdin.
+
+pub mod console;
+pub mod faults;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,8 +43,6 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use tokio::sync::watch;
-
 use crate::actors::broker::{Broker, BrokerShared, Shutdown};
 use crate::actors::coordination::{CoordinationConfig, EmbeddedCoordination};
 use crate::broker_node::{BrokerNode, NodeEnv};
@@ -66,7 +72,18 @@ pub struct ClusterBuilder {
     worker_threads: Option<usize>,
 }
 
-/// A running broker of the cluster.
+/// Whether a broker of the cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerState {
+    Up,
+    Paused,
+    /// Crashed; its files stay for a restart.
+    Down,
+}
+
+/// A broker of the cluster. After a crash its actors are gone (`state` is `Down`) until a
+/// restart replaces them.
 #[derive(Clone)]
 pub struct RunningBroker {
     pub id: i32,
@@ -74,6 +91,9 @@ pub struct RunningBroker {
     pub broker: Addr<Broker>,
     pub shared: BrokerShared,
     pub node: Arc<BrokerNode>,
+    pub state: BrokerState,
+    /// The configuration it was started with (a restart uses it again).
+    pub config: BrokerConfig,
 }
 
 pub struct Cluster {
@@ -84,8 +104,8 @@ pub struct Cluster {
     transport: Arc<LocalTransport>,
     /// Threads the replicas and connections run on; stopped at shutdown.
     workers: Vec<Arbiter>,
-    /// Turns true at shutdown: listeners stop accepting and connections close.
-    stop: watch::Sender<bool>,
+    /// What a restarted broker starts with.
+    env: NodeEnv,
     data_dir: PathBuf,
 }
 
@@ -103,6 +123,11 @@ impl Cluster {
 
     pub fn brokers(&self) -> &[RunningBroker] {
         &self.brokers
+    }
+
+    /// The broker with this id.
+    pub fn broker(&self, id: i32) -> Option<&RunningBroker> {
+        self.brokers.iter().find(|b| b.id == id)
     }
 
     /// `host:port,host:port,...`, what clients take as `bootstrap.servers`.
@@ -131,12 +156,14 @@ impl Cluster {
     /// A clean shutdown: stop accepting, close connections, close every log, write the
     /// checkpoints and the clean-shutdown markers, stop the worker threads.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
         for b in &self.brokers {
             b.node.stop_listener();
         }
         let mut errors = Vec::new();
-        for b in &self.brokers {
+        for b in self.brokers.iter().filter(|b| b.state != BrokerState::Down) {
+            if b.state == BrokerState::Paused {
+                let _ = b.node.resume().await;
+            }
             match b.broker.send(Shutdown).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => errors.push(format!("broker {}: {e}", b.id)),
@@ -304,6 +331,7 @@ impl ClusterBuilder {
             transport: transport.clone(),
             workers: handles.clone(),
         };
+        let started_configs: Vec<BrokerConfig> = configs.iter().map(|(c, _)| c.clone()).collect();
         let nodes = futures::future::join_all(
             configs
                 .into_iter()
@@ -311,25 +339,17 @@ impl ClusterBuilder {
         )
         .await;
         let mut running = Vec::new();
-        for node in nodes {
-            let node = node?;
-            running.push(RunningBroker {
-                id: node.id,
-                addr: node.addr,
-                broker: node.broker.clone(),
-                shared: node.shared.clone(),
-                node: Arc::new(node),
-            });
+        for (node, config) in nodes.into_iter().zip(started_configs) {
+            running.push(RunningBroker::new(node?, config));
         }
         running.sort_by_key(|b| b.id);
-        let (stop, _) = watch::channel(false);
         tracing::info!(brokers = running.len(), data_dir = %data_dir.display(), "cluster ready");
         Ok(Cluster {
             brokers: running,
             embedded,
             transport,
             workers,
-            stop,
+            env,
             data_dir,
         })
     }
