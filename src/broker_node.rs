@@ -19,11 +19,11 @@ use tokio::sync::watch;
 
 use crate::actors::broker::{self, Broker, BrokerShared};
 use crate::actors::controller::actor::Connector;
+use crate::actors::controller::actor::{CurrentSession, SessionFault};
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
 use crate::actors::controller::producer_ids::ZkProducerIdAllocator;
 use crate::actors::controller::zk_client::KafkaZkClient;
-use crate::actors::controller::actor::{CurrentSession, SessionFault};
 use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;

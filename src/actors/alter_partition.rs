@@ -14,7 +14,9 @@ use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
-use crate::actors::controller::messages::{AlterPartition, AlterPartitionItem, PartitionLeadership};
+use crate::actors::controller::messages::{
+    AlterPartition, AlterPartitionItem, PartitionLeadership,
+};
 use crate::actors::metadata_cache::MetadataCache;
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;

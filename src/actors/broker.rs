@@ -25,12 +25,12 @@ use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
+use crate::actors::alter_partition::{AlterPartitionManager, ProposeIsr};
 use crate::actors::group::{GroupRouter, GROUP_METADATA_TOPIC_NAME};
 use crate::actors::metadata_cache::{
     BrokerEndpoint, MetadataCache, MetadataSnapshot, PartitionMetadata, TopicConfigState,
     TopicMetadata, INTERNAL_TOPICS, LEADER_DURING_DELETE,
 };
-use crate::actors::alter_partition::{AlterPartitionManager, ProposeIsr};
 use crate::actors::replica::{
     self, ApplyLeaderAndIsr, DescribeReplica, FollowerPosition, LeaderAndIsrState,
     PartitionProgress, Replica, ReplicaDescription, ReplicaHandle, RoleChange, UpdateTopicConfig,
@@ -615,7 +615,12 @@ impl Broker {
         }
         replication.fetchers.stop_following(&stop);
         for (leader, partitions) in follow {
-            tracing::debug!(broker = self.broker_id, leader, partitions = partitions.len(), "following");
+            tracing::debug!(
+                broker = self.broker_id,
+                leader,
+                partitions = partitions.len(),
+                "following"
+            );
             replication.fetchers.follow(leader, partitions);
         }
     }

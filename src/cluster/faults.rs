@@ -31,9 +31,21 @@ pub enum Fault {
     Pause(i32),
     Resume(i32),
     /// Cut `from → to`; both directions when `both`.
-    Cut { from: Node, to: Node, both: bool },
-    Delay { from: Node, to: Node, delay: Duration },
-    Drop { from: Node, to: Node, percent: f64 },
+    Cut {
+        from: Node,
+        to: Node,
+        both: bool,
+    },
+    Delay {
+        from: Node,
+        to: Node,
+        delay: Duration,
+    },
+    Drop {
+        from: Node,
+        to: Node,
+        percent: f64,
+    },
     /// Heal one link (both directions), or all of them.
     Heal(Option<(Node, Node)>),
     ExpireSession(i32),
@@ -46,8 +58,7 @@ impl FromStr for Fault {
         let words: Vec<&str> = line.split_whitespace().collect();
         let broker = |w: Option<&&str>| -> Result<i32, String> {
             let w = w.ok_or("missing broker id")?;
-            w.parse()
-                .map_err(|_| format!("`{w}` is not a broker id"))
+            w.parse().map_err(|_| format!("`{w}` is not a broker id"))
         };
         let node = |w: &str| -> Result<Node, String> {
             if w == "coord" {
@@ -187,9 +198,14 @@ impl Cluster {
             Fault::Cut { from, to, both } => {
                 link_check(from, to)?;
                 match (from, to) {
-                    (Node::Broker(id), Node::Coordination) | (Node::Coordination, Node::Broker(id)) => {
+                    (Node::Broker(id), Node::Coordination)
+                    | (Node::Coordination, Node::Broker(id)) => {
                         // The coordination link is one session: cutting either way cuts it.
-                        self.running(id)?.node.clone().session_fault(SessionFault::Cut).await?;
+                        self.running(id)?
+                            .node
+                            .clone()
+                            .session_fault(SessionFault::Cut)
+                            .await?;
                     }
                     _ if both => faults.cut_both(from, to),
                     _ => faults.cut(from, to),
@@ -206,8 +222,13 @@ impl Cluster {
             Fault::Heal(Some((a, b))) => {
                 link_check(a, b)?;
                 match (a, b) {
-                    (Node::Broker(id), Node::Coordination) | (Node::Coordination, Node::Broker(id)) => {
-                        self.running(id)?.node.clone().session_fault(SessionFault::Heal).await?;
+                    (Node::Broker(id), Node::Coordination)
+                    | (Node::Coordination, Node::Broker(id)) => {
+                        self.running(id)?
+                            .node
+                            .clone()
+                            .session_fault(SessionFault::Heal)
+                            .await?;
                     }
                     _ => faults.heal(a, b),
                 }
@@ -236,7 +257,9 @@ impl Cluster {
                     .await
                     .ok_or_else(|| format!("broker {id} has no session"))?;
                 if !service.expire_session(session).await {
-                    return Err(format!("session {session:#x} of broker {id} was already gone"));
+                    return Err(format!(
+                        "session {session:#x} of broker {id} was already gone"
+                    ));
                 }
             }
         }

@@ -41,14 +41,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix::prelude::*;
-use anyhow::Context as _;
 use crate::actors::broker::{Broker, BrokerShared, Shutdown};
 use crate::actors::coordination::{CoordinationConfig, EmbeddedCoordination};
 use crate::broker_node::{BrokerNode, NodeEnv};
 use crate::config::{properties, BrokerConfig};
 use crate::transport::peer::LocalTransport;
 use crate::transport::LinkFaults;
+use actix::prelude::*;
+use anyhow::Context as _;
 
 /// The safe defaults the seed recommends (Step 16: `acks=all`, `min.insync.replicas=2`,
 /// replication factor 3), where `weir cluster` departs from Kafka's broker defaults; each is

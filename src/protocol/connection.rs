@@ -116,7 +116,11 @@ async fn read_requests(
             }
         };
         // A paused broker (fault injection) holds the request as a stopped process would.
-        match shutdown.wait_for(|run| *run != NodeRun::Paused).await.map(|r| *r) {
+        match shutdown
+            .wait_for(|run| *run != NodeRun::Paused)
+            .await
+            .map(|r| *r)
+        {
             Ok(NodeRun::Serving) => {}
             _ => return,
         }

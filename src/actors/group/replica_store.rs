@@ -186,8 +186,11 @@ impl GroupStore for ReplicaGroupStore {
             let replica = replicas
                 .get(GROUP_METADATA_TOPIC_NAME, partition)
                 .ok_or(ResponseError::NotLeaderOrFollower)?;
+            // Up to the log end, as Kafka's GroupMetadataManager loads: a new leader's
+            // high-water mark can lag the commits its predecessor acknowledged (followers
+            // learn the high-water mark one fetch late), and those must not be forgotten.
             let start = replica.progress();
-            let end = start.high_watermark;
+            let end = start.log_end_offset;
             let mut offset = start.log_start_offset.max(0);
             let mut out = Vec::new();
             while offset < end {
@@ -197,7 +200,7 @@ impl GroupStore for ReplicaGroupStore {
                         fetch_offset: offset,
                         max_bytes: LOAD_CHUNK_BYTES,
                         min_one: true,
-                        isolation: FetchIsolation::HighWatermark,
+                        isolation: FetchIsolation::LogEnd,
                         current_leader_epoch: None,
                     })
                     .await

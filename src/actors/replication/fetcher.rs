@@ -192,7 +192,11 @@ impl ReplicaFetcher {
         if self.wake_scheduled {
             return;
         }
-        let Some(earliest) = self.partitions.values().filter_map(|s| s.delayed_until).min()
+        let Some(earliest) = self
+            .partitions
+            .values()
+            .filter_map(|s| s.delayed_until)
+            .min()
         else {
             return;
         };

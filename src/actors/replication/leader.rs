@@ -20,7 +20,10 @@ use crate::actors::replica::{FetchIsolation, FollowerFetch};
 use crate::protocol::error::ApiError;
 
 /// Answers a follower's fetch.
-pub async fn serve_replica_fetch(replicas: LocalReplicas, request: ReplicaFetch) -> ReplicaFetchResponse {
+pub async fn serve_replica_fetch(
+    replicas: LocalReplicas,
+    request: ReplicaFetch,
+) -> ReplicaFetchResponse {
     let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
     let first = read_all(&replicas, &request).await;
     if is_enough(&first, request.min_bytes) || request.max_wait_ms == 0 {

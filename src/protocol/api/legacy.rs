@@ -1,8 +1,8 @@
 //! The oldest versions of APIs weir advertises from v0 (as Kafka 3.x does) but which the
 //! `kafka-protocol` crate cannot decode: Produce v0–2 and Fetch v0–3 (the old message
-//! formats), ListOffsets v0, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0 and
-//! DescribeLogDirs v0. Each gets a well-formed response at its own version saying
-//! UNSUPPORTED_VERSION for every topic or partition it names, so an old client fails with a
+//! formats), ListOffsets v0, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
+//! DescribeLogDirs v0 and OffsetForLeaderEpoch v0–1. Each gets a well-formed response at its
+//! own version saying UNSUPPORTED_VERSION for every topic or partition it names, so an old client fails with a
 //! clear error instead of a dropped connection. A small bounds-checked reader and writer for
 //! the non-flexible encoding is all that takes.
 
@@ -252,6 +252,25 @@ pub fn respond(
             ApiKey::DescribeLogDirs => {
                 out.put_i32(0);
                 out.put_i32(0);
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                let topics = r.array(|r| {
+                    let name = r.string()?;
+                    let parts = r.array(|r| {
+                        let p = r.i32()?;
+                        r.i32()?;
+                        Ok(p)
+                    })?;
+                    Ok((name, parts))
+                })?;
+                write_topics(&mut out, &topics, |out, p| {
+                    out.put_i16(UNSUPPORTED);
+                    out.put_i32(p);
+                    if version >= 1 {
+                        out.put_i32(-1);
+                    }
+                    out.put_i64(-1);
+                });
             }
             other => return Err(format!("{other:?} v{version} has no legacy codec")),
         }

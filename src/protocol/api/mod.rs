@@ -27,6 +27,7 @@ pub mod init_producer_id;
 pub mod legacy;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod request_shape;
 
@@ -178,6 +179,7 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<incremental_alter_configs::IncrementalAlterConfigs>(),
         entry::<describe_cluster::DescribeCluster>(),
         entry::<init_producer_id::InitProducerId>(),
+        entry::<offset_for_leader_epoch::OffsetForLeaderEpoch>(),
         // [groups]
         entry::<groups::OffsetCommit>(),
         entry::<groups::OffsetFetch>(),
@@ -242,6 +244,9 @@ pub fn dispatch(ctx: &Arc<ApiContext>, frame: Bytes) -> Result<PendingResponse, 
         }
         ApiKey::InitProducerId => {
             serve::<init_producer_id::InitProducerId>(ctx, api, version, frame)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            serve::<offset_for_leader_epoch::OffsetForLeaderEpoch>(ctx, api, version, frame)
         }
 
         // ---------------------------------------------------------------------------------

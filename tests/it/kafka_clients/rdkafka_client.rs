@@ -34,7 +34,11 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let results = block_on(admin(bootstrap).create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))],
+        &[NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(-1),
+        )],
         &AdminOptions::new(),
     ))
     .expect("create topics");

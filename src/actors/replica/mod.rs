@@ -34,9 +34,14 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod replication;
+
+pub use replication::{
+    high_watermark_candidate, AppendAsFollower, EndOffsetForEpoch, FollowerFetch, FollowerPosition,
+    LeaderState, RemoteReplicaState, ResetToLeaderRange, TruncateToDivergence,
+};
+
 use crate::actors::alter_partition::ProposeIsr;
-use crate::actors::controller::messages::PartitionLeadership;
-use crate::actors::replication::{DivergingEpoch, FetchPartition, FetchedPartition};
 use crate::config::TopicConfig;
 use crate::protocol::error::ApiError;
 use crate::storage::producer_state::{self, ProducerBatch, ProducerStateManager};
@@ -78,97 +83,6 @@ pub struct PartitionProgress {
     pub stopped: bool,
 }
 
-/// The leader's view of one follower, updated by each of its fetches (Kafka's
-/// `ReplicaState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RemoteReplicaState {
-    /// The follower's last fetch offset: it holds everything below.
-    pub log_end_offset: i64,
-    /// When the follower was last known to hold everything the leader had: the ISR drops it
-    /// once this is older than `replica.lag.time.max.ms`.
-    pub last_caught_up: Instant,
-    /// When its previous fetch arrived, and the leader's log end offset then: a fetch that
-    /// reaches that offset proves the follower was caught up at that earlier time (Kafka's
-    /// rule, so a follower that keeps up with a steady stream is never called lagging).
-    pub last_fetch: Instant,
-    pub last_fetch_leader_log_end: i64,
-}
-
-impl RemoteReplicaState {
-    /// A follower the leader has not heard from in this leadership. An ISR member gets the
-    /// benefit of the doubt (caught up now) so that a new leader does not shrink its ISR
-    /// before the followers had a chance to fetch.
-    fn unknown(now: Instant, in_isr: bool, lag_time_max: Duration) -> Self {
-        let last_caught_up = if in_isr {
-            now
-        } else {
-            now.checked_sub(lag_time_max * 2).unwrap_or(now)
-        };
-        Self {
-            log_end_offset: -1,
-            last_caught_up,
-            last_fetch: now,
-            last_fetch_leader_log_end: -1,
-        }
-    }
-
-    /// Kafka's `updateFetchState`.
-    fn record_fetch(&mut self, fetch_offset: i64, leader_log_end: i64, now: Instant) {
-        if fetch_offset >= leader_log_end {
-            self.last_caught_up = now;
-        } else if fetch_offset >= self.last_fetch_leader_log_end {
-            self.last_caught_up = self.last_caught_up.max(self.last_fetch);
-        }
-        self.log_end_offset = fetch_offset;
-        self.last_fetch_leader_log_end = leader_log_end;
-        self.last_fetch = now;
-    }
-
-    fn is_caught_up(&self, leader_log_end: i64, now: Instant, lag_time_max: Duration) -> bool {
-        self.log_end_offset >= leader_log_end
-            || now.saturating_duration_since(self.last_caught_up) <= lag_time_max
-    }
-}
-
-/// A leader's replication state (Kafka's `PartitionState` plus the remote replicas).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaderState {
-    /// The ISR the controller recorded: what `min.insync.replicas` is checked against.
-    pub isr: Vec<i32>,
-    /// An ISR change proposed to the controller and not yet answered. While it is in flight
-    /// the high-water mark waits for the union of both ISRs (Kafka's "maximal ISR"), so a
-    /// record is never called committed by an ISR that was not recorded.
-    pub pending_isr: Option<Vec<i32>>,
-    /// Followers' progress, keyed by broker id.
-    pub remote: BTreeMap<i32, RemoteReplicaState>,
-    /// The log end offset when this leader epoch began: a follower joins the ISR only once
-    /// it holds everything up to here (it then agrees with this leader's log).
-    pub epoch_start_offset: i64,
-    /// After the controller refused a proposal, none is made before this instant.
-    pub retry_after: Option<Instant>,
-}
-
-impl LeaderState {
-    fn may_propose(&self, now: Instant) -> bool {
-        self.pending_isr.is_none() && self.retry_after.is_none_or(|t| now >= t)
-    }
-}
-
-impl LeaderState {
-    /// The committed ISR plus a pending expansion.
-    pub fn maximal_isr(&self) -> Vec<i32> {
-        let mut isr = self.isr.clone();
-        if let Some(pending) = &self.pending_isr {
-            for id in pending {
-                if !isr.contains(id) {
-                    isr.push(*id);
-                }
-            }
-        }
-        isr
-    }
-}
-
 /// The role the controller's last LeaderAndIsr gave this replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -203,35 +117,6 @@ pub struct LeaderAndIsrState {
     pub replicas: Vec<i32>,
     pub partition_epoch: i32,
     pub is_new: bool,
-}
-
-/// Kafka's rule, in one place: the high-water mark is the smallest log end offset over the
-/// ISR. ISR log end offsets 6, 7 and 9 give a high-water mark of 6: offsets 0–5 are on every
-/// ISR member and visible to consumers; offset 6 is not yet. The seed's example, leader
-/// holding offsets 0–4 (log end offset 5) and an ISR follower holding 0–3 (log end offset 4),
-/// gives 4. With the leader alone in the ISR it is the leader's log end offset.
-/// An ISR member the leader has not heard from yet counts as its log start (it holds nothing
-/// beyond it that the leader knows of).
-pub fn high_watermark_candidate(
-    leader_id: i32,
-    leader_log_end_offset: i64,
-    isr: &[i32],
-    remote: &BTreeMap<i32, RemoteReplicaState>,
-    log_start_offset: i64,
-) -> i64 {
-    isr.iter()
-        .map(|id| {
-            if *id == leader_id {
-                leader_log_end_offset
-            } else {
-                remote
-                    .get(id)
-                    .map(|r| r.log_end_offset.max(log_start_offset))
-                    .unwrap_or(log_start_offset)
-            }
-        })
-        .min()
-        .unwrap_or(leader_log_end_offset)
 }
 
 /// Which offsets a read may return (Kafka's `FetchIsolation`).
@@ -592,10 +477,9 @@ impl Replica {
             for id in &state.replicas {
                 if *id != self.broker_id {
                     let in_isr = leader.isr.contains(id);
-                    leader
-                        .remote
-                        .entry(*id)
-                        .or_insert_with(|| RemoteReplicaState::unknown(now, in_isr, self.lag_time_max));
+                    leader.remote.entry(*id).or_insert_with(|| {
+                        RemoteReplicaState::unknown(now, in_isr, self.lag_time_max)
+                    });
                 }
             }
             self.role = Role::Leader(leader);
@@ -626,143 +510,6 @@ impl Replica {
             last_epoch: last_epoch_of(log),
             changed,
         })
-    }
-
-    /// Proposes `new_isr` to the controller unless a proposal is already in flight; the
-    /// answer comes back as [`IsrProposalAnswered`].
-    fn propose_isr(&mut self, new_isr: Vec<i32>, ctx: &mut Context<Self>) {
-        let Some(proposer) = self.isr_proposer.clone() else {
-            return;
-        };
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        if !leader.may_propose(Instant::now()) || leader.isr == new_isr {
-            return;
-        }
-        tracing::info!(partition = %self.tp, isr = ?leader.isr, proposed = ?new_isr, "proposing an ISR change");
-        leader.pending_isr = Some(new_isr.clone());
-        let request = proposer.send(ProposeIsr {
-            tp: self.tp.clone(),
-            leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
-            new_isr,
-        });
-        let leader_epoch = self.leader_epoch;
-        ctx.spawn(request.into_actor(self).map(move |answer, act, ctx| {
-            let answer = answer.unwrap_or_else(|_| {
-                Err(ApiError::with_message(
-                    ResponseError::RequestTimedOut,
-                    "the ISR proposer stopped",
-                ))
-            });
-            act.isr_proposal_answered(leader_epoch, answer);
-            let _ = ctx;
-        }));
-        // The pending expansion counts for the high-water mark at once.
-        self.update_progress();
-    }
-
-    /// Kafka's `handleAlterPartitionUpdate`: adopt what the controller recorded, or forget
-    /// the proposal (the next fetch or lag check proposes again if still needed).
-    fn isr_proposal_answered(
-        &mut self,
-        leader_epoch: i32,
-        answer: Result<PartitionLeadership, ApiError>,
-    ) {
-        if leader_epoch != self.leader_epoch {
-            return;
-        }
-        let tp = self.tp.clone();
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        leader.pending_isr = None;
-        match answer {
-            Ok(recorded) if recorded.leader_epoch == self.leader_epoch => {
-                if recorded.partition_epoch > self.partition_epoch {
-                    tracing::info!(partition = %tp, isr = ?recorded.isr, "ISR changed");
-                    for id in &recorded.isr {
-                        if let Some(remote) = leader.remote.get_mut(id) {
-                            // A member just added must not be judged by an old catch-up time.
-                            remote.last_caught_up = remote.last_caught_up.max(remote.last_fetch);
-                        }
-                    }
-                    leader.isr = recorded.isr;
-                    self.partition_epoch = recorded.partition_epoch;
-                }
-            }
-            Ok(recorded) => {
-                tracing::debug!(partition = %tp, epoch = recorded.leader_epoch, "ISR answer for another leader epoch");
-            }
-            Err(e) => {
-                // Retried by the next lag check or fetch, not at once: a refused expansion
-                // (say, of a broker the controller considers dead) must not become a
-                // proposal per fetch.
-                tracing::info!(partition = %tp, error = %e, "ISR change refused");
-                leader.retry_after = Some(Instant::now() + ISR_RETRY_BACKOFF);
-            }
-        }
-        self.update_progress();
-    }
-
-    /// Kafka's `maybeShrinkIsr`: followers that have not caught up within
-    /// `replica.lag.time.max.ms` leave the ISR.
-    fn maybe_shrink_isr(&mut self, ctx: &mut Context<Self>) {
-        let Some(log_end) = self.log.as_ref().map(PartitionLog::log_end_offset) else {
-            return;
-        };
-        let Role::Leader(leader) = &self.role else {
-            return;
-        };
-        let now = Instant::now();
-        if !leader.may_propose(now) {
-            return;
-        }
-        let lagging: Vec<i32> = leader
-            .isr
-            .iter()
-            .copied()
-            .filter(|id| *id != self.broker_id)
-            .filter(|id| {
-                leader
-                    .remote
-                    .get(id)
-                    .is_some_and(|r| !r.is_caught_up(log_end, now, self.lag_time_max))
-            })
-            .collect();
-        if lagging.is_empty() {
-            return;
-        }
-        tracing::info!(partition = %self.tp, lagging = ?lagging, lag_time_max = ?self.lag_time_max, "followers fell out of sync");
-        let new_isr: Vec<i32> = leader
-            .isr
-            .iter()
-            .copied()
-            .filter(|id| !lagging.contains(id))
-            .collect();
-        self.propose_isr(new_isr, ctx);
-    }
-
-    /// Kafka's `maybeExpandIsr`: a follower outside the ISR joins once it holds everything
-    /// up to the high-water mark and this leader epoch's start.
-    fn maybe_expand_isr(&mut self, follower: i32, ctx: &mut Context<Self>) {
-        let Role::Leader(leader) = &self.role else {
-            return;
-        };
-        if !leader.may_propose(Instant::now()) || leader.isr.contains(&follower) {
-            return;
-        }
-        let Some(remote) = leader.remote.get(&follower) else {
-            return;
-        };
-        if remote.log_end_offset >= self.high_watermark
-            && remote.log_end_offset >= leader.epoch_start_offset
-        {
-            let mut new_isr = leader.isr.clone();
-            new_isr.push(follower);
-            self.propose_isr(new_isr, ctx);
-        }
     }
 
     fn run_retention(&mut self, ctx: &mut Context<Self>) {
@@ -1266,294 +1013,6 @@ impl Handler<TruncateLogTo> for Replica {
 
     fn handle(&mut self, msg: TruncateLogTo, _: &mut Self::Context) -> Self::Result {
         self.truncate_log_to(msg.0)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Replication: the leader's side of a follower fetch, the follower's appends and truncation.
-
-/// One partition of a follower's fetch, served by the leader (Kafka's `Partition.fetchRecords`
-/// for a replica): records the follower's progress, maybe expands the ISR, advances the
-/// high-water mark, and reads from the follower's offset up to the log end.
-#[derive(Debug, Message)]
-#[rtype(result = "FetchedPartition")]
-pub struct FollowerFetch {
-    pub replica_id: i32,
-    pub partition: FetchPartition,
-}
-
-impl Handler<FollowerFetch> for Replica {
-    type Result = MessageResult<FollowerFetch>;
-
-    fn handle(&mut self, msg: FollowerFetch, ctx: &mut Self::Context) -> Self::Result {
-        let tp = msg.partition.tp.clone();
-        MessageResult(
-            self.serve_follower_fetch(msg.replica_id, &msg.partition, ctx)
-                .unwrap_or_else(|e| FetchedPartition::failed(tp, e)),
-        )
-    }
-}
-
-impl Replica {
-    fn serve_follower_fetch(
-        &mut self,
-        replica_id: i32,
-        p: &FetchPartition,
-        ctx: &mut Context<Self>,
-    ) -> Result<FetchedPartition, ApiError> {
-        self.require_leader()?;
-        if !p.topic_id.is_nil() && p.topic_id != self.topic_id {
-            return Err(ApiError::with_message(
-                ResponseError::UnknownTopicId,
-                format!("{}: the topic was recreated", self.tp),
-            ));
-        }
-        self.check_leader_epoch(Some(p.current_leader_epoch))?;
-        if !self.replicas.contains(&replica_id) {
-            return Err(ApiError::with_message(
-                ResponseError::NotLeaderOrFollower,
-                format!("broker {replica_id} is not a replica of {}", self.tp),
-            ));
-        }
-        let log = self.log()?;
-        let (log_start, log_end) = (log.log_start_offset(), log.log_end_offset());
-        let mut answer = FetchedPartition {
-            tp: p.tp.clone(),
-            error: None,
-            high_watermark: self.high_watermark,
-            log_start_offset: log_start,
-            log_end_offset: log_end,
-            diverging_epoch: None,
-            records: bytes::Bytes::new(),
-        };
-        // KIP-595's check: does our log agree with the follower's up to its fetch offset in
-        // the epoch of its last batch? If not, it must truncate before it may append.
-        if p.last_fetched_epoch >= 0 {
-            let (epoch, end_offset) = log.end_offset_for_epoch(p.last_fetched_epoch);
-            if epoch < p.last_fetched_epoch || end_offset < p.fetch_offset {
-                answer.diverging_epoch = Some(DivergingEpoch { epoch, end_offset });
-                return Ok(answer);
-            }
-        }
-        if p.fetch_offset < log_start || p.fetch_offset > log_end {
-            answer.error = Some(ApiError::with_message(
-                ResponseError::OffsetOutOfRange,
-                format!(
-                    "{}: follower {replica_id} fetches offset {} outside [{log_start}, {log_end}]",
-                    self.tp, p.fetch_offset
-                ),
-            ));
-            return Ok(answer);
-        }
-        if let Role::Leader(leader) = &mut self.role {
-            if let Some(remote) = leader.remote.get_mut(&replica_id) {
-                remote.record_fetch(p.fetch_offset, log_end, Instant::now());
-            }
-        }
-        self.maybe_expand_isr(replica_id, ctx);
-        self.update_progress();
-        answer.high_watermark = self.high_watermark;
-        let tp = self.tp.clone();
-        let read = self
-            .log()?
-            .read(p.fetch_offset, p.max_bytes as usize, log_end, true)
-            .map_err(|e| storage_error(&tp, e))?;
-        answer.records = read.records;
-        Ok(answer)
-    }
-
-    /// The follower's own state after an append or a truncation.
-    fn follower_position(&self) -> Result<FollowerPosition, ApiError> {
-        let log = self.log()?;
-        Ok(FollowerPosition {
-            log_end_offset: log.log_end_offset(),
-            last_epoch: last_epoch_of(log),
-        })
-    }
-
-    fn require_follower_of_epoch(&self, leader_epoch: i32) -> Result<(), ApiError> {
-        match self.role {
-            Role::Follower { .. } if self.leader_epoch == leader_epoch => Ok(()),
-            _ => Err(ApiError::with_message(
-                ResponseError::NotLeaderOrFollower,
-                format!(
-                    "{} is no longer a follower in leader epoch {leader_epoch}",
-                    self.tp
-                ),
-            )),
-        }
-    }
-}
-
-/// Where a follower's log ends, for its next fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FollowerPosition {
-    pub log_end_offset: i64,
-    /// `last_fetched_epoch` of the next fetch.
-    pub last_epoch: i32,
-}
-
-/// A follower's append of what the leader sent: stored verbatim (followers never assign
-/// offsets), the producer state rebuilt from the batches so a future leader deduplicates as
-/// this one did, the high-water mark taken from the leader (never above our log end).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<FollowerPosition, ApiError>")]
-pub struct AppendAsFollower {
-    /// The epoch the fetch was made in: an append from a fetch that a newer LeaderAndIsr
-    /// overtook is refused.
-    pub leader_epoch: i32,
-    pub records: bytes::Bytes,
-    pub leader_high_watermark: i64,
-    pub leader_log_start_offset: i64,
-}
-
-impl Handler<AppendAsFollower> for Replica {
-    type Result = Result<FollowerPosition, ApiError>;
-
-    fn handle(&mut self, msg: AppendAsFollower, ctx: &mut Self::Context) -> Self::Result {
-        self.require_follower_of_epoch(msg.leader_epoch)?;
-        let tp = self.tp.clone();
-        if !msg.records.is_empty() {
-            let segments_before = self.log()?.segment_count();
-            let records = msg.records.clone();
-            let info = self
-                .log_mut()?
-                .append_as_follower(msg.records)
-                .map_err(|e| storage_error(&tp, e))?;
-            if info.bytes > 0 {
-                let mut position = 0;
-                while position + BatchHeader::SIZE <= info.bytes {
-                    let Ok(h) = BatchHeader::parse(&records[position..]) else {
-                        break;
-                    };
-                    if h.has_producer_id() {
-                        self.producer_state.update(&producer_batch(&h, h.base_offset));
-                    }
-                    position += h.total_size();
-                }
-                self.producer_state.advance_to(info.last_offset + 1);
-            }
-            if self.log()?.segment_count() > segments_before {
-                self.snapshot_producer_state_in_background(ctx);
-            }
-        }
-        let log_end = self.log()?.log_end_offset();
-        let high_watermark = msg.leader_high_watermark.min(log_end);
-        if high_watermark > self.high_watermark {
-            self.high_watermark = high_watermark;
-        }
-        // The log start follows the leader's (retention, DeleteRecords), within what is
-        // committed here.
-        let new_start = msg.leader_log_start_offset.min(self.high_watermark);
-        if new_start > self.log()?.log_start_offset() {
-            let high_watermark = self.high_watermark;
-            self.log_mut()?.update_high_watermark(high_watermark);
-            self.log_mut()?
-                .delete_records_before(new_start)
-                .map_err(|e| storage_error(&tp, e))?;
-        }
-        self.update_progress();
-        self.maybe_flush(ctx);
-        self.follower_position()
-    }
-}
-
-/// The leader said our log diverged from its own (a [`DivergingEpoch`] in its fetch answer):
-/// truncate as Kafka's `AbstractFetcherThread` does (KIP-101, KIP-279), then fetch again from
-/// the new log end; the next fetch checks again, so a follower several epochs behind
-/// converges in a few rounds.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<FollowerPosition, ApiError>")]
-pub struct TruncateToDivergence {
-    pub leader_epoch: i32,
-    pub diverging: DivergingEpoch,
-}
-
-impl Handler<TruncateToDivergence> for Replica {
-    type Result = Result<FollowerPosition, ApiError>;
-
-    fn handle(&mut self, msg: TruncateToDivergence, _: &mut Self::Context) -> Self::Result {
-        self.require_follower_of_epoch(msg.leader_epoch)?;
-        let log = self.log()?;
-        let log_end = log.log_end_offset();
-        let DivergingEpoch { epoch, end_offset } = msg.diverging;
-        let target = if end_offset < 0 {
-            // The leader knows no epoch at or below ours: keep only what was committed.
-            self.high_watermark
-        } else if epoch < 0 {
-            end_offset.min(log_end)
-        } else {
-            let (own_epoch, own_end) = log.end_offset_for_epoch(epoch);
-            if own_epoch < 0 || own_end < 0 {
-                // We know no epochs that far back: trust the leader's end.
-                end_offset.min(log_end)
-            } else if own_epoch != epoch {
-                // We never saw the leader's epoch: cut back to where our own smaller epoch
-                // ended; the next fetch compares again from there.
-                own_end.min(log_end)
-            } else {
-                end_offset.min(own_end).min(log_end)
-            }
-        };
-        if target < log_end {
-            tracing::info!(partition = %self.tp, from = log_end, to = target, leader_epoch = epoch, leader_end_offset = end_offset, "truncating to where the leader's log diverges");
-            self.truncate_log_to(target)?;
-        }
-        self.follower_position()
-    }
-}
-
-/// The leader answered OFFSET_OUT_OF_RANGE to our fetch: its log ends below ours (only
-/// after an unclean election) or starts above it (retention on the leader outran us).
-#[derive(Debug, Message)]
-#[rtype(result = "Result<FollowerPosition, ApiError>")]
-pub struct ResetToLeaderRange {
-    pub leader_epoch: i32,
-    pub leader_log_start_offset: i64,
-    pub leader_log_end_offset: i64,
-}
-
-impl Handler<ResetToLeaderRange> for Replica {
-    type Result = Result<FollowerPosition, ApiError>;
-
-    fn handle(&mut self, msg: ResetToLeaderRange, _: &mut Self::Context) -> Self::Result {
-        self.require_follower_of_epoch(msg.leader_epoch)?;
-        let log_end = self.log()?.log_end_offset();
-        if msg.leader_log_end_offset >= 0 && msg.leader_log_end_offset < log_end {
-            tracing::warn!(partition = %self.tp, from = log_end, to = msg.leader_log_end_offset, "the leader's log ends below ours: truncating");
-            self.truncate_log_to(msg.leader_log_end_offset)?;
-        } else if msg.leader_log_start_offset > log_end {
-            tracing::info!(partition = %self.tp, start = msg.leader_log_start_offset, "the leader's log starts past ours: starting over there");
-            let tp = self.tp.clone();
-            self.log_mut()?
-                .truncate_fully_and_start_at(msg.leader_log_start_offset)
-                .map_err(|e| storage_error(&tp, e))?;
-            self.producer_state = load_producer_state(self.log()?);
-            self.high_watermark = msg.leader_log_start_offset;
-            self.update_progress();
-        }
-        self.follower_position()
-    }
-}
-
-/// OffsetsForLeaderEpoch for one partition (KIP-320: clients check for log truncation after
-/// a leader change): the largest epoch at or below `leader_epoch` this leader knows and the
-/// offset where it ended.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<DivergingEpoch, ApiError>")]
-pub struct EndOffsetForEpoch {
-    pub current_leader_epoch: Option<i32>,
-    pub leader_epoch: i32,
-}
-
-impl Handler<EndOffsetForEpoch> for Replica {
-    type Result = Result<DivergingEpoch, ApiError>;
-
-    fn handle(&mut self, msg: EndOffsetForEpoch, _: &mut Self::Context) -> Self::Result {
-        self.check_leader_epoch(msg.current_leader_epoch)?;
-        self.require_leader()?;
-        let (epoch, end_offset) = self.log()?.end_offset_for_epoch(msg.leader_epoch);
-        Ok(DivergingEpoch { epoch, end_offset })
     }
 }
 
@@ -2200,20 +1659,13 @@ mod tests {
 
     #[test]
     fn the_high_watermark_is_the_smallest_log_end_offset_over_the_isr() {
-        let remote: BTreeMap<i32, RemoteReplicaState> = [
-            (2, remote_at(7)),
-            (3, remote_at(6)),
-        ]
-        .into_iter()
-        .collect();
+        let remote: BTreeMap<i32, RemoteReplicaState> =
+            [(2, remote_at(7)), (3, remote_at(6))].into_iter().collect();
         assert_eq!(high_watermark_candidate(1, 9, &[1, 2, 3], &remote, 0), 6);
         assert_eq!(high_watermark_candidate(1, 9, &[1, 2], &remote, 0), 7);
         assert_eq!(high_watermark_candidate(1, 5, &[1], &remote, 0), 5);
         // The seed's example: leader 0–4, follower 0–3.
-        let seed: BTreeMap<i32, RemoteReplicaState> =
-            [(2, remote_at(4))]
-                .into_iter()
-                .collect();
+        let seed: BTreeMap<i32, RemoteReplicaState> = [(2, remote_at(4))].into_iter().collect();
         assert_eq!(high_watermark_candidate(1, 5, &[1, 2], &seed, 0), 4);
     }
 }
