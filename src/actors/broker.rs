@@ -82,7 +82,7 @@ impl LocalReplicas {
         self.len() == 0
     }
 
-    fn insert(&self, tp: &TopicPartition, handle: ReplicaHandle) {
+    pub(crate) fn insert(&self, tp: &TopicPartition, handle: ReplicaHandle) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         map.entry(tp.topic.clone())
             .or_default()

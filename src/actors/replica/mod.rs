@@ -1081,7 +1081,7 @@ mod tests {
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
 
-    fn batch(keys: &[&str], timestamp: i64) -> Bytes {
+    pub(super) fn batch(keys: &[&str], timestamp: i64) -> Bytes {
         let records: Vec<Record> = keys
             .iter()
             .enumerate()
@@ -1115,7 +1115,7 @@ mod tests {
         buf.freeze()
     }
 
-    fn open_log(dir: &std::path::Path, tp: &TopicPartition) -> PartitionLog {
+    pub(super) fn open_log(dir: &std::path::Path, tp: &TopicPartition) -> PartitionLog {
         let config = TopicConfig::default();
         PartitionLog::open(
             &dir.join(format!("{}-{}", tp.topic, tp.partition)),
@@ -1155,7 +1155,10 @@ mod tests {
         .start_here()
     }
 
-    async fn append(handle: &ReplicaHandle, keys: &[&str]) -> Result<AppendOutcome, ApiError> {
+    pub(super) async fn append(
+        handle: &ReplicaHandle,
+        keys: &[&str],
+    ) -> Result<AppendOutcome, ApiError> {
         let batches =
             validate_client_batches(batch(keys, 1_000), 1 << 20, false).expect("valid batch");
         handle

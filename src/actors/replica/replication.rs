@@ -576,3 +576,565 @@ impl Handler<EndOffsetForEpoch> for Replica {
         Ok(DivergingEpoch { epoch, end_offset })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::actors::delayed::{delayed_produce, ProduceWait, ProduceWaitOutcome};
+    use crate::actors::replica::tests::{append, open_log};
+    use crate::actors::replica::{
+        ApplyLeaderAndIsr, FetchIsolation, LeaderAndIsrState, ReadRecords, ReplicaHandle,
+    };
+    use crate::config::TopicConfig;
+    use crate::storage::TopicPartition;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// Stands in for the broker's AlterPartition manager and the controller behind it:
+    /// records every proposal and, when accepting, records it as the controller would
+    /// (same leader epoch, partition epoch + 1).
+    struct FakeController {
+        proposals: Arc<Mutex<Vec<ProposeIsr>>>,
+        accept: bool,
+    }
+
+    impl Actor for FakeController {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<ProposeIsr> for FakeController {
+        type Result = Result<PartitionLeadership, ApiError>;
+
+        fn handle(&mut self, msg: ProposeIsr, _: &mut Self::Context) -> Self::Result {
+            self.proposals.lock().unwrap().push(msg.clone());
+            if !self.accept {
+                return Err(ApiError::new(ResponseError::IneligibleReplica));
+            }
+            Ok(PartitionLeadership {
+                leader: 1,
+                leader_epoch: msg.leader_epoch,
+                isr: msg.new_isr,
+                partition_epoch: msg.partition_epoch + 1,
+            })
+        }
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    /// A replica of `t-0` on broker `id` in `dir`, proposing ISR changes to `controller`.
+    fn start(
+        dir: &std::path::Path,
+        id: i32,
+        lag: Duration,
+        controller: Option<Recipient<ProposeIsr>>,
+    ) -> ReplicaHandle {
+        let dir = dir.join(format!("broker-{id}"));
+        Replica::new(
+            tp(),
+            Uuid::nil(),
+            id,
+            open_log(&dir, &tp()),
+            TopicConfig::default(),
+            Duration::from_secs(300),
+        )
+        .with_replication(lag, controller)
+        .start_here()
+    }
+
+    fn fake_controller(accept: bool) -> (Recipient<ProposeIsr>, Arc<Mutex<Vec<ProposeIsr>>>) {
+        let proposals = Arc::new(Mutex::new(Vec::new()));
+        let addr = FakeController {
+            proposals: proposals.clone(),
+            accept,
+        }
+        .start();
+        (addr.recipient(), proposals)
+    }
+
+    async fn become_(handle: &ReplicaHandle, leader: i32, epoch: i32, isr: &[i32]) {
+        handle
+            .addr
+            .send(ApplyLeaderAndIsr(LeaderAndIsrState {
+                leader,
+                leader_epoch: epoch,
+                isr: isr.to_vec(),
+                replicas: vec![1, 2, 3],
+                partition_epoch: epoch,
+                is_new: false,
+            }))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn fetch(
+        leader: &ReplicaHandle,
+        follower: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        current_leader_epoch: i32,
+    ) -> FetchedPartition {
+        leader
+            .addr
+            .send(FollowerFetch {
+                replica_id: follower,
+                partition: FetchPartition {
+                    tp: tp(),
+                    topic_id: Uuid::nil(),
+                    fetch_offset,
+                    current_leader_epoch,
+                    last_fetched_epoch,
+                    log_start_offset: 0,
+                    max_bytes: 1 << 20,
+                },
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Offsets of the records a consumer may read from `from`.
+    async fn visible_offsets(handle: &ReplicaHandle, from: i64) -> Vec<i64> {
+        let read = handle
+            .addr
+            .send(ReadRecords {
+                fetch_offset: from,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::HighWatermark,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap();
+        assert!(read.error.is_none(), "{:?}", read.error);
+        record_offsets(&read.records)
+    }
+
+    fn record_offsets(records: &[u8]) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut position = 0;
+        while position + BatchHeader::SIZE <= records.len() {
+            let h = BatchHeader::parse(&records[position..]).unwrap();
+            out.extend(h.base_offset..=h.last_offset());
+            position += h.total_size();
+        }
+        out
+    }
+
+    async fn append_n(handle: &ReplicaHandle, n: usize) {
+        for i in 0..n {
+            append(handle, &[&format!("k{i}")]).await.unwrap();
+        }
+    }
+
+    async fn wait_until(
+        handle: &ReplicaHandle,
+        what: &str,
+        f: impl Fn(&PartitionProgressView) -> bool,
+    ) {
+        let mut progress = handle.progress.clone();
+        tokio::time::timeout(
+            DEADLINE,
+            progress.wait_for(|p| f(&PartitionProgressView::from(*p))),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"))
+        .unwrap();
+    }
+
+    /// The fields tests wait on.
+    struct PartitionProgressView {
+        high_watermark: i64,
+        isr_size: usize,
+    }
+
+    impl From<crate::actors::replica::PartitionProgress> for PartitionProgressView {
+        fn from(p: crate::actors::replica::PartitionProgress) -> Self {
+            Self {
+                high_watermark: p.high_watermark,
+                isr_size: p.isr_size,
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn the_seeds_step_15_example_keeps_offset_4_invisible_until_the_follower_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = start(dir.path(), 1, Duration::from_secs(30), None);
+        become_(&leader, 1, 0, &[1, 2]).await;
+        append_n(&leader, 5).await; // offsets 0–4: leader LEO 5
+                                    // The follower has not fetched yet: nothing is committed.
+        assert_eq!(leader.progress().high_watermark, 0);
+        assert!(visible_offsets(&leader, 0).await.is_empty());
+
+        // Follower holds 0–3 (LEO 4): high-water mark 4, offset 4 not yet visible.
+        let answer = fetch(&leader, 2, 4, 0, 0).await;
+        assert_eq!(answer.high_watermark, 4);
+        assert_eq!(
+            record_offsets(&answer.records),
+            vec![4],
+            "the follower gets offset 4"
+        );
+        assert_eq!(visible_offsets(&leader, 0).await, vec![0, 1, 2, 3]);
+
+        // It caught up: offset 4 becomes visible.
+        assert_eq!(fetch(&leader, 2, 5, 0, 0).await.high_watermark, 5);
+        assert_eq!(visible_offsets(&leader, 0).await, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[actix::test]
+    async fn acks_all_waits_for_every_isr_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = start(dir.path(), 1, Duration::from_secs(30), None);
+        become_(&leader, 1, 0, &[1, 2, 3]).await;
+        let outcome = append(&leader, &["a", "b"]).await.unwrap();
+        let wait = tokio::spawn(delayed_produce(
+            vec![ProduceWait {
+                progress: leader.progress.clone(),
+                required_offset: outcome.last_offset + 1,
+                leader_epoch: outcome.leader_epoch,
+                min_insync_replicas: 2,
+            }],
+            DEADLINE,
+        ));
+        fetch(&leader, 2, 2, 0, 0).await;
+        // One of two followers has the records: not committed yet.
+        assert_eq!(leader.progress().high_watermark, 0);
+        assert!(!wait.is_finished());
+        fetch(&leader, 3, 2, 0, 0).await;
+        assert_eq!(wait.await.unwrap(), vec![ProduceWaitOutcome::Replicated]);
+    }
+
+    #[actix::test]
+    async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(true);
+        let leader = start(dir.path(), 1, Duration::from_millis(200), Some(controller));
+        become_(&leader, 1, 0, &[1, 2, 3]).await;
+        append_n(&leader, 3).await;
+        // Follower 3 keeps up; follower 2 is silent.
+        let keep_up = {
+            let leader = leader.clone();
+            tokio::spawn(async move {
+                loop {
+                    let end = leader.progress().log_end_offset;
+                    fetch(&leader, 3, end, 0, 0).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        wait_until(&leader, "the ISR shrinks to 2", |p| p.isr_size == 2).await;
+        keep_up.abort();
+        let proposals = proposals.lock().unwrap().clone();
+        assert_eq!(proposals[0].new_isr, vec![1, 3]);
+        assert_eq!(proposals[0].partition_epoch, 0);
+        // With the lagging follower out, what follower 3 holds is committed.
+        wait_until(&leader, "the high-water mark reaches 3", |p| {
+            p.high_watermark == 3
+        })
+        .await;
+    }
+
+    #[actix::test]
+    async fn a_follower_that_catches_up_is_proposed_back_into_the_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(true);
+        let leader = start(dir.path(), 1, Duration::from_secs(30), Some(controller));
+        become_(&leader, 1, 0, &[1]).await;
+        append_n(&leader, 4).await;
+        // Behind: no proposal.
+        fetch(&leader, 2, 2, 0, 0).await;
+        assert!(proposals.lock().unwrap().is_empty());
+        fetch(&leader, 2, 4, 0, 0).await;
+        wait_until(&leader, "follower 2 joins the ISR", |p| p.isr_size == 2).await;
+        assert_eq!(proposals.lock().unwrap()[0].new_isr, vec![1, 2]);
+    }
+
+    #[actix::test]
+    async fn a_refused_isr_change_is_not_proposed_again_on_every_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(false);
+        let leader = start(dir.path(), 1, Duration::from_secs(30), Some(controller));
+        become_(&leader, 1, 0, &[1]).await;
+        append_n(&leader, 1).await;
+        for _ in 0..20 {
+            fetch(&leader, 2, 1, 0, 0).await;
+        }
+        // The refusal's backoff (500 ms) outlasts these fetches.
+        assert_eq!(proposals.lock().unwrap().len(), 1);
+        assert_eq!(leader.progress().isr_size, 1);
+    }
+
+    #[actix::test]
+    async fn a_fetch_with_a_stale_or_future_leader_epoch_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = start(dir.path(), 1, Duration::from_secs(30), None);
+        become_(&leader, 1, 3, &[1, 2]).await;
+        let stale = fetch(&leader, 2, 0, -1, 2).await;
+        assert_eq!(
+            stale.error.unwrap().code,
+            ResponseError::FencedLeaderEpoch.code()
+        );
+        let future = fetch(&leader, 2, 0, -1, 4).await;
+        assert_eq!(
+            future.error.unwrap().code,
+            ResponseError::UnknownLeaderEpoch.code()
+        );
+    }
+
+    /// A leader whose log holds epoch 0 at offsets 0–2 and epoch 2 at offsets 3–4.
+    async fn leader_with_two_epochs(dir: &std::path::Path) -> ReplicaHandle {
+        let leader = start(dir, 1, Duration::from_secs(30), None);
+        become_(&leader, 1, 0, &[1]).await;
+        append_n(&leader, 3).await;
+        become_(&leader, 1, 2, &[1]).await;
+        append_n(&leader, 2).await;
+        leader
+    }
+
+    #[actix::test]
+    async fn the_leader_answers_a_diverging_epoch_where_the_followers_epoch_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = leader_with_two_epochs(dir.path()).await;
+        // The follower's last batch is from epoch 1, which this leader never had: its log
+        // agrees with the leader's only up to where epoch 0 ended, offset 3.
+        let answer = fetch(&leader, 2, 4, 1, 2).await;
+        assert_eq!(
+            answer.diverging_epoch,
+            Some(DivergingEpoch {
+                epoch: 0,
+                end_offset: 3
+            })
+        );
+        assert!(answer.records.is_empty());
+        // A follower that stopped inside epoch 0 agrees: it gets records.
+        let answer = fetch(&leader, 2, 3, 0, 2).await;
+        assert_eq!(answer.diverging_epoch, None);
+        assert_eq!(record_offsets(&answer.records), vec![3, 4]);
+    }
+
+    /// Copies the leader's log from `from` into a follower, verbatim.
+    async fn replicate(leader: &ReplicaHandle, follower: &ReplicaHandle, epoch: i32, from: i64) {
+        let answer = fetch(leader, 2, from, -1, leader.progress().leader_epoch).await;
+        assert!(answer.error.is_none(), "{:?}", answer.error);
+        follower
+            .addr
+            .send(AppendAsFollower {
+                leader_epoch: epoch,
+                records: answer.records,
+                leader_high_watermark: answer.high_watermark,
+                leader_log_start_offset: answer.log_start_offset,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[actix::test]
+    async fn a_follower_stores_the_leaders_bytes_and_caps_the_high_watermark_at_its_log_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = leader_with_two_epochs(dir.path()).await;
+        let follower = start(dir.path(), 2, Duration::from_secs(30), None);
+        become_(&follower, 1, 2, &[1, 2]).await;
+        // A leader high-water mark past what the follower holds is capped at its log end.
+        let position = follower
+            .addr
+            .send(AppendAsFollower {
+                leader_epoch: 2,
+                records: bytes::Bytes::new(),
+                leader_high_watermark: 5,
+                leader_log_start_offset: 0,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((position.log_end_offset, position.last_epoch), (0, -1));
+        assert_eq!(follower.progress().high_watermark, 0);
+
+        replicate(&leader, &follower, 2, 0).await;
+        let p = follower.progress();
+        assert_eq!((p.log_end_offset, p.high_watermark), (5, 5));
+        let read = |h: &ReplicaHandle| {
+            let h = h.clone();
+            async move {
+                h.addr
+                    .send(ReadRecords {
+                        fetch_offset: 0,
+                        max_bytes: 1 << 20,
+                        min_one: true,
+                        isolation: FetchIsolation::LogEnd,
+                        current_leader_epoch: None,
+                    })
+                    .await
+                    .unwrap()
+                    .records
+            }
+        };
+        assert_eq!(read(&leader).await, read(&follower).await, "byte-identical");
+        // The follower's epochs came from the batches themselves.
+        let end = follower
+            .addr
+            .send(EndOffsetForEpoch {
+                current_leader_epoch: None,
+                leader_epoch: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            end.unwrap_err().code,
+            ResponseError::NotLeaderOrFollower.code(),
+            "followers do not answer clients"
+        );
+        let answer = fetch(&leader, 2, 5, 2, 2).await;
+        assert_eq!(
+            answer.diverging_epoch, None,
+            "the follower's last epoch matches"
+        );
+    }
+
+    #[actix::test]
+    async fn an_append_from_a_fetch_a_newer_leader_epoch_overtook_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = leader_with_two_epochs(dir.path()).await;
+        let follower = start(dir.path(), 2, Duration::from_secs(30), None);
+        become_(&follower, 1, 3, &[1, 2]).await;
+        let answer = fetch(&leader, 2, 0, -1, 2).await;
+        let refused = follower
+            .addr
+            .send(AppendAsFollower {
+                leader_epoch: 2,
+                records: answer.records,
+                leader_high_watermark: answer.high_watermark,
+                leader_log_start_offset: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.unwrap_err().code,
+            ResponseError::NotLeaderOrFollower.code()
+        );
+        assert_eq!(follower.progress().log_end_offset, 0);
+    }
+
+    #[actix::test]
+    async fn follower_truncates_to_leader_epoch_end_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        // An old leader (broker 2 here) wrote epoch 0 at 0–2 and, unreplicated, epoch 1 at
+        // 3–5; the new leader (broker 1) only has epoch 0 at 0–2 and its own epoch 2 after.
+        let old = start(dir.path(), 2, Duration::from_secs(30), None);
+        become_(&old, 2, 0, &[2]).await;
+        append_n(&old, 3).await;
+        become_(&old, 2, 1, &[2]).await;
+        append_n(&old, 3).await;
+        let leader = start(dir.path(), 1, Duration::from_secs(30), None);
+        become_(&leader, 1, 0, &[1]).await;
+        let from_old = old
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::LogEnd,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap();
+        // The new leader followed the old one for epoch 0 only.
+        let epoch0: Vec<u8> = {
+            let mut end = 0;
+            let mut position = 0;
+            while position < from_old.records.len() {
+                let h = BatchHeader::parse(&from_old.records[position..]).unwrap();
+                if h.partition_leader_epoch != 0 {
+                    break;
+                }
+                position += h.total_size();
+                end = position;
+            }
+            from_old.records[..end].to_vec()
+        };
+        become_(&leader, 2, 1, &[1, 2]).await;
+        leader
+            .addr
+            .send(AppendAsFollower {
+                leader_epoch: 1,
+                records: epoch0.into(),
+                leader_high_watermark: 3,
+                leader_log_start_offset: 0,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        become_(&leader, 1, 2, &[1]).await;
+        append_n(&leader, 2).await; // epoch 2 at 3–4
+
+        // The old leader comes back as a follower: its last epoch (1) is unknown to the new
+        // leader, whose largest epoch below it (0) ended at 3.
+        become_(&old, 1, 2, &[1]).await;
+        let old_end = old.progress().log_end_offset;
+        assert_eq!(old_end, 6);
+        let answer = fetch(&leader, 2, old_end, 1, 2).await;
+        let diverging = answer.diverging_epoch.expect("diverging epoch");
+        let position = old
+            .addr
+            .send(TruncateToDivergence {
+                leader_epoch: 2,
+                diverging,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        // Not to its high-water mark: to where epoch 0 ended on the leader (KIP-101).
+        assert_eq!(position.log_end_offset, 3);
+        assert_eq!(position.last_epoch, 0);
+        // From there it agrees with the leader and copies its epoch 2.
+        replicate(&leader, &old, 2, 3).await;
+        assert_eq!(old.progress().log_end_offset, 5);
+        let a = fetch(&leader, 2, 0, -1, 2).await.records;
+        let b = old
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::LogEnd,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap()
+            .records;
+        assert_eq!(a, b, "the logs no longer diverge");
+    }
+
+    #[actix::test]
+    async fn a_follower_that_never_saw_the_leaders_epoch_truncates_to_its_own_smaller_epoch() {
+        // KIP-279: the leader's answer names epoch 0, but the follower's epoch 0 ended
+        // earlier (at 2) than the leader's (at 3): it cuts back to 2.
+        let dir = tempfile::tempdir().unwrap();
+        let old = start(dir.path(), 2, Duration::from_secs(30), None);
+        become_(&old, 2, 0, &[2]).await;
+        append_n(&old, 2).await;
+        become_(&old, 2, 1, &[2]).await;
+        append_n(&old, 3).await;
+        become_(&old, 1, 5, &[1]).await;
+        let position = old
+            .addr
+            .send(TruncateToDivergence {
+                leader_epoch: 5,
+                diverging: DivergingEpoch {
+                    epoch: 0,
+                    end_offset: 3,
+                },
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(position.log_end_offset, 2);
+        assert_eq!(position.last_epoch, 0);
+    }
+}

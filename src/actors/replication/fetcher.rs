@@ -466,3 +466,264 @@ impl Handler<StopFetcher> for ReplicaFetcher {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::actors::broker::LocalReplicas;
+    use crate::actors::replica::{
+        AppendRecords, ApplyLeaderAndIsr, FetchIsolation, LeaderAndIsrState, ReadRecords, Replica,
+    };
+    use crate::actors::replication::leader::serve_replica_fetch;
+    use crate::config::TopicConfig;
+    use crate::storage::{validate_client_batches, PartitionLog};
+    use crate::transport::peer::{
+        LocalTransport, PeerHandler, PeerRequest, PeerResponse, TransportError,
+    };
+    use crate::transport::LinkFaults;
+
+    /// A leader broker's receiving end that only serves follower fetches, from real replicas.
+    struct LeaderEndpoint(LocalReplicas);
+
+    impl PeerHandler for LeaderEndpoint {
+        fn handle(
+            &self,
+            _from: i32,
+            request: PeerRequest,
+        ) -> BoxFuture<'static, Result<PeerResponse, TransportError>> {
+            let replicas = self.0.clone();
+            Box::pin(async move {
+                match request {
+                    PeerRequest::ReplicaFetch(r) => Ok(PeerResponse::ReplicaFetch(
+                        serve_replica_fetch(replicas, r).await,
+                    )),
+                    other => panic!("unexpected {}", other.kind()),
+                }
+            })
+        }
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    fn replica(dir: &std::path::Path, broker: i32) -> ReplicaHandle {
+        let dir = dir.join(format!("broker-{broker}")).join("t-0");
+        let log = PartitionLog::open(&dir, tp(), &TopicConfig::default(), 0, true).unwrap();
+        Replica::new(
+            tp(),
+            Uuid::nil(),
+            broker,
+            log,
+            TopicConfig::default(),
+            Duration::from_secs(300),
+        )
+        .start_here()
+    }
+
+    async fn lead_or_follow(handle: &ReplicaHandle, leader: i32, epoch: i32) -> FollowerPosition {
+        let change = handle
+            .addr
+            .send(ApplyLeaderAndIsr(LeaderAndIsrState {
+                leader,
+                leader_epoch: epoch,
+                isr: vec![1, 2],
+                replicas: vec![1, 2],
+                partition_epoch: epoch,
+                is_new: false,
+            }))
+            .await
+            .unwrap()
+            .unwrap();
+        FollowerPosition {
+            log_end_offset: change.log_end_offset,
+            last_epoch: change.last_epoch,
+        }
+    }
+
+    async fn append(handle: &ReplicaHandle, records: usize) {
+        for i in 0..records {
+            let batch = crate::storage::batch::tests::client_batch(
+                1,
+                1_000 + i as i64,
+                kafka_protocol::records::Compression::None,
+                true,
+            );
+            handle
+                .addr
+                .send(AppendRecords {
+                    batches: validate_client_batches(batch, 1 << 20, false).unwrap(),
+                    required_acks: 1,
+                })
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    async fn log_bytes(handle: &ReplicaHandle) -> bytes::Bytes {
+        handle
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::LogEnd,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap()
+            .records
+    }
+
+    fn settings() -> FetcherSettings {
+        FetcherSettings {
+            max_wait: Duration::from_millis(100),
+            min_bytes: 1,
+            partition_max_bytes: 1 << 20,
+            response_max_bytes: 10 << 20,
+            backoff: Duration::from_millis(50),
+        }
+    }
+
+    #[actix::test]
+    async fn a_fetcher_truncates_a_divergent_tail_then_copies_the_leaders_log_and_keeps_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        // The follower once led epoch 0 and wrote 3 records nobody else has.
+        lead_or_follow(&follower, 2, 0).await;
+        append(&follower, 3).await;
+        // Broker 1 leads epoch 1 with its own 5 records.
+        lead_or_follow(&leader, 1, 1).await;
+        append(&leader, 5).await;
+        let position = lead_or_follow(&follower, 1, 1).await;
+
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
+        fetchers.follow(
+            1,
+            vec![FollowedPartition {
+                tp: tp(),
+                topic_id: Uuid::nil(),
+                replica: follower.clone(),
+                leader_epoch: 1,
+                position,
+            }],
+        );
+        let mut progress = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 5),
+        )
+        .await
+        .expect("the follower catches up")
+        .unwrap();
+        assert_eq!(log_bytes(&leader).await, log_bytes(&follower).await);
+
+        // New records reach the follower through the long poll, and the leader's
+        // high-water mark follows the follower's next fetch.
+        append(&leader, 2).await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 7),
+        )
+        .await
+        .expect("the follower keeps up")
+        .unwrap();
+        let mut leader_progress = leader.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            leader_progress.wait_for(|p| p.high_watermark == 7),
+        )
+        .await
+        .expect("the leader's high-water mark reaches 7")
+        .unwrap();
+        fetchers.shutdown();
+    }
+
+    /// Fails its first `failures` requests as an unreachable broker would, then serves.
+    struct FlakyLeader {
+        inner: LeaderEndpoint,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+        failures: usize,
+    }
+
+    impl PeerHandler for FlakyLeader {
+        fn handle(
+            &self,
+            from: i32,
+            request: PeerRequest,
+        ) -> BoxFuture<'static, Result<PeerResponse, TransportError>> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if call < self.failures {
+                return Box::pin(async {
+                    Err(TransportError::Io {
+                        to: 1,
+                        detail: "connection refused".into(),
+                    })
+                });
+            }
+            self.inner.handle(from, request)
+        }
+    }
+
+    #[actix::test]
+    async fn a_fetcher_retries_an_unreachable_leader_after_its_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 2).await;
+        let position = lead_or_follow(&follower, 1, 0).await;
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        transport.register(
+            1,
+            Arc::new(FlakyLeader {
+                inner: LeaderEndpoint(leader_replicas),
+                calls: calls.clone(),
+                failures: 2,
+            }),
+        );
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
+        let started = tokio::time::Instant::now();
+        fetchers.follow(
+            1,
+            vec![FollowedPartition {
+                tp: tp(),
+                topic_id: Uuid::nil(),
+                replica: follower.clone(),
+                leader_epoch: 0,
+                position,
+            }],
+        );
+        let mut progress = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 2),
+        )
+        .await
+        .expect("the follower catches up once the leader answers")
+        .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "two failures, then success"
+        );
+        // Each failure held the partition back for the backoff (50 ms).
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        fetchers.shutdown();
+    }
+}
