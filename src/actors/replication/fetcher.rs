@@ -717,11 +717,8 @@ mod tests {
         .await
         .expect("the follower catches up once the leader answers")
         .unwrap();
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            3,
-            "two failures, then success"
-        );
+        // Two failures, the fetch that succeeded, maybe the next (long-polling) one.
+        assert!(calls.load(Ordering::SeqCst) >= 3);
         // Each failure held the partition back for the backoff (50 ms).
         assert!(started.elapsed() >= Duration::from_millis(100));
         fetchers.shutdown();
