@@ -311,9 +311,14 @@ impl ClusterBuilder {
         let embedded = match configs[0].0.zookeeper_connect.as_deref() {
             Some(c) if !c.trim().is_empty() => None,
             _ => {
-                let service = EmbeddedCoordination::start(CoordinationConfig::persistent(
-                    data_dir.join("coordination"),
-                ))
+                // ZooKeeper clamps session timeouts to at least two ticks: a tick short
+                // enough for the brokers' `zookeeper.session.timeout.ms` keeps it honoured.
+                let session_timeout = configs[0].0.zookeeper_session_timeout_ms.max(2);
+                let tick = std::time::Duration::from_millis((session_timeout / 2).min(2000));
+                let service = EmbeddedCoordination::start(
+                    CoordinationConfig::persistent(data_dir.join("coordination"))
+                        .with_tick_time(tick),
+                )
                 .await
                 .context("starting the embedded coordination service")?;
                 // Every session the service restored belonged to this cluster's previous run,

@@ -38,17 +38,22 @@ pub struct PartitionStatus {
 
 impl Cluster {
     /// What the running brokers know: the metadata of the broker that heard from the newest
-    /// controller, and each partition's offsets from its leader's replica.
+    /// controller (the controller itself when it runs), and each partition's offsets from
+    /// its leader's replica.
     pub fn status(&self) -> ClusterStatus {
         let up: Vec<_> = self
             .brokers
             .iter()
             .filter(|b| b.state != BrokerState::Down)
             .collect();
+        // A paused broker's cache is as stale as its pause is long: ask the running ones,
+        // the controller's own cache first (it is updated before anyone else's).
         let snapshot = up
             .iter()
-            .map(|b| b.shared.metadata.snapshot())
-            .max_by_key(|s| s.controller_epoch);
+            .filter(|b| b.state == BrokerState::Up)
+            .map(|b| (b.id, b.shared.metadata.snapshot()))
+            .max_by_key(|(id, s)| (s.controller_epoch, *id == s.controller_id))
+            .map(|(_, s)| s);
         let mut partitions = Vec::new();
         if let Some(snapshot) = &snapshot {
             let mut topics: Vec<_> = snapshot.topics.values().collect();

@@ -3,8 +3,10 @@
 //! with deadlines instead of sleeping.
 
 mod support;
+mod wire;
 
 mod control_plane;
 mod coordination;
 mod kafka_clients;
+mod replication;
 mod storage;

@@ -55,3 +55,15 @@ pub fn require_program(name: &str) {
         "{name} is not installed: run scripts/test.sh, which installs it"
     );
 }
+
+/// Logs of in-process actors to stderr when `WEIR_TEST_LOG` names a filter (e.g.
+/// `WEIR_TEST_LOG=weir=debug`), for debugging a failing test.
+pub fn init_test_logging() {
+    if let Ok(filter) = std::env::var("WEIR_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -299,6 +299,11 @@ impl Replica {
 pub struct FollowerFetch {
     pub replica_id: i32,
     pub partition: FetchPartition,
+    /// True for the read made when the request arrives, false for the re-read of a fetch
+    /// that waited for data (Kafka's `DelayedFetch`): the follower's progress is what it
+    /// reported when it asked, so a fetch parked before the follower stalled must not count
+    /// as a sign of life later (it would pull a stalled follower back into the ISR).
+    pub record_progress: bool,
 }
 
 impl Handler<FollowerFetch> for Replica {
@@ -307,7 +312,7 @@ impl Handler<FollowerFetch> for Replica {
     fn handle(&mut self, msg: FollowerFetch, ctx: &mut Self::Context) -> Self::Result {
         let tp = msg.partition.tp.clone();
         MessageResult(
-            self.serve_follower_fetch(msg.replica_id, &msg.partition, ctx)
+            self.serve_follower_fetch(msg.replica_id, &msg.partition, msg.record_progress, ctx)
                 .unwrap_or_else(|e| FetchedPartition::failed(tp, e)),
         )
     }
@@ -318,6 +323,7 @@ impl Replica {
         &mut self,
         replica_id: i32,
         p: &FetchPartition,
+        record_progress: bool,
         ctx: &mut Context<Self>,
     ) -> Result<FetchedPartition, ApiError> {
         self.require_leader()?;
@@ -364,13 +370,15 @@ impl Replica {
             ));
             return Ok(answer);
         }
-        if let Role::Leader(leader) = &mut self.role {
-            if let Some(remote) = leader.remote.get_mut(&replica_id) {
-                remote.record_fetch(p.fetch_offset, log_end, Instant::now());
+        if record_progress {
+            if let Role::Leader(leader) = &mut self.role {
+                if let Some(remote) = leader.remote.get_mut(&replica_id) {
+                    remote.record_fetch(p.fetch_offset, log_end, Instant::now());
+                }
             }
+            self.maybe_expand_isr(replica_id, ctx);
+            self.update_progress();
         }
-        self.maybe_expand_isr(replica_id, ctx);
-        self.update_progress();
         answer.high_watermark = self.high_watermark;
         let tp = self.tp.clone();
         let read = self
@@ -683,6 +691,7 @@ mod tests {
         leader
             .addr
             .send(FollowerFetch {
+                record_progress: true,
                 replica_id: follower,
                 partition: FetchPartition {
                     tp: tp(),

@@ -5,7 +5,9 @@
 //! follower's offset: that is what moves the high-water mark and completes `acks=all`
 //! produces. A fetch that finds nothing new is held (Kafka's `DelayedFetch`) until one of its
 //! partitions' log end offsets moves, its leadership changes, or `max_wait_ms` passes, and is
-//! then read once more, so a follower's next request arrives right after new data does.
+//! then read once more, so a follower's next request arrives right after new data does. Only
+//! the first read records the follower's progress, as Kafka's does: a request parked before
+//! the follower stalled says nothing about the follower afterwards.
 
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ pub async fn serve_replica_fetch(
     request: ReplicaFetch,
 ) -> ReplicaFetchResponse {
     let deadline = Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms));
-    let first = read_all(&replicas, &request).await;
+    let first = read_all(&replicas, &request, true).await;
     if is_enough(&first, request.min_bytes) || request.max_wait_ms == 0 {
         return first;
     }
@@ -49,13 +51,17 @@ pub async fn serve_replica_fetch(
         // old; the follower's next fetch brings newer ones).
         return first;
     }
-    read_all(&replicas, &request).await
+    read_all(&replicas, &request, false).await
 }
 
 /// One read of every partition, concurrently; the response stays within the request's
 /// `max_bytes` except for the first partition with data (KIP-74: a follower must always be
 /// able to make progress, even past one oversized batch).
-async fn read_all(replicas: &LocalReplicas, request: &ReplicaFetch) -> ReplicaFetchResponse {
+async fn read_all(
+    replicas: &LocalReplicas,
+    request: &ReplicaFetch,
+    record_progress: bool,
+) -> ReplicaFetchResponse {
     let reads = request.partitions.iter().map(|p| {
         let handle = replicas.get(&p.tp.topic, p.tp.partition);
         let replica_id = request.replica_id;
@@ -76,6 +82,7 @@ async fn read_all(replicas: &LocalReplicas, request: &ReplicaFetch) -> ReplicaFe
                 .send(FollowerFetch {
                     replica_id,
                     partition,
+                    record_progress,
                 })
                 .await
             {
