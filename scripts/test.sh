@@ -8,6 +8,8 @@ need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 [ -f /usr/share/java/zookeeper.jar ] || ls /usr/share/java/zookeeper*.jar >/dev/null 2>&1 || need_apt+=(zookeeper)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -17,9 +19,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
-if ! python3 -c 'import confluent_kafka, kafka, aiokafka, snappy, lz4, zstandard, cramjam' >/dev/null 2>&1; then
-  echo "installing Python Kafka clients (with their compression codecs)" >&2
+# The Python clients. A distribution's python3 is "externally managed" (PEP 668: Debian 12
+# refuses `pip install` into it), so when python3 lacks them they go into a virtualenv under
+# the target dir, which then comes first on PATH for the tests (they run `python3`).
+venv="${CARGO_TARGET_DIR:-$PWD/target}/test-venv"
+[ -x "$venv/bin/python3" ] && export PATH="$venv/bin:$PATH"
+python_clients='import confluent_kafka, kafka, aiokafka, snappy, lz4, zstandard, cramjam'
+if ! python3 -c "$python_clients" >/dev/null 2>&1; then
+  echo "installing Python Kafka clients (with their compression codecs) into $venv" >&2
+  [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+  export PATH="$venv/bin:$PATH"
   python3 -m pip install -q confluent-kafka 'kafka-python[lz4,snappy,zstd]' 'aiokafka[lz4,snappy,zstd]' >&2
+  python3 -c "$python_clients"
 fi
 
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest

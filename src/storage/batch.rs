@@ -4,9 +4,11 @@
 //! (Kafka's `ProduceRequest.validateRecords`, `UnifiedLog.analyzeAndValidateRecords` and
 //! `LogValidator`).
 //!
-//! Records are never decoded into structs: validation walks their varint framing in place
-//! (decompressing first when the batch is compressed) to count them and check their offset
-//! deltas and keys, which is all the broker needs.
+//! Records are never decoded into structs: validation walks their varint framing in place to
+//! count them and check their offset deltas and keys, which is all the broker needs. A
+//! compressed batch is walked through a decompressing reader, never inflated into one buffer:
+//! a megabyte of gzip or zstd can expand to gigabytes, and Kafka streams them too, so memory
+//! stays bounded whatever a producer sends.
 //!
 //! Layout of a batch (big-endian), byte offsets from the batch start:
 //! ```text
@@ -17,8 +19,10 @@
 //! The CRC covers bytes 21.. (attributes to the end), so a leader can set the base offset and
 //! the leader epoch without recomputing it.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use std::io::{BufRead, BufReader, Read};
+use std::ops::ControlFlow;
+
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::records::{Compression, TimestampType};
 
 /// Size of the base offset and length fields that precede every batch (Kafka's `LOG_OVERHEAD`).
@@ -327,23 +331,27 @@ pub fn validate_client_batches(
     verify_crc(&records, &header)?;
     check_client_header(&header)?;
 
-    let payload = decompress(header.compression(), records.slice(BatchHeader::SIZE..))?;
     let mut max_delta = i64::MIN;
-    let count = walk_records(&payload, header.records_count, |record| {
-        if record.offset_delta != record.index as i32 {
-            return Err(BatchError::InvalidRecord(format!(
-                "record {} has offset delta {}, expected {}",
-                record.index, record.offset_delta, record.index
-            )));
-        }
-        if require_keys && !record.has_key {
-            return Err(BatchError::InvalidRecord(
-                "compacted topic cannot accept a record without a key".into(),
-            ));
-        }
-        max_delta = max_delta.max(record.timestamp_delta);
-        Ok(())
-    })?;
+    let count = walk_batch_records(
+        header.compression(),
+        records.slice(BatchHeader::SIZE..),
+        header.records_count,
+        |record| {
+            if record.offset_delta != record.index as i32 {
+                return Err(BatchError::InvalidRecord(format!(
+                    "record {} has offset delta {}, expected {}",
+                    record.index, record.offset_delta, record.index
+                )));
+            }
+            if require_keys && !record.has_key {
+                return Err(BatchError::InvalidRecord(
+                    "compacted topic cannot accept a record without a key".into(),
+                ));
+            }
+            max_delta = max_delta.max(record.timestamp_delta);
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
     if count != header.records_count as usize {
         return Err(BatchError::InvalidRecord(format!(
             "batch declares {} records but holds {count}",
@@ -401,21 +409,239 @@ fn check_client_header(header: &BatchHeader) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// The records section of a batch, decompressed when the batch is compressed.
-pub(crate) fn decompress(compression: Compression, mut data: Bytes) -> Result<Bytes, BatchError> {
-    fn take(buf: &mut Bytes) -> anyhow::Result<Bytes> {
-        Ok(std::mem::take(buf))
-    }
-    let result = match compression {
-        Compression::None => return Ok(data),
-        Compression::Gzip => <Gzip as Decompressor<Bytes>>::decompress(&mut data, take),
-        Compression::Snappy => <Snappy as Decompressor<Bytes>>::decompress(&mut data, take),
-        Compression::Lz4 => <Lz4 as Decompressor<Bytes>>::decompress(&mut data, take),
-        Compression::Zstd => <Zstd as Decompressor<Bytes>>::decompress(&mut data, take),
+/// Walks the records section `data` of a batch compressed with `compression` (see
+/// [`walk_records`]), decompressing as it goes (gzip, lz4 and zstd through a streaming
+/// decoder, snappy one block at a time), so memory stays bounded however far the records
+/// expand.
+pub(crate) fn walk_batch_records(
+    compression: Compression,
+    data: Bytes,
+    expected: i32,
+    visit: impl FnMut(RecordView) -> Result<ControlFlow<()>, BatchError>,
+) -> Result<usize, BatchError> {
+    let corrupt = |e: std::io::Error| {
+        BatchError::CorruptMessage(format!("cannot decompress {compression:?} records: {e}"))
     };
-    result.map_err(|e| {
-        BatchError::CorruptMessage(format!("cannot decompress {compression:?} records: {e:#}"))
-    })
+    match compression {
+        Compression::None => walk_records(&mut SliceSource::new(&data), expected, visit),
+        Compression::Snappy => walk_records(&mut SnappySource::new(data)?, expected, visit),
+        // Java's GZIPInputStream reads concatenated members too.
+        Compression::Gzip => walk_records(
+            &mut StreamSource::new(
+                flate2::read::MultiGzDecoder::new(data.reader()),
+                compression,
+            ),
+            expected,
+            visit,
+        ),
+        Compression::Lz4 => {
+            let decoder = lz4::Decoder::new(data.reader()).map_err(corrupt)?;
+            walk_records(
+                &mut StreamSource::new(decoder, compression),
+                expected,
+                visit,
+            )
+        }
+        Compression::Zstd => {
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(data.reader()).map_err(corrupt)?;
+            walk_records(
+                &mut StreamSource::new(decoder, compression),
+                expected,
+                visit,
+            )
+        }
+    }
+}
+
+/// Where [`walk_records`] reads a records section from.
+pub(crate) trait RecordSource {
+    /// The next byte; `None` at the end of the records section.
+    fn next_byte(&mut self) -> Result<Option<u8>, BatchError>;
+    /// Skips `n` bytes; false when the section ends first.
+    fn skip(&mut self, n: usize) -> Result<bool, BatchError>;
+}
+
+/// Records in memory: uncompressed, or decompressed whole.
+pub(crate) struct SliceSource<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> SliceSource<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        SliceSource { buf, pos: 0 }
+    }
+}
+
+impl RecordSource for SliceSource<'_> {
+    fn next_byte(&mut self) -> Result<Option<u8>, BatchError> {
+        let b = self.buf.get(self.pos).copied();
+        self.pos += b.is_some() as usize;
+        Ok(b)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<bool, BatchError> {
+        if n > self.buf.len() - self.pos {
+            self.pos = self.buf.len();
+            return Ok(false);
+        }
+        self.pos += n;
+        Ok(true)
+    }
+}
+
+/// Snappy records as Kafka clients send them: Java's xerial framing (an 8-byte magic, version
+/// and compatibility words, then blocks of a big-endian u32 length and a raw snappy block,
+/// each 32 KiB uncompressed) or, from librdkafka, one raw snappy block. Blocks are
+/// decompressed one at a time, each after checking that the length its header declares is one
+/// snappy can produce from its size, so a lying header cannot make the broker allocate
+/// gigabytes.
+struct SnappySource {
+    /// The compressed blocks not decompressed yet.
+    rest: Bytes,
+    framed: bool,
+    /// The current block, decompressed.
+    block: Vec<u8>,
+    pos: usize,
+}
+
+impl SnappySource {
+    const XERIAL_MAGIC: &'static [u8] = b"\x82SNAPPY\x00";
+    const XERIAL_HEADER: usize = 16;
+    /// A copy tag of 3 bytes yields at most 64 bytes: no valid block expands further.
+    const MAX_EXPANSION: usize = 22;
+
+    fn new(data: Bytes) -> Result<Self, BatchError> {
+        let framed = data.len() >= Self::XERIAL_HEADER && data.starts_with(Self::XERIAL_MAGIC);
+        let mut source = SnappySource {
+            rest: data,
+            framed,
+            block: Vec::new(),
+            pos: 0,
+        };
+        if framed {
+            source.rest.advance(Self::XERIAL_HEADER);
+        } else {
+            let raw = std::mem::take(&mut source.rest);
+            source.decompress(&raw)?;
+        }
+        Ok(source)
+    }
+
+    fn corrupt(why: impl std::fmt::Display) -> BatchError {
+        BatchError::CorruptMessage(format!("cannot decompress Snappy records: {why}"))
+    }
+
+    fn decompress(&mut self, compressed: &[u8]) -> Result<(), BatchError> {
+        let len = snap::raw::decompress_len(compressed).map_err(Self::corrupt)?;
+        if len > compressed.len().saturating_mul(Self::MAX_EXPANSION) {
+            return Err(Self::corrupt(format!(
+                "a block of {} bytes claims {len} bytes uncompressed",
+                compressed.len()
+            )));
+        }
+        self.block.clear();
+        self.block.resize(len, 0);
+        let n = snap::raw::Decoder::new()
+            .decompress(compressed, &mut self.block)
+            .map_err(Self::corrupt)?;
+        self.block.truncate(n);
+        self.pos = 0;
+        Ok(())
+    }
+
+    /// Makes the current block hold unread bytes; false at the end of the records.
+    fn fill(&mut self) -> Result<bool, BatchError> {
+        while self.pos == self.block.len() {
+            if !self.framed || self.rest.is_empty() {
+                return Ok(false);
+            }
+            if self.rest.len() < 4 {
+                return Err(Self::corrupt("truncated block length"));
+            }
+            let len = self.rest.get_u32() as usize;
+            if len > self.rest.len() {
+                return Err(Self::corrupt(format!(
+                    "a block of {len} bytes with {} left",
+                    self.rest.len()
+                )));
+            }
+            let compressed = self.rest.split_to(len);
+            self.decompress(&compressed)?;
+        }
+        Ok(true)
+    }
+}
+
+impl RecordSource for SnappySource {
+    fn next_byte(&mut self) -> Result<Option<u8>, BatchError> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        self.pos += 1;
+        Ok(Some(self.block[self.pos - 1]))
+    }
+
+    fn skip(&mut self, mut n: usize) -> Result<bool, BatchError> {
+        while n > 0 {
+            if !self.fill()? {
+                return Ok(false);
+            }
+            let k = (self.block.len() - self.pos).min(n);
+            self.pos += k;
+            n -= k;
+        }
+        Ok(true)
+    }
+}
+
+/// Records read through a decompressing reader: a decoder failure is a corrupt batch.
+struct StreamSource<R> {
+    reader: BufReader<R>,
+    compression: Compression,
+}
+
+impl<R: Read> StreamSource<R> {
+    /// Enough to amortize the per-read cost of a decoder.
+    const BUFFER: usize = 64 * 1024;
+
+    fn new(decoder: R, compression: Compression) -> Self {
+        StreamSource {
+            reader: BufReader::with_capacity(Self::BUFFER, decoder),
+            compression,
+        }
+    }
+
+    fn fill(&mut self) -> Result<&[u8], BatchError> {
+        let compression = self.compression;
+        self.reader.fill_buf().map_err(|e| {
+            BatchError::CorruptMessage(format!("cannot decompress {compression:?} records: {e}"))
+        })
+    }
+}
+
+impl<R: Read> RecordSource for StreamSource<R> {
+    fn next_byte(&mut self) -> Result<Option<u8>, BatchError> {
+        let b = self.fill()?.first().copied();
+        if b.is_some() {
+            self.reader.consume(1);
+        }
+        Ok(b)
+    }
+
+    fn skip(&mut self, mut n: usize) -> Result<bool, BatchError> {
+        while n > 0 {
+            let available = self.fill()?.len();
+            if available == 0 {
+                return Ok(false);
+            }
+            let k = available.min(n);
+            self.reader.consume(k);
+            n -= k;
+        }
+        Ok(true)
+    }
 }
 
 /// One record's framing as [`walk_records`] sees it.
@@ -428,36 +654,32 @@ pub(crate) struct RecordView {
     pub has_key: bool,
 }
 
-/// Walks up to `expected` records of a (decompressed) records section, checking every length
-/// field, and returns how many there were. Trailing bytes after `expected` records, or fewer
-/// records than `expected`, are errors (Kafka: "Incorrect declared batch size").
-pub(crate) fn walk_records(
-    payload: &[u8],
+/// Walks up to `expected` records of a records section, checking every length field, and
+/// returns how many there were; `visit` may stop the walk early (then nothing after the
+/// record it stopped at is checked). Trailing bytes after `expected` records, or fewer records
+/// than `expected`, are errors (Kafka: "Incorrect declared batch size").
+pub(crate) fn walk_records<S: RecordSource>(
+    src: &mut S,
     expected: i32,
-    mut visit: impl FnMut(RecordView) -> Result<(), BatchError>,
+    mut visit: impl FnMut(RecordView) -> Result<ControlFlow<()>, BatchError>,
 ) -> Result<usize, BatchError> {
-    let mut cur = Cursor {
-        buf: payload,
-        pos: 0,
-    };
     let mut index = 0usize;
     while index < expected.max(0) as usize {
-        if cur.remaining() == 0 {
+        let Some(first) = src.next_byte()? else {
             return Err(BatchError::InvalidRecord(format!(
                 "batch declares {expected} records but holds {index}"
             )));
-        }
-        let len = cur.varint()?;
-        if len < 0 || len as usize > cur.remaining() {
+        };
+        let len = zigzag32(raw_varint(first, 5, || src.next_byte())?);
+        if len < 0 {
             return Err(BatchError::InvalidRecord(format!(
-                "record {index} declares {len} bytes, {} remain",
-                cur.remaining()
+                "record {index} declares {len} bytes"
             )));
         }
-        let end = cur.pos + len as usize;
-        let mut rec = Cursor {
-            buf: &payload[..end],
-            pos: cur.pos,
+        let mut rec = RecordReader {
+            src: &mut *src,
+            index,
+            left: len as usize,
         };
         rec.skip(1)?; // record attributes, unused in v2
         let timestamp_delta = rec.varlong()?;
@@ -483,113 +705,147 @@ pub(crate) fn walk_records(
             let header_value_len = rec.varint()?;
             rec.skip_nullable(header_value_len, "header value")?;
         }
-        if rec.pos != end {
+        if rec.left != 0 {
             return Err(BatchError::InvalidRecord(format!(
                 "record {index} declares {len} bytes but its fields take {}",
-                len as usize - (end - rec.pos)
+                len as usize - rec.left
             )));
         }
-        visit(RecordView {
+        let flow = visit(RecordView {
             index,
             offset_delta,
             timestamp_delta,
             has_key: key_len >= 0,
         })?;
-        cur.pos = end;
         index += 1;
+        if flow.is_break() {
+            return Ok(index);
+        }
     }
-    if cur.remaining() != 0 {
+    if src.next_byte()?.is_some() {
         return Err(BatchError::InvalidRecord(format!(
-            "{} bytes remain after the {expected} declared records",
-            cur.remaining()
+            "bytes remain after the {expected} declared records"
         )));
     }
     Ok(index)
 }
 
-/// Reads Kafka's zig-zag varints from a byte slice.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// Reads one record's fields, never past the length the record declares.
+struct RecordReader<'a, S> {
+    src: &'a mut S,
+    index: usize,
+    /// Bytes of the record not read yet.
+    left: usize,
 }
 
-impl Cursor<'_> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+impl<S: RecordSource> RecordReader<'_, S> {
+    fn overrun(&self, what: String) -> BatchError {
+        BatchError::InvalidRecord(format!("record {}: {what}", self.index))
     }
 
     fn skip(&mut self, n: usize) -> Result<(), BatchError> {
-        if n > self.remaining() {
-            return Err(BatchError::InvalidRecord(format!(
-                "record field of {n} bytes overruns the record ({} remain)",
-                self.remaining()
+        if n > self.left {
+            return Err(self.overrun(format!(
+                "field of {n} bytes overruns the record ({} remain)",
+                self.left
             )));
         }
-        self.pos += n;
+        if !self.src.skip(n)? {
+            return Err(self.overrun("the records section ends inside the record".into()));
+        }
+        self.left -= n;
         Ok(())
     }
 
     fn skip_nullable(&mut self, len: i32, what: &str) -> Result<(), BatchError> {
         match len {
             -1 => Ok(()),
-            n if n < -1 => Err(BatchError::InvalidRecord(format!(
-                "record {what} has invalid size {n}"
-            ))),
+            n if n < -1 => Err(self.overrun(format!("{what} has invalid size {n}"))),
             n => self.skip(n as usize),
         }
     }
 
-    fn raw_varint(&mut self, max_bytes: usize) -> Result<u64, BatchError> {
-        let mut value = 0u64;
-        for i in 0..max_bytes {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err(BatchError::InvalidRecord(
-                    "record truncated in a varint".into(),
-                ));
-            };
-            self.pos += 1;
-            value |= ((b & 0x7f) as u64) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
+    /// The next byte of the record; an error at its declared end or the section's end.
+    fn byte(&mut self) -> Result<u8, BatchError> {
+        if self.left == 0 {
+            return Err(self.overrun("truncated in a varint".into()));
         }
-        Err(BatchError::InvalidRecord("varint is too long".into()))
+        match self.src.next_byte()? {
+            Some(b) => {
+                self.left -= 1;
+                Ok(b)
+            }
+            None => Err(self.overrun("the records section ends inside the record".into())),
+        }
     }
 
     fn varint(&mut self) -> Result<i32, BatchError> {
-        let raw = self.raw_varint(5)? as u32;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        let first = self.byte()?;
+        Ok(zigzag32(raw_varint(first, 5, || self.byte().map(Some))?))
     }
 
     fn varlong(&mut self) -> Result<i64, BatchError> {
-        let raw = self.raw_varint(10)?;
+        let first = self.byte()?;
+        let raw = raw_varint(first, 10, || self.byte().map(Some))?;
         Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
     }
 }
 
-/// `(offset, timestamp)` of every record of one stored batch, in order (decompressing when
-/// needed). LogAppendTime batches report the batch max timestamp for every record, as Kafka's
-/// `DefaultRecordBatch` does.
-pub(crate) fn record_offsets_and_timestamps(
+/// An unsigned LEB128 varint of at most `max_bytes`, starting with `first`.
+fn raw_varint(
+    first: u8,
+    max_bytes: usize,
+    mut next: impl FnMut() -> Result<Option<u8>, BatchError>,
+) -> Result<u64, BatchError> {
+    let mut value = (first & 0x7f) as u64;
+    let mut b = first;
+    for i in 1..max_bytes {
+        if b & 0x80 == 0 {
+            return Ok(value);
+        }
+        b = next()?
+            .ok_or_else(|| BatchError::InvalidRecord("record truncated in a varint".into()))?;
+        value |= ((b & 0x7f) as u64) << (7 * i);
+    }
+    if b & 0x80 == 0 {
+        Ok(value)
+    } else {
+        Err(BatchError::InvalidRecord("varint is too long".into()))
+    }
+}
+
+/// Kafka's zig-zag decoding of a 32-bit varint.
+fn zigzag32(raw: u64) -> i32 {
+    let raw = raw as u32;
+    ((raw >> 1) as i32) ^ -((raw & 1) as i32)
+}
+
+/// Calls `visit` with `(offset, timestamp)` of each record of one stored batch, in order,
+/// until it breaks (decompressing as it reads). LogAppendTime batches report the batch max
+/// timestamp for every record, as Kafka's `DefaultRecordBatch` does.
+pub(crate) fn visit_record_offsets_and_timestamps(
     batch: &Bytes,
     header: &BatchHeader,
-) -> Result<Vec<(i64, i64)>, BatchError> {
-    let payload = decompress(
+    mut visit: impl FnMut(i64, i64) -> ControlFlow<()>,
+) -> Result<(), BatchError> {
+    let log_append = header.timestamp_type() == TimestampType::LogAppend;
+    walk_batch_records(
         header.compression(),
         batch.slice(BatchHeader::SIZE..header.total_size()),
+        header.records_count,
+        |r| {
+            let ts = if log_append {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.saturating_add(r.timestamp_delta)
+            };
+            Ok(visit(
+                header.base_offset.saturating_add(r.offset_delta as i64),
+                ts,
+            ))
+        },
     )?;
-    let log_append = header.timestamp_type() == TimestampType::LogAppend;
-    let mut out = Vec::with_capacity(header.records_count.max(0) as usize);
-    walk_records(&payload, header.records_count, |r| {
-        let ts = if log_append {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.saturating_add(r.timestamp_delta)
-        };
-        out.push((header.base_offset.saturating_add(r.offset_delta as i64), ts));
-        Ok(())
-    })?;
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -629,6 +885,16 @@ pub(crate) mod tests {
         )
         .expect("encode a test batch");
         buf.freeze()
+    }
+
+    fn all_offsets_and_timestamps(batch: &Bytes, header: &BatchHeader) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        visit_record_offsets_and_timestamps(batch, header, |o, t| {
+            out.push((o, t));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        out
     }
 
     /// Rewrites a field inside the CRC and fixes the CRC, so only the field's check can fail.
@@ -821,6 +1087,122 @@ pub(crate) mod tests {
         }
     }
 
+    /// This process's peak resident memory (VmHWM), in bytes.
+    fn peak_rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+
+    /// One record whose value is `value_len` zero bytes, compressed with `codec` as a stream
+    /// (the test never holds the uncompressed bytes either), in a valid client batch.
+    fn batch_expanding_to(value_len: usize, codec: Compression) -> Bytes {
+        fn varint(out: &mut Vec<u8>, v: i64) {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            while z >= 0x80 {
+                out.push((z as u8) | 0x80);
+                z >>= 7;
+            }
+            out.push(z as u8);
+        }
+        let mut body = vec![0u8]; // attributes
+        varint(&mut body, 0); // timestamp delta
+        varint(&mut body, 0); // offset delta
+        varint(&mut body, -1); // null key
+        varint(&mut body, value_len as i64);
+        let mut record = Vec::new();
+        varint(&mut record, (body.len() + value_len + 1) as i64);
+        record.extend_from_slice(&body);
+        let records = std::io::Read::chain(
+            std::io::Read::chain(
+                &record[..],
+                std::io::Read::take(std::io::repeat(0), value_len as u64),
+            ),
+            &[0u8][..], // no headers
+        );
+        let mut compressed = Vec::new();
+        match codec {
+            Compression::Gzip => {
+                let mut e =
+                    flate2::write::GzEncoder::new(&mut compressed, flate2::Compression::fast());
+                std::io::copy(&mut { records }, &mut e).unwrap();
+                e.finish().unwrap();
+            }
+            Compression::Lz4 => {
+                let mut e = lz4::EncoderBuilder::new().build(&mut compressed).unwrap();
+                std::io::copy(&mut { records }, &mut e).unwrap();
+                e.finish().1.unwrap();
+            }
+            Compression::Zstd => zstd::stream::copy_encode(records, &mut compressed, 1).unwrap(),
+            other => panic!("{other:?} is not a streaming codec"),
+        }
+        let mut b = BytesMut::from(&client_batch(1, 0, codec, false)[..BatchHeader::SIZE]);
+        b.extend_from_slice(&compressed);
+        let length = (b.len() - LOG_OVERHEAD) as i32;
+        b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    }
+
+    #[test]
+    fn compressed_batches_are_validated_without_inflating_them() {
+        // 64 MiB of records in well under a megabyte: Kafka accepts it, and the broker must
+        // not hold it uncompressed (a megabyte of zstd can claim terabytes).
+        const EXPANDED: usize = 64 << 20;
+        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+            let batch = batch_expanding_to(EXPANDED, codec);
+            assert!(batch.len() < 2 << 20, "{codec:?}: {} bytes", batch.len());
+            let before = peak_rss();
+            let v = validate_client_batches(batch.clone(), 4 << 20, false)
+                .unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            assert_eq!(v.record_count, 1);
+            let h = v.headers[0];
+            let mut seen = Vec::new();
+            visit_record_offsets_and_timestamps(&v.bytes.freeze(), &h, |o, t| {
+                seen.push((o, t));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(seen, vec![(0, 0)]);
+            let grew = peak_rss().saturating_sub(before);
+            assert!(
+                grew < (EXPANDED / 2) as u64,
+                "{codec:?}: peak memory grew by {} MiB",
+                grew >> 20
+            );
+        }
+    }
+
+    #[test]
+    fn snappy_block_claiming_more_than_it_can_hold_is_corrupt_message() {
+        // A block header is a varint length; snappy cannot expand 5 bytes to 4 GB.
+        let mut lying = vec![0x80, 0xd0, 0xac, 0xf3, 0x0e]; // 4 000 000 000
+        lying.extend_from_slice(&[0; 3]);
+        let mut framed = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        framed.extend_from_slice(&(lying.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&lying);
+        for (what, payload) in [("raw", lying.clone()), ("xerial", framed)] {
+            let mut b = BytesMut::from(
+                &client_batch(1, 0, Compression::Snappy, false)[..BatchHeader::SIZE],
+            );
+            b.extend_from_slice(&payload);
+            let length = (b.len() - LOG_OVERHEAD) as i32;
+            b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&length.to_be_bytes());
+            let crc = compute_crc(&b);
+            b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+            let before = peak_rss();
+            let err = validate_client_batches(b.freeze(), 1 << 20, false).unwrap_err();
+            assert_eq!(err.kafka_code(), 2, "{what}: {err}");
+            assert!(peak_rss() - before < 64 << 20, "{what}: memory spiked");
+        }
+    }
+
     #[test]
     fn max_timestamp_is_recomputed_from_the_records() {
         let batch = client_batch(3, 1_000, Compression::None, false);
@@ -852,8 +1234,10 @@ pub(crate) mod tests {
         assert_eq!(h2.timestamp_type(), TimestampType::LogAppend);
         assert_eq!(BatchHeader::parse(&b).unwrap(), h2);
         verify_crc(&b, &h2).unwrap();
-        let recs = record_offsets_and_timestamps(&b.freeze(), &h2).unwrap();
-        assert_eq!(recs, vec![(0, 99), (1, 99), (2, 99)]);
+        assert_eq!(
+            all_offsets_and_timestamps(&b.freeze(), &h2),
+            vec![(0, 99), (1, 99), (2, 99)]
+        );
     }
 
     #[test]
@@ -863,7 +1247,9 @@ pub(crate) mod tests {
         set_base_offset(&mut b, 10);
         let b = b.freeze();
         let h = BatchHeader::parse(&b).unwrap();
-        let recs = record_offsets_and_timestamps(&b, &h).unwrap();
-        assert_eq!(recs, vec![(10, 500), (11, 501), (12, 502)]);
+        assert_eq!(
+            all_offsets_and_timestamps(&b, &h),
+            vec![(10, 500), (11, 501), (12, 502)]
+        );
     }
 }

@@ -811,15 +811,12 @@ impl PartitionLog {
         let exact = segment
             .translate_offset(max.offset)
             .and_then(|found| match found {
-                Some((position, h)) => segment.record_timestamps(position, &h),
-                None => Ok(Vec::new()),
+                Some((position, h)) => {
+                    segment.find_record(position, &h, |_, ts| ts == max.timestamp)
+                }
+                None => Ok(None),
             })
-            .map(|records| {
-                records
-                    .into_iter()
-                    .find(|(_, ts)| *ts == max.timestamp)
-                    .map(|(offset, _)| offset)
-            });
+            .map(|found| found.map(|(offset, _)| offset));
         match exact {
             Ok(Some(offset)) => (max.timestamp, offset),
             Ok(None) => (max.timestamp, max.offset),

@@ -8,6 +8,7 @@
 //! rebuilds both indexes from what is left.
 
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -403,30 +404,43 @@ impl LogSegment {
             if h.max_timestamp < timestamp || h.last_offset() < starting_offset {
                 continue;
             }
-            for (offset, ts) in self.record_timestamps(pos, &h)? {
-                if ts >= timestamp && offset >= starting_offset {
-                    return Ok(Some((offset, ts)));
-                }
+            let found = self.find_record(pos, &h, |offset, ts| {
+                ts >= timestamp && offset >= starting_offset
+            })?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
     }
 
-    /// `(offset, timestamp)` of each record of the batch at `position`.
-    pub fn record_timestamps(
+    /// `(offset, timestamp)` of the first record of the batch at `position` that `wanted`
+    /// accepts. The records are read as they decompress, never all at once.
+    pub fn find_record(
         &self,
         position: u64,
         header: &BatchHeader,
-    ) -> Result<Vec<(i64, i64)>, StorageError> {
+        mut wanted: impl FnMut(i64, i64) -> bool,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         let bytes = self
             .log
             .read_at(position, header.total_size())
             .map_err(io_err(|| format!("read {}", self.log.path().display())))?;
-        batch::record_offsets_and_timestamps(&bytes, header).map_err(|e| {
+        let mut found = None;
+        batch::visit_record_offsets_and_timestamps(&bytes, header, |offset, ts| {
+            if wanted(offset, ts) {
+                found = Some((offset, ts));
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .map_err(|e| {
             StorageError::Corrupt(format!(
                 "{}: batch at byte {position}: {e}",
                 self.log.path().display()
             ))
-        })
+        })?;
+        Ok(found)
     }
 
     /// Calls `f` with every batch header, oldest first.

@@ -5,6 +5,7 @@
 //! Every test starts its own broker process on free ports with its own temp data dir.
 
 mod bad_input;
+mod fetch;
 mod groups;
 mod kcat;
 mod multi_broker;
@@ -37,6 +38,14 @@ impl Weir {
     pub fn start(n: u16) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut weir = Self::start_in(n, 0, temp.path(), &[]);
+        weir._temp = Some(temp);
+        weir
+    }
+
+    /// `n` brokers on free ports with a fresh data dir and extra `--set`s.
+    pub fn start_with(n: u16, sets: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut weir = Self::start_in(n, 0, temp.path(), sets);
         weir._temp = Some(temp);
         weir
     }

@@ -550,6 +550,36 @@ fn retention_ms_deletes_segments_whose_newest_record_is_too_old() {
 }
 
 #[test]
+fn appends_roll_a_segment_once_record_time_passes_segment_ms() {
+    // Kafka's rule: a segment's age is measured from its first batch's max timestamp to the
+    // new batch's, so replayed old data rolls exactly as it did the first time.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("orders-0");
+    let config = TopicConfig {
+        segment_ms: 1_000,
+        retention_ms: -1,
+        ..TopicConfig::default()
+    };
+    let mut log = open(&dir, &config, 0, false);
+    produce(&mut log, 2, 10_000, 0); // max timestamp 10 001
+    produce(&mut log, 2, 10_999, 0); // 11 000: 999 ms after it, not more than segment.ms
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    produce(&mut log, 2, 11_001, 0); // 11 002: 1 001 ms after the first batch
+    assert_eq!(log.segment_base_offsets(), vec![0, 4]);
+    produce(&mut log, 2, 11_500, 0);
+    assert_eq!(log.segment_base_offsets(), vec![0, 4]);
+    let h = read_all(&log);
+    assert_eq!(h.len(), 4);
+    assert!(log_file(&dir, 4, "log").exists());
+    // The closed segment's indexes were trimmed at the roll.
+    assert_eq!(fs::metadata(log_file(&dir, 0, "index")).unwrap().len(), 0);
+    assert_eq!(
+        fs::metadata(log_file(&dir, 0, "timeindex")).unwrap().len(),
+        12
+    );
+}
+
+#[test]
 fn offset_for_timestamp_uses_the_time_index_across_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let mut log = open(&tmp.path().join("orders-0"), &small_config(), 0, false);

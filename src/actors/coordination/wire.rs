@@ -22,6 +22,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 /// The largest frame either side accepts: a multi of a few maximal (1 MiB) znodes fits.
 pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 
+/// What a frame's buffer starts with before its bytes arrive.
+const READ_CHUNK: usize = 64 * 1024;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMessage {
     /// The first frame: `session_id` `None` asks for a new session, `Some` resumes one.
@@ -107,8 +110,19 @@ pub async fn read_frame<T: DeserializeOwned>(
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLong(len));
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
+    // Grown as the bytes arrive: a peer that declares a large frame and then stalls holds
+    // no more memory than it has sent.
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
+    (&mut *reader)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() < len {
+        return Err(FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("frame ends after {} of {len} bytes", body.len()),
+        )));
+    }
     if body[0] != PROTOCOL_VERSION {
         return Err(FrameError::Version(body[0]));
     }
@@ -191,5 +205,12 @@ mod tests {
             .is_err());
         let torn = &encode_frame(&ClientMessage::Ping { xid: 1 }).unwrap()[..6];
         assert!(read_frame::<ClientMessage>(&mut &torn[..]).await.is_err());
+        // A maximal declared length with a few bytes behind it: an error, not a wait.
+        let mut promised = (MAX_FRAME_LEN as u32).to_be_bytes().to_vec();
+        promised.extend_from_slice(&[PROTOCOL_VERSION, 0x90]);
+        assert!(matches!(
+            read_frame::<ClientMessage>(&mut promised.as_slice()).await,
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
+        ));
     }
 }

@@ -170,7 +170,8 @@ impl Service {
         self.kind != Kind::Embedded
     }
 
-    fn connect_string(&self, port: u16) -> String {
+    /// `zookeeper.connect` for this service on `port`, chroot included.
+    pub fn connect_string(&self, port: u16) -> String {
         format!("{}:{port}{CHROOT}", self.scheme())
     }
 

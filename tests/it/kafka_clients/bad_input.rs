@@ -90,7 +90,8 @@ fn assert_closed(s: &mut TcpStream, what: &str) {
     }
 }
 
-fn batch(records: usize, value_size: usize) -> BytesMut {
+/// One uncompressed batch of `records` keyed records with `value_size`-byte values.
+pub(super) fn batch(records: usize, value_size: usize) -> BytesMut {
     let records: Vec<Record> = (0..records)
         .map(|i| Record {
             transactional: false,

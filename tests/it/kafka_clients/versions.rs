@@ -16,13 +16,13 @@ use kafka_protocol::records::{
 use super::rdkafka_client::create_topic;
 use super::Weir;
 
-struct Conn {
-    stream: TcpStream,
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
     next: i32,
 }
 
 impl Conn {
-    fn new(bootstrap: &str) -> Self {
+    pub(super) fn new(bootstrap: &str) -> Self {
         let stream = TcpStream::connect(bootstrap).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
@@ -63,7 +63,12 @@ impl Conn {
         frame
     }
 
-    fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, body: &Q) -> R {
+    pub(super) fn call<Q: Encodable, R: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &Q,
+    ) -> R {
         let mut buf = BytesMut::new();
         body.encode(&mut buf, version)
             .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
@@ -75,7 +80,7 @@ impl Conn {
     }
 }
 
-fn name(s: &str) -> TopicName {
+pub(super) fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
