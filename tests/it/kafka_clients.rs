@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod groups;
+mod idempotence;
 mod kcat;
 mod multi_broker;
 mod python;
