@@ -390,7 +390,10 @@ def kill_member(bootstrap):
             time.sleep(0.05)
         assert moved_at is not None, "the killed member's partitions never moved: %s" % state("b")[0]
         took = moved_at - killed_at
-        assert took < SESSION / 1000 + 3, "partitions moved after %.1fs (session %d ms)" % (took, SESSION)
+        # The session runs from the last heartbeat (at most heartbeat.interval.ms before the
+        # kill); the move then takes a rejoin and a sync: allow for a loaded machine.
+        assert SESSION / 1000 - 1 <= took < SESSION / 1000 + 5, (
+            "partitions moved after %.1fs (session %d ms)" % (took, SESSION))
         ok("partitions %s moved to the survivor %.1fs after the kill (session.timeout.ms=%d)"
            % (a_parts, took, SESSION))
         produce(bootstrap, topic, 4 * half, 4 * half, 4)

@@ -20,7 +20,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::restart::{ack_count, Script};
-use super::versions::{idempotent_batch, produce_to_partition_0, Conn};
+use super::versions::{idempotent_batch, produce_to_partition_0, transactional_batch, Conn};
 use super::{client_script, python, Weir};
 use crate::support::{free_port, wait_until};
 
@@ -194,6 +194,87 @@ fn transactional_producers_get_a_fatal_error_at_once() {
             "{client}: no refusal in\n{out}"
         );
     }
+}
+
+/// InitProducerId v4 without a transactional id, carrying `current` (id, epoch) as KIP-360
+/// clients do when they reset: (error code, producer id, epoch).
+fn init_producer_id_from(bootstrap: &str, current: (i64, i16)) -> (i16, i64, i16) {
+    let r: InitProducerIdResponse = Conn::new(bootstrap).call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(current.0))
+            .with_producer_epoch(current.1),
+    );
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// A fresh producer id (epoch 0).
+fn init_producer_id(bootstrap: &str) -> i64 {
+    let (error, id, epoch) = init_producer_id_from(bootstrap, (-1, -1));
+    assert_eq!((error, epoch), (0, 0));
+    id
+}
+
+/// KIP-360: an idempotent producer resetting its sequences sends its current id and epoch;
+/// without a transactional id Kafka "blindly accepts" and hands out a new id at epoch 0. An id
+/// without an epoch (or the reverse) is INVALID_REQUEST.
+#[test]
+fn a_kip_360_reset_gets_a_fresh_producer_id_and_a_half_given_id_is_invalid() {
+    let weir = Weir::start(1);
+    let b = weir.bootstrap();
+    let first = init_producer_id(&b);
+    let (error, reset, epoch) = init_producer_id_from(&b, (first, 3));
+    assert_eq!((error, epoch), (0, 0));
+    assert!(reset > first, "reset gave {reset} after {first}");
+    assert_eq!(
+        init_producer_id_from(&b, (first, -1)).0,
+        42,
+        "INVALID_REQUEST"
+    );
+    assert_eq!(init_producer_id_from(&b, (-1, 0)).0, 42, "INVALID_REQUEST");
+}
+
+/// Producer ids come from blocks claimed in `/latest_producer_id_block`: a broker restarted
+/// after kill -9 never hands out an id again (the new producer's records would be taken for
+/// duplicates of the old one's).
+#[test]
+fn producer_ids_are_never_reused_across_a_kill_9_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let mut weir = Weir::start_in(1, 0, data.path(), &[]);
+    let before: Vec<i64> = (0..3)
+        .map(|_| init_producer_id(&weir.bootstrap()))
+        .collect();
+    assert!(before.windows(2).all(|w| w[0] < w[1]), "{before:?}");
+    weir.kill9();
+    weir.restart();
+    let after = init_producer_id(&weir.bootstrap());
+    assert!(
+        after > before[2],
+        "id {after} after the restart, {before:?} before"
+    );
+}
+
+/// Kafka refuses transactional records from a request without an authorized transactional
+/// id; weir authorizes none (it could never write their commit markers), and stores nothing.
+#[test]
+fn transactional_batches_are_refused_and_not_stored() {
+    let weir = Weir::start(1);
+    let b = weir.bootstrap();
+    super::rdkafka_client::create_topic(&b, "txn-batch", 1);
+    let mut c = Conn::new(&b);
+    assert_eq!(
+        produce_to_partition_0(&mut c, 9, "txn-batch", transactional_batch(77, 0)).0,
+        53,
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+    );
+    assert_eq!(
+        produce_to_partition_0(&mut c, 9, "txn-batch", idempotent_batch(77, 0)),
+        (0, 0),
+        "the refused batch left nothing behind, not even producer state"
+    );
 }
 
 /// `producer.id.expiration.ms`: while a producer is known, a sequence gap is

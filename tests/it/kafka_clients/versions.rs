@@ -443,12 +443,21 @@ fn every_advertised_version_of_every_api_is_answered() {
 /// One record from `producer_id` (epoch 0) with sequence `sequence`, stamped now (a
 /// producer's state expires `producer.id.expiration.ms` after its last batch's timestamp).
 pub(super) fn idempotent_batch(producer_id: i64, sequence: i32) -> Bytes {
+    producer_batch(producer_id, sequence, false)
+}
+
+/// [`idempotent_batch`] flagged as part of a transaction.
+pub(super) fn transactional_batch(producer_id: i64, sequence: i32) -> Bytes {
+    producer_batch(producer_id, sequence, true)
+}
+
+fn producer_batch(producer_id: i64, sequence: i32, transactional: bool) -> Bytes {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
     let record = Record {
-        transactional: false,
+        transactional,
         control: false,
         delete_horizon: false,
         partition_leader_epoch: -1,
