@@ -1,8 +1,9 @@
 //! Consumer groups end to end: kcat's balanced consumer, confluent-kafka members sharing a
 //! topic across a rebalance, more members than partitions, a SIGKILLed member process on a
 //! 3-broker cluster, static membership, kafka-python and aiokafka group consumers with
-//! commits, committed offsets across a kill -9 restart, `offsets.retention.minutes`, and the
-//! AdminClient's group operations (script: tests/clients/groups_client.py).
+//! commits, committed offsets across a kill -9 restart, `offsets.retention.minutes`, the
+//! AdminClient's group operations (script: tests/clients/groups_client.py), and odd group
+//! requests over a raw connection.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -411,4 +412,135 @@ fn metadata_auto_creation_of_the_offsets_topic_uses_the_offsets_settings() {
         assert!(std::time::Instant::now() < deadline, "not created: {r:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Odd group requests get Kafka's error codes, a garbage subscription and assignment go
+/// through a whole rebalance, and the broker keeps serving a real group afterwards.
+#[test]
+fn odd_group_requests_get_kafka_errors_and_the_broker_keeps_serving_groups() {
+    use join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{offset_commit_request as oc, sync_group_request as sg};
+    let (weir, _data) = start();
+    let b = weir.bootstrap();
+    super::rdkafka_client::create_topic(&b, "odd", 1);
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let join = |group: &str, member: &str, session: i32, protocols: &[(&str, &[u8])]| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_session_timeout_ms(session)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(
+                protocols
+                    .iter()
+                    .map(|(name, meta)| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(s(name))
+                            .with_metadata(bytes::Bytes::copy_from_slice(meta))
+                    })
+                    .collect(),
+            )
+    };
+    let mut c = Conn::new(&b);
+    // The coordinator exists once FindCoordinator has created `__consumer_offsets`.
+    let find = FindCoordinatorRequest::default().with_key(s("odd-group"));
+    crate::support::wait_until("a coordinator", Duration::from_secs(30), || {
+        let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 1, &find);
+        (r.error_code == 0).then_some(())
+    });
+    let garbage: &[u8] = &[0xff, 0x00, 0x13, 0x37];
+    let mut join_code = |req: &JoinGroupRequest| -> (i16, String, i32) {
+        let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, req);
+        (r.error_code, r.member_id.to_string(), r.generation_id)
+    };
+    assert_eq!(
+        join_code(&join("", "", 10_000, &[("range", garbage)])).0,
+        24
+    );
+    assert_eq!(
+        join_code(&join("odd-group", "", 1, &[("range", garbage)])).0,
+        26
+    );
+    assert_eq!(join_code(&join("odd-group", "", 10_000, &[])).0, 23);
+    assert_eq!(
+        join_code(&join("odd-group", "nobody", 10_000, &[("range", garbage)])).0,
+        25,
+        "UNKNOWN_MEMBER_ID for a made-up member id"
+    );
+    // KIP-394, then a one-member generation with an unparseable subscription.
+    let (code, member, _) = join_code(&join("odd-group", "", 10_000, &[("range", garbage)]));
+    assert_eq!(code, 79, "MEMBER_ID_REQUIRED");
+    let (code, _, generation) =
+        join_code(&join("odd-group", &member, 10_000, &[("range", garbage)]));
+    assert_eq!((code, generation), (0, 1));
+    let r: SyncGroupResponse = c.call(
+        ApiKey::SyncGroup,
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(s("odd-group")))
+            .with_generation_id(1)
+            .with_member_id(s(&member))
+            .with_assignments(vec![
+                sg::SyncGroupRequestAssignment::default()
+                    .with_member_id(s(&member))
+                    .with_assignment(bytes::Bytes::from_static(b"\x00\xff")),
+                sg::SyncGroupRequestAssignment::default()
+                    .with_member_id(s("not-a-member"))
+                    .with_assignment(bytes::Bytes::from_static(b"x")),
+            ]),
+    );
+    assert_eq!((r.error_code, r.assignment.as_ref()), (0, &b"\x00\xff"[..]));
+    let commit = |partition: i32, metadata: String| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("odd-group")))
+            .with_generation_id_or_member_epoch(1)
+            .with_member_id(s(&member))
+            .with_topics(vec![oc::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("odd")))
+                .with_partitions(vec![oc::OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(1)
+                    .with_committed_metadata(Some(s(&metadata)))])])
+    };
+    let mut commit_code = |req: &OffsetCommitRequest| -> i16 {
+        let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, req);
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(
+        commit_code(&commit(0, "m".repeat(5000))),
+        12,
+        "OFFSET_METADATA_TOO_LARGE"
+    );
+    assert_eq!(
+        commit_code(&commit(-1, String::new())),
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(commit_code(&commit(0, String::new())), 0);
+    let r: HeartbeatResponse = c.call(
+        ApiKey::Heartbeat,
+        3,
+        &HeartbeatRequest::default()
+            .with_group_id(GroupId(s("no-such-group")))
+            .with_generation_id(1)
+            .with_member_id(s("x")),
+    );
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let many: Vec<GroupId> = (0..2000).map(|i| GroupId(s(&format!("g{i}")))).collect();
+    let r: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(many),
+    );
+    assert_eq!(r.groups.len(), 2000);
+    // The odd group is described as Kafka would, and a real group still works.
+    let r: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("odd-group"))]),
+    );
+    assert_eq!(r.groups[0].group_state.as_str(), "Stable");
+    kcat_produce(&b, "odd", "after\n");
+    assert_eq!(kcat_group_consume(&b, "odd-after", "odd"), ["after"]);
 }
