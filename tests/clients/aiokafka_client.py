@@ -1,6 +1,7 @@
 """aiokafka against a weir broker.
 
 usage: aiokafka_client.py MODE BOOTSTRAP [ARGS]   (modes as in confluent_kafka_client.py)
+  transactional BOOTSTRAP          a transactional producer fails at once with a fatal error
 """
 
 import asyncio
@@ -227,6 +228,22 @@ async def verify_survive(bootstrap, ack_file):
     verify_survivors(read_acks(ack_file), strip(await consume(bootstrap, "survive", PARTITIONS, total)))
 
 
+async def transactional(bootstrap):
+    from aiokafka.errors import TransactionalIdAuthorizationFailed
+    start = time.time()
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id="aio-tx")
+    try:
+        await asyncio.wait_for(p.start(), 30)
+        raise AssertionError("a transactional producer started")
+    except TransactionalIdAuthorizationFailed:
+        pass
+    finally:
+        await asyncio.wait_for(p.stop(), 10)
+    took = time.time() - start
+    assert took < 10, "refused only after %.1fs" % took
+    ok("aiokafka transactional producer refused in %.1fs" % took)
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -237,6 +254,7 @@ def main():
         "admin": lambda: admin_mode(bootstrap),
         "survive": lambda: survive(bootstrap, rest[0], rest[1]),
         "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
+        "transactional": lambda: transactional(bootstrap),
     }[mode]
     asyncio.run(run())
     ok("ALL")

@@ -4,12 +4,16 @@ Every script takes a mode and the bootstrap address, asserts, prints one `OK <wh
 check and exits non-zero on the first failure.
 """
 
+import logging
 import os
 import sys
 import time
 
 RECORDS = 100_000
 PARTITIONS = 3
+# Idempotent fault runs send at most this many records ahead of the acknowledgements, so a
+# broker pause or kill lands mid-run whatever the client's speed.
+UNACKNOWLEDGED = 2_000
 
 
 def key_of(i):
@@ -120,6 +124,23 @@ def verify_exactly_once(acks, consumed, expected_total):
             assert i > last, "partition %d offset %d: %r after s%d" % (partition, offset, key, last)
             last = i
     ok("%d records stored exactly once, in order per partition" % len(seen))
+
+
+def timeout_logger(name, event_file, needle):
+    """A logger that appends a `timeout` line to `event_file` for every record whose message
+    contains `needle` (a client's "request timed out" log line), so a test can wait until a
+    client has really given up on a request."""
+
+    class Events(logging.Handler):
+        def emit(self, record):
+            if needle in record.getMessage():
+                with open(event_file, "a") as f:
+                    f.write("timeout\n")
+
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.addHandler(Events())
+    return logger
 
 
 def usage():

@@ -6,8 +6,10 @@ usage: confluent_kafka_client.py MODE BOOTSTRAP [ARGS]
   admin BOOTSTRAP                  create/describe/alter/delete topics and configs, describe cluster
   survive BOOTSTRAP ACKFILE STOP   produce with acks=1 until STOP exists, logging acknowledgements
   verify-survive BOOTSTRAP ACKFILE every logged acknowledgement is still there
-  idempotent BOOTSTRAP ACKFILE     100 000 records with enable.idempotence=true, logging acks
+  idempotent BOOTSTRAP ACKFILE [EVENTS]  100 000 records with enable.idempotence=true, logging
+                                   acks (and a `timeout` line in EVENTS per timed-out request)
   verify-idempotent BOOTSTRAP ACKFILE  each of them stored exactly once, in order per partition
+  transactional BOOTSTRAP          a transactional producer fails at once with a fatal error
 """
 
 import os
@@ -20,9 +22,9 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    ConfigSource, NewPartitions, NewTopic)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (PARTITIONS, RECORDS, Expected, append_acks, check_partitions, deadline,  # noqa: E402
-                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_exactly_once,
-                    verify_survivors)
+from common import (PARTITIONS, RECORDS, UNACKNOWLEDGED, Expected, append_acks, check_partitions, deadline,  # noqa: E402
+                    explicit_partition, key_of, ok, read_acks, timeout_logger, usage, value_of,
+                    verify_exactly_once, verify_survivors)
 
 FAST_RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
 
@@ -255,24 +257,34 @@ def verify_survive(bootstrap, ack_file):
 IDEMPOTENT_TOPIC = "idempotent"
 
 
-def idempotent(bootstrap, ack_file):
-    """Paced (about 200 records per 10 ms) so a broker kill lands mid-run."""
+def idempotent(bootstrap, ack_file, event_file=None):
+    """Paced (at most 2000 records unacknowledged, about 200 sent per 10 ms) so a broker kill
+    or pause lands mid-run. Produce requests time out after 3 s (`socket.timeout.ms`,
+    librdkafka's produce request timeout): librdkafka then drops the connection and retries
+    the batches with the same sequences."""
     create_topic(bootstrap, IDEMPOTENT_TOPIC, PARTITIONS)
-    p = Producer(dict(FAST_RECONNECT, **{"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                                         "linger.ms": 5, "message.timeout.ms": 180000}))
+    config = dict(FAST_RECONNECT, **{"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                     "linger.ms": 5, "message.timeout.ms": 180000,
+                                     "socket.timeout.ms": 3000})
+    if event_file:
+        # librdkafka logs `REQTMOUT ... Timed out ProduceRequest in flight` at warning level.
+        config["logger"] = timeout_logger("rdkafka", event_file, "Timed out ProduceRequest")
+    p = Producer(config)
     pending = []
     errors = []
+    acked = [0]
 
     def delivered(err, msg):
         if err is None:
             pending.append("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
+            acked[0] += 1
         else:
             errors.append(err)
 
     i = 0
     while i < RECORDS:
         for _ in range(200):
-            if i == RECORDS:
+            if i == RECORDS or i - acked[0] >= UNACKNOWLEDGED:
                 break
             try:
                 p.produce(IDEMPOTENT_TOPIC, key=b"s%d" % i, value=value_of(i), on_delivery=delivered)
@@ -298,6 +310,21 @@ def verify_idempotent(bootstrap, ack_file):
     verify_exactly_once(read_acks(ack_file), consumed, RECORDS)
 
 
+def transactional(bootstrap):
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": "ck-tx"})
+    start = time.time()
+    try:
+        p.init_transactions(30)
+        raise AssertionError("init_transactions succeeded")
+    except KafkaException as e:
+        err = e.args[0]
+        assert err.fatal() and err.name() == "TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err
+        assert "does not support transactions" in err.str(), err.str()
+    took = time.time() - start
+    assert took < 10, "refused only after %.1fs" % took
+    ok("confluent-kafka transactional producer refused in %.1fs: fatal, %s" % (took, err.str()))
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -308,8 +335,9 @@ def main():
         "admin": lambda: admin_mode(bootstrap),
         "survive": lambda: survive(bootstrap, rest[0], rest[1]),
         "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
-        "idempotent": lambda: idempotent(bootstrap, rest[0]),
+        "idempotent": lambda: idempotent(bootstrap, *rest[:2]),
         "verify-idempotent": lambda: verify_idempotent(bootstrap, rest[0]),
+        "transactional": lambda: transactional(bootstrap),
     }[mode]()
     ok("ALL")
 

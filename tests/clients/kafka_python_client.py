@@ -5,6 +5,10 @@ usage: kafka_python_client.py MODE BOOTSTRAP [ARGS]   (modes as in confluent_kaf
 Producers keep kafka-python 3's defaults: idempotence is on (it is silently switched off
 where a test asks for acks other than all).
   idempotent BOOTSTRAP             a default producer's records are stored exactly once, in order
+  idempotent-faults BOOTSTRAP ACKFILE EVENTS  100 000 records from a default producer (request
+                                   timeout 3 s), paced, logging acks and timed-out requests
+  verify-idempotent BOOTSTRAP ACKFILE  each of them stored exactly once, in order per partition
+  transactional BOOTSTRAP          a transactional producer fails at once with a fatal error
 """
 
 import os
@@ -17,9 +21,9 @@ from kafka.admin import (ConfigResource, ConfigResourceType, KafkaAdminClient, N
 from kafka.errors import InvalidTopicError, TopicAlreadyExistsError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (PARTITIONS, RECORDS, Expected, append_acks, check_partitions, deadline,  # noqa: E402
-                    explicit_partition, key_of, ok, read_acks, usage, value_of, verify_exactly_once,
-                    verify_survivors)
+from common import (PARTITIONS, RECORDS, UNACKNOWLEDGED, Expected, append_acks, check_partitions, deadline,  # noqa: E402
+                    explicit_partition, key_of, ok, read_acks, timeout_logger, usage, value_of,
+                    verify_exactly_once, verify_survivors)
 
 FAST_RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 500}
 
@@ -249,6 +253,70 @@ def idempotent(bootstrap):
     verify_exactly_once(acks, strip(consume(bootstrap, topic, PARTITIONS, total)), total)
 
 
+FAULTS_TOPIC = "kp-idempotent-faults"
+
+
+def idempotent_faults(bootstrap, ack_file, event_file):
+    """kafka-python's defaults (idempotence on, acks=all, unlimited retries) with the request
+    timeout lowered to 3 s, paced (at most 2000 records unacknowledged) so broker pauses and a
+    kill land mid-run. A timed-out request
+    closes the connection; the batch is retried with its sequence."""
+    create_topic(bootstrap, FAULTS_TOPIC, PARTITIONS)
+    timeout_logger("kafka.net.connection", event_file, "Request timed out")
+    p = producer(bootstrap, request_timeout_ms=3000, **FAST_RECONNECT)
+    pending = []
+    errors = []
+    acked = [0]
+
+    def delivered(key, md):  # add_callback passes its extra arguments first
+        pending.append("%d %d %s\n" % (md.partition, md.offset, key))
+        acked[0] += 1
+
+    for i in range(RECORDS):
+        key = "s%d" % i
+        f = p.send(FAULTS_TOPIC, key=key.encode(), value=value_of(i))
+        f.add_callback(delivered, key)
+        f.add_errback(errors.append)
+        while i % 200 == 199 or i + 1 - acked[0] >= UNACKNOWLEDGED:
+            time.sleep(0.01)
+            if pending:
+                batch = pending[:]
+                del pending[:len(batch)]
+                append_acks(ack_file, batch)
+            if i + 1 - acked[0] < UNACKNOWLEDGED:
+                break
+    p.flush(300)
+    p.close()
+    append_acks(ack_file, pending)
+    assert not errors, "%d delivery errors, first %r" % (len(errors), errors[0])
+    ok("idempotent produced %d" % RECORDS)
+
+
+def verify_idempotent(bootstrap, ack_file):
+    c = KafkaConsumer(bootstrap_servers=bootstrap)
+    tps = [TopicPartition(FAULTS_TOPIC, p) for p in range(PARTITIONS)]
+    total = sum(c.end_offsets(tps).values())
+    c.close()
+    consumed = strip(consume(bootstrap, FAULTS_TOPIC, PARTITIONS, total))
+    verify_exactly_once(read_acks(ack_file), consumed, RECORDS)
+
+
+def transactional(bootstrap):
+    from kafka.errors import TransactionalIdAuthorizationFailedError
+    start = time.time()
+    p = producer(bootstrap, transactional_id="kp-tx", max_block_ms=30000)
+    try:
+        p.init_transactions()
+        raise AssertionError("init_transactions succeeded")
+    except TransactionalIdAuthorizationFailedError:
+        pass
+    finally:
+        p.close(timeout=5)
+    took = time.time() - start
+    assert took < 10, "refused only after %.1fs" % took
+    ok("kafka-python transactional producer refused in %.1fs" % took)
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -260,6 +328,9 @@ def main():
         "survive": lambda: survive(bootstrap, rest[0], rest[1]),
         "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
         "idempotent": lambda: idempotent(bootstrap),
+        "idempotent-faults": lambda: idempotent_faults(bootstrap, rest[0], rest[1]),
+        "verify-idempotent": lambda: verify_idempotent(bootstrap, rest[0]),
+        "transactional": lambda: transactional(bootstrap),
     }[mode]()
     ok("ALL")
 

@@ -7,6 +7,7 @@
 mod bad_input;
 mod fetch;
 mod groups;
+mod idempotence;
 mod kcat;
 mod multi_broker;
 mod python;

@@ -785,11 +785,21 @@ pub const COORDINATOR_TYPE_TRANSACTION: i8 = 1;
 /// Node id, host and port of "no node" (Kafka's `Node.noNode`).
 const NO_NODE: (i32, &str, i32) = (-1, "", -1);
 
+/// What FindCoordinator says to a transactional producer. TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+/// is the one answer that librdkafka, the Java client and kafka-python all treat as fatal at
+/// once (any other error makes them retry until `init_transactions` times out); the message
+/// says what is really going on.
+pub const TRANSACTIONS_UNSUPPORTED: &str =
+    "weir does not support transactions: remove transactional.id (idempotence works without it)";
+
+/// A FindCoordinator failure: the error and, when the default text would mislead, a message.
+type FindError = (ResponseError, Option<&'static str>);
+
 fn find_one(
     router: &GroupRouter,
     key_type: i8,
     key: &str,
-) -> Result<(i32, String, i32), ResponseError> {
+) -> Result<(i32, String, i32), FindError> {
     match key_type {
         COORDINATOR_TYPE_GROUP => {
             let partition = router.partition_for(key);
@@ -797,10 +807,10 @@ fn find_one(
                 OffsetsTopicLeader::TopicMissing => {
                     // Created on first use; clients retry COORDINATOR_NOT_AVAILABLE.
                     router.directory().request_offsets_topic_creation();
-                    Err(ResponseError::CoordinatorNotAvailable)
+                    Err((ResponseError::CoordinatorNotAvailable, None))
                 }
                 OffsetsTopicLeader::LeaderUnavailable => {
-                    Err(ResponseError::CoordinatorNotAvailable)
+                    Err((ResponseError::CoordinatorNotAvailable, None))
                 }
                 OffsetsTopicLeader::Leader {
                     node_id,
@@ -809,15 +819,21 @@ fn find_one(
                 } => Ok((node_id, host, port)),
             }
         }
-        // weir has no transaction coordinator (yet): retriable, as while Kafka's loads.
-        COORDINATOR_TYPE_TRANSACTION => Err(ResponseError::CoordinatorNotAvailable),
-        _ => Err(ResponseError::InvalidRequest),
+        COORDINATOR_TYPE_TRANSACTION => {
+            tracing::warn!(transactional_id = %key, "refusing a transactional producer: transactions are not supported");
+            Err((
+                ResponseError::TransactionalIdAuthorizationFailed,
+                Some(TRANSACTIONS_UNSUPPORTED),
+            ))
+        }
+        _ => Err((ResponseError::InvalidRequest, None)),
     }
 }
 
 /// FindCoordinator v0–v6: one key before v4, batched `coordinator_keys` from v4. Answers
 /// with the leader of the group's `__consumer_offsets` partition, requesting the topic's
-/// creation (and answering COORDINATOR_NOT_AVAILABLE) while it does not exist.
+/// creation (and answering COORDINATOR_NOT_AVAILABLE) while it does not exist. Transaction
+/// coordinators are refused ([`TRANSACTIONS_UNSUPPORTED`]).
 pub async fn find_coordinator(
     router: &GroupRouter,
     version: i16,
@@ -828,6 +844,7 @@ pub async fn find_coordinator(
     } else {
         COORDINATOR_TYPE_GROUP
     };
+    let message = |(e, text): FindError| s(text.map_or_else(|| e.to_string(), str::to_string));
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
@@ -845,8 +862,8 @@ pub async fn find_coordinator(
                         .with_node_id(BrokerId(NO_NODE.0))
                         .with_host(s(NO_NODE.1))
                         .with_port(NO_NODE.2)
-                        .with_error_code(e.code())
-                        .with_error_message(Some(s(e.to_string()))),
+                        .with_error_code(e.0.code())
+                        .with_error_message(Some(message(e))),
                 }
             })
             .collect();
@@ -863,12 +880,8 @@ pub async fn find_coordinator(
             .with_host(s(host))
             .with_port(port),
         Err(e) => resp
-            .with_error_code(e.code())
-            .with_error_message(if version >= 1 {
-                Some(s(e.to_string()))
-            } else {
-                None
-            })
+            .with_error_code(e.0.code())
+            .with_error_message((version >= 1).then(|| message(e)))
             .with_node_id(BrokerId(NO_NODE.0))
             .with_host(s(NO_NODE.1))
             .with_port(NO_NODE.2),
@@ -1524,6 +1537,50 @@ mod tests {
             bad.coordinators[0].error_code,
             ResponseError::InvalidRequest.code()
         );
+    }
+
+    #[actix::test]
+    async fn find_coordinator_refuses_transactional_ids_with_a_fatal_error_and_a_message() {
+        let (router, directory) = router().await;
+        directory.created.store(true, Ordering::SeqCst);
+        for version in 1..=3 {
+            let resp = find_coordinator(
+                &router,
+                version,
+                FindCoordinatorRequest::default()
+                    .with_key(s("tx-1"))
+                    .with_key_type(COORDINATOR_TYPE_TRANSACTION),
+            )
+            .await;
+            assert_eq!(
+                resp.error_code,
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                "v{version}"
+            );
+            assert_eq!(
+                resp.error_message.as_deref(),
+                Some(TRANSACTIONS_UNSUPPORTED)
+            );
+            assert_eq!(resp.node_id, BrokerId(-1));
+            encodes(&resp, version);
+        }
+        let resp = find_coordinator(
+            &router,
+            4,
+            FindCoordinatorRequest::default()
+                .with_key_type(COORDINATOR_TYPE_TRANSACTION)
+                .with_coordinator_keys(vec![s("tx-1")]),
+        )
+        .await;
+        assert_eq!(
+            resp.coordinators[0].error_code,
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        );
+        assert_eq!(
+            resp.coordinators[0].error_message.as_deref(),
+            Some(TRANSACTIONS_UNSUPPORTED)
+        );
+        encodes(&resp, 4);
     }
 
     #[actix::test]

@@ -1,7 +1,14 @@
 //! The broker's [`GroupStore`]: group records go to the local leader replica of their
 //! `__consumer_offsets` partition as one uncompressed RecordBatch v2, with acks=all
 //! (`offsets.commit.required.acks` = -1), and are replayed from it by reading the partition
-//! from its log start to the high-water mark.
+//! from its log start to its log end offset.
+//!
+//! The replay reads to the log end, not the high-water mark, as Kafka's
+//! `GroupMetadataManager` does (`FetchLogEnd`): a broker that has just become leader may lag
+//! in high-water mark behind records its log already holds (followers learn the high-water
+//! mark one fetch late), and as leader its log is the truth, so every record in it will be
+//! committed. Stopping at the high-water mark would forget commits that clients were told
+//! succeeded.
 
 use std::time::Duration;
 
@@ -186,9 +193,6 @@ impl GroupStore for ReplicaGroupStore {
             let replica = replicas
                 .get(GROUP_METADATA_TOPIC_NAME, partition)
                 .ok_or(ResponseError::NotLeaderOrFollower)?;
-            // Up to the log end, as Kafka's GroupMetadataManager loads: a new leader's
-            // high-water mark can lag the commits its predecessor acknowledged (followers
-            // learn the high-water mark one fetch late), and those must not be forgotten.
             let start = replica.progress();
             let end = start.log_end_offset;
             let mut offset = start.log_start_offset.max(0);
@@ -201,7 +205,7 @@ impl GroupStore for ReplicaGroupStore {
                         max_bytes: LOAD_CHUNK_BYTES,
                         min_one: true,
                         isolation: FetchIsolation::LogEnd,
-                        current_leader_epoch: None,
+                        current_leader_epoch: Some(start.leader_epoch),
                     })
                     .await
                     .map_err(|_| ResponseError::NotLeaderOrFollower)?;
@@ -243,9 +247,20 @@ mod tests {
 
     /// A broker leading `__consumer_offsets`-0 alone (ISR {1}), and a store over it.
     async fn leader_store(dir: &std::path::Path) -> (actix::Addr<Broker>, ReplicaGroupStore) {
+        leader_store_with_isr(dir, vec![1], Duration::from_secs(5)).await
+    }
+
+    /// Broker 1 leading `__consumer_offsets`-0 with `isr` (other members never fetch, so
+    /// their log end offsets stay 0 and so does the high-water mark).
+    async fn leader_store_with_isr(
+        dir: &std::path::Path,
+        isr: Vec<i32>,
+        commit_timeout: Duration,
+    ) -> (actix::Addr<Broker>, ReplicaGroupStore) {
         let config = BrokerConfig {
             broker_id: 1,
             log_dirs: vec![dir.display().to_string()],
+            min_insync_replicas: 1,
             ..BrokerConfig::default()
         };
         let (broker, shared) = Broker::open(config, Some("test-cluster"), vec![]).unwrap();
@@ -260,8 +275,8 @@ mod tests {
                     partition: 0,
                     leader: 1,
                     leader_epoch: 0,
-                    isr: vec![1],
-                    replicas: vec![1],
+                    isr: isr.clone(),
+                    replicas: isr,
                     partition_epoch: 0,
                     is_new: true,
                 }],
@@ -275,7 +290,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let store = ReplicaGroupStore::new(shared.replicas.clone(), Duration::from_secs(5));
+        let store = ReplicaGroupStore::new(shared.replicas.clone(), commit_timeout);
         (broker, store)
     }
 
@@ -296,6 +311,31 @@ mod tests {
         let mut expected = first;
         expected.extend(second);
         assert_eq!(store.load(0).await.unwrap(), expected);
+    }
+
+    #[actix::test]
+    async fn an_append_is_not_durable_until_the_isr_has_it_but_a_load_replays_to_the_log_end() {
+        let dir = tempfile::tempdir().unwrap();
+        // Follower 2 never fetches: the high-water mark stays at 0.
+        let (_broker, store) =
+            leader_store_with_isr(dir.path(), vec![1, 2], Duration::from_millis(200)).await;
+        let record = vec![(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")))];
+        assert_eq!(
+            store.append(0, record.clone()).await,
+            Err(ResponseError::RequestTimedOut),
+            "acks=all: not durable while an ISR member lacks the record"
+        );
+        let replica = store.replicas.get(GROUP_METADATA_TOPIC_NAME, 0).unwrap();
+        assert_eq!(
+            (
+                replica.progress().high_watermark,
+                replica.progress().log_end_offset
+            ),
+            (0, 1)
+        );
+        // A leader replays its whole log, as Kafka's loader does (FetchLogEnd): the record is
+        // the leader's, so it will be committed, and a new leader's high-water mark lags.
+        assert_eq!(store.load(0).await.unwrap(), record);
     }
 
     #[actix::test]

@@ -27,7 +27,8 @@ pub type OffsetsRecord = (Bytes, Option<Bytes>);
 /// - Records land in the log in the order `append` was *called*, not the order the returned
 ///   futures are polled: an implementation takes its place in line synchronously (an actix
 ///   `Addr::send` enqueues at call time), so two commits issued back to back keep their order.
-/// - `load` returns the partition's records in offset order up to the high-water mark.
+/// - `load` returns the partition's records in offset order up to the log end offset (Kafka
+///   replays to the log end: the new leader's log is the truth, its high-water mark may lag).
 pub trait GroupStore: Send + Sync + 'static {
     fn append(
         &self,

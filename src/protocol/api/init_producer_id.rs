@@ -6,11 +6,14 @@
 //! id and epoch (KIP-360 clients send them when they reset their sequences); weir does the
 //! same, so every reset gets a new id (which is also what an exhausted epoch would need).
 //!
-//! Transactions are not served: a request with a transactional id is answered
-//! UNSUPPORTED_VERSION, which the Java client, librdkafka and kafka-python all treat as a
-//! fatal, non-retriable error ("unexpected error in InitProducerIdResponse: the version of API
-//! is not supported"), where COORDINATOR_NOT_AVAILABLE would make them retry forever and
-//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED would send users chasing ACLs that do not exist.
+//! Transactions are not served. Transactional clients ask FindCoordinator for their
+//! transaction coordinator first, and that answer stops them: TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//! with a message saying transactions are unsupported (see
+//! [`crate::actors::group::api::TRANSACTIONS_UNSUPPORTED`]), the one error librdkafka, the Java
+//! client, kafka-python and aiokafka all treat as fatal at once. An InitProducerId that
+//! carries a transactional id anyway (no coordinator lookup) is answered UNSUPPORTED_VERSION,
+//! which they also treat as fatal; this response has no message field to explain an
+//! authorization error.
 
 use std::sync::Arc;
 

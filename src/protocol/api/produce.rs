@@ -21,7 +21,7 @@ use super::{str_bytes, ApiContext, KafkaApi, Reply};
 use crate::actors::delayed::{delayed_produce, ProduceWait, ProduceWaitOutcome};
 use crate::actors::replica::{AppendOutcome, AppendRecords};
 use crate::protocol::error::ApiError;
-use crate::storage::validate_client_batches;
+use crate::storage::{validate_client_batches, BatchHeader};
 
 pub struct Produce;
 
@@ -58,7 +58,10 @@ impl KafkaApi for Produce {
                 ResponseError::InvalidRequiredAcks,
                 format!("acks must be -1, 0 or 1, not {acks}"),
             ))
-        } else if request.transactional_id.is_some() {
+        } else if request.transactional_id.is_some() || has_transactional_batch(&request) {
+            // Kafka answers transactional records without an authorized transactional id
+            // with TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole request; weir authorizes
+            // none, since it has no transaction coordinator to write their markers.
             Some(ApiError::with_message(
                 ResponseError::TransactionalIdAuthorizationFailed,
                 "transactions are not supported by this broker",
@@ -192,6 +195,19 @@ impl KafkaApi for Produce {
     fn error_response(_version: i16, _code: i16) -> ProduceResponse {
         ProduceResponse::default()
     }
+}
+
+/// Whether any partition's records start with a batch flagged transactional (Kafka's
+/// `ProduceRequest.hasTransactionalRecords`). Unparseable records are left to validation.
+fn has_transactional_batch(request: &ProduceRequest) -> bool {
+    request.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|p| {
+            p.records
+                .as_ref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+                .is_some_and(|h| h.is_transactional())
+        })
+    })
 }
 
 fn encode(results: TopicResults, version: i16) -> ProduceResponse {

@@ -1,16 +1,19 @@
 //! Consumer groups end to end: kcat's balanced consumer, confluent-kafka members sharing a
-//! topic across a rebalance, kafka-python and aiokafka group consumers with commits,
-//! committed offsets across a kill -9 restart, and the AdminClient's group operations
-//! (script: tests/clients/groups_client.py).
+//! topic across a rebalance, more members than partitions, a SIGKILLed member process on a
+//! 3-broker cluster, static membership, kafka-python and aiokafka group consumers with
+//! commits, committed offsets across a kill -9 restart, `offsets.retention.minutes`, the
+//! AdminClient's group operations (script: tests/clients/groups_client.py), and odd group
+//! requests over a raw connection.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
+use super::versions::Conn;
 use super::{python, run_with_deadline, Weir};
 use crate::support::require_program;
 
@@ -110,6 +113,99 @@ fn confluent_kafka_members_share_partitions_and_rebalance_without_duplicates() {
     );
 }
 
+/// The incremental (cooperative) rebalance librdkafka runs over the classic protocol: two
+/// rebalances, members keep what they keep and go on consuming it.
+#[test]
+fn cooperative_sticky_members_rebalance_incrementally_and_every_partition_is_owned_once() {
+    let (weir, _data) = start();
+    let out = python(
+        SCRIPT,
+        &["share", &weir.bootstrap(), "cooperative-sticky"],
+        LIMIT,
+    );
+    expect(
+        &out,
+        &[
+            "OK two members own two partitions each",
+            "OK rebalance after a third member: every partition owned once",
+            "OK no record consumed twice across the rebalance (cooperative-sticky)",
+        ],
+    );
+}
+
+/// Seed 17.4 (and KIP-394: the third member first gets MEMBER_ID_REQUIRED).
+#[test]
+fn with_more_consumers_than_partitions_the_extra_member_stays_idle_and_the_group_stable() {
+    let (weir, _data) = start();
+    let out = python(SCRIPT, &["idle", &weir.bootstrap()], LIMIT);
+    expect(
+        &out,
+        &[
+            "OK KIP-394: c3 got MEMBER_ID_REQUIRED",
+            "OK three members on two partitions",
+            "OK the idle member stays idle and the group stays stable",
+        ],
+    );
+}
+
+/// On a 3-broker cluster (the group's coordinator and the partitions' leaders on different
+/// brokers): a member process killed with SIGKILL never leaves the group; its partitions move
+/// when its session (6 s) times out, and the survivor resumes them from the last commits.
+#[test]
+fn a_sigkilled_member_process_loses_its_partitions_after_its_session_and_they_resume_from_commits()
+{
+    let data = tempfile::tempdir().expect("temp dir");
+    let weir = Weir::start_in(3, 0, data.path(), FAST_GROUPS);
+    let out = python(SCRIPT, &["kill_member", &weir.bootstrap()], LIMIT);
+    expect(
+        &out,
+        &[
+            "OK two member processes own two partitions each",
+            "moved to the survivor",
+            "OK the survivor resumed from the last commits: no gap",
+        ],
+    );
+}
+
+/// KIP-345: a restarted static member gets its partitions back without a rebalance.
+#[test]
+fn a_static_member_restarting_within_its_session_keeps_its_partitions_without_a_rebalance() {
+    let (weir, _data) = start();
+    let out = python(SCRIPT, &["static", &weir.bootstrap()], LIMIT);
+    expect(
+        &out,
+        &[
+            "OK s1 restarted within its session and got",
+            "OK s1 stayed away: its partitions moved to s2",
+        ],
+    );
+}
+
+/// `offsets.retention.minutes` (its smallest value, 1): offsets of empty groups expire, the
+/// groups disappear, and a restart does not bring them back (the expiry wrote tombstones).
+#[test]
+fn offsets_of_empty_groups_expire_after_offsets_retention_minutes_and_stay_expired() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut weir = Weir::start_in(
+        1,
+        0,
+        data.path(),
+        &[
+            "group.initial.rebalance.delay.ms=0",
+            "offsets.retention.minutes=1",
+            "offsets.retention.check.interval.ms=1000",
+        ],
+    );
+    let out = python(
+        SCRIPT,
+        &["retention", &weir.bootstrap()],
+        Duration::from_secs(240),
+    );
+    expect(&out, &["OK both groups expired after"]);
+    weir.restart();
+    python(SCRIPT, &["retention_gone", &weir.bootstrap()], LIMIT);
+}
+
 #[test]
 fn kafka_python_and_aiokafka_group_consumers_commit_and_resume() {
     let (weir, _data) = start();
@@ -152,67 +248,6 @@ fn admin_client_lists_describes_alters_and_deletes_groups() {
     );
 }
 
-/// A raw Kafka connection for the versions no client here sends.
-struct Raw {
-    stream: std::net::TcpStream,
-    next: i32,
-}
-
-impl Raw {
-    fn new(bootstrap: &str) -> Self {
-        let stream = std::net::TcpStream::connect(bootstrap).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .expect("read timeout");
-        Raw { stream, next: 1 }
-    }
-
-    /// Sends `body` as `api` v`version`; returns the response body after its header.
-    fn send(&mut self, api: ApiKey, version: i16, body: &[u8]) -> Bytes {
-        use std::io::Read;
-        let id = self.next;
-        self.next += 1;
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("groups")))
-            .encode(&mut buf, api.request_header_version(version))
-            .expect("encode header");
-        buf.extend_from_slice(body);
-        let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-        out.extend_from_slice(&buf);
-        self.stream.write_all(&out).expect("send");
-        let mut size = [0u8; 4];
-        self.stream
-            .read_exact(&mut size)
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: no answer ({e})"));
-        let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut frame).expect("response");
-        let mut frame = Bytes::from(frame);
-        let header_version = if version < api.valid_versions().min {
-            0
-        } else {
-            api.response_header_version(version)
-        };
-        let header = ResponseHeader::decode(&mut frame, header_version).expect("header");
-        assert_eq!(header.correlation_id, id, "{api:?} v{version}");
-        frame
-    }
-
-    fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, body: &Q) -> R {
-        let mut buf = BytesMut::new();
-        body.encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
-        let mut frame = self.send(api, version, &buf);
-        let r =
-            R::decode(&mut frame, version).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
-        assert!(frame.is_empty(), "{api:?} v{version}: trailing bytes");
-        r
-    }
-}
-
 fn put_str(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
@@ -243,7 +278,7 @@ fn legacy_offset_commit_v0_v1_and_offset_fetch_v0_round_trip_and_every_version_a
     let (weir, _data) = start();
     let b = weir.bootstrap();
     super::rdkafka_client::create_topic(&b, "legacy", 1);
-    let mut c = Raw::new(&b);
+    let mut c = Conn::new(&b);
     let find =
         FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("legacy-group"));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -271,7 +306,7 @@ fn legacy_offset_commit_v0_v1_and_offset_fetch_v0_round_trip_and_every_version_a
     assert_eq!(r.coordinators[0].error_code, 0, "FindCoordinator v4");
 
     for (v, offset) in [(0, 5), (1, 7)] {
-        let mut resp = c.send(
+        let mut resp = c.raw(
             ApiKey::OffsetCommit,
             v,
             &legacy_commit(v, "legacy", offset, "m"),
@@ -292,7 +327,7 @@ fn legacy_offset_commit_v0_v1_and_offset_fetch_v0_round_trip_and_every_version_a
     put_str(&mut body, "legacy");
     body.put_i32(1);
     body.put_i32(0);
-    let mut resp = c.send(ApiKey::OffsetFetch, 0, &body);
+    let mut resp = c.raw(ApiKey::OffsetFetch, 0, &body);
     assert_eq!(resp.get_i32(), 1);
     resp.advance(2 + 6);
     assert_eq!(resp.get_i32(), 1);
@@ -354,7 +389,7 @@ fn legacy_offset_commit_v0_v1_and_offset_fetch_v0_round_trip_and_every_version_a
 #[test]
 fn metadata_auto_creation_of_the_offsets_topic_uses_the_offsets_settings() {
     let (weir, _data) = start();
-    let mut c = Raw::new(&weir.bootstrap());
+    let mut c = Conn::new(&weir.bootstrap());
     let request = MetadataRequest::default()
         .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
         )
@@ -377,4 +412,135 @@ fn metadata_auto_creation_of_the_offsets_topic_uses_the_offsets_settings() {
         assert!(std::time::Instant::now() < deadline, "not created: {r:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Odd group requests get Kafka's error codes, a garbage subscription and assignment go
+/// through a whole rebalance, and the broker keeps serving a real group afterwards.
+#[test]
+fn odd_group_requests_get_kafka_errors_and_the_broker_keeps_serving_groups() {
+    use join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{offset_commit_request as oc, sync_group_request as sg};
+    let (weir, _data) = start();
+    let b = weir.bootstrap();
+    super::rdkafka_client::create_topic(&b, "odd", 1);
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let join = |group: &str, member: &str, session: i32, protocols: &[(&str, &[u8])]| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_session_timeout_ms(session)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(
+                protocols
+                    .iter()
+                    .map(|(name, meta)| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(s(name))
+                            .with_metadata(bytes::Bytes::copy_from_slice(meta))
+                    })
+                    .collect(),
+            )
+    };
+    let mut c = Conn::new(&b);
+    // The coordinator exists once FindCoordinator has created `__consumer_offsets`.
+    let find = FindCoordinatorRequest::default().with_key(s("odd-group"));
+    crate::support::wait_until("a coordinator", Duration::from_secs(30), || {
+        let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 1, &find);
+        (r.error_code == 0).then_some(())
+    });
+    let garbage: &[u8] = &[0xff, 0x00, 0x13, 0x37];
+    let mut join_code = |req: &JoinGroupRequest| -> (i16, String, i32) {
+        let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, req);
+        (r.error_code, r.member_id.to_string(), r.generation_id)
+    };
+    assert_eq!(
+        join_code(&join("", "", 10_000, &[("range", garbage)])).0,
+        24
+    );
+    assert_eq!(
+        join_code(&join("odd-group", "", 1, &[("range", garbage)])).0,
+        26
+    );
+    assert_eq!(join_code(&join("odd-group", "", 10_000, &[])).0, 23);
+    assert_eq!(
+        join_code(&join("odd-group", "nobody", 10_000, &[("range", garbage)])).0,
+        25,
+        "UNKNOWN_MEMBER_ID for a made-up member id"
+    );
+    // KIP-394, then a one-member generation with an unparseable subscription.
+    let (code, member, _) = join_code(&join("odd-group", "", 10_000, &[("range", garbage)]));
+    assert_eq!(code, 79, "MEMBER_ID_REQUIRED");
+    let (code, _, generation) =
+        join_code(&join("odd-group", &member, 10_000, &[("range", garbage)]));
+    assert_eq!((code, generation), (0, 1));
+    let r: SyncGroupResponse = c.call(
+        ApiKey::SyncGroup,
+        3,
+        &SyncGroupRequest::default()
+            .with_group_id(GroupId(s("odd-group")))
+            .with_generation_id(1)
+            .with_member_id(s(&member))
+            .with_assignments(vec![
+                sg::SyncGroupRequestAssignment::default()
+                    .with_member_id(s(&member))
+                    .with_assignment(bytes::Bytes::from_static(b"\x00\xff")),
+                sg::SyncGroupRequestAssignment::default()
+                    .with_member_id(s("not-a-member"))
+                    .with_assignment(bytes::Bytes::from_static(b"x")),
+            ]),
+    );
+    assert_eq!((r.error_code, r.assignment.as_ref()), (0, &b"\x00\xff"[..]));
+    let commit = |partition: i32, metadata: String| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("odd-group")))
+            .with_generation_id_or_member_epoch(1)
+            .with_member_id(s(&member))
+            .with_topics(vec![oc::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("odd")))
+                .with_partitions(vec![oc::OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(1)
+                    .with_committed_metadata(Some(s(&metadata)))])])
+    };
+    let mut commit_code = |req: &OffsetCommitRequest| -> i16 {
+        let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, req);
+        r.topics[0].partitions[0].error_code
+    };
+    assert_eq!(
+        commit_code(&commit(0, "m".repeat(5000))),
+        12,
+        "OFFSET_METADATA_TOO_LARGE"
+    );
+    assert_eq!(
+        commit_code(&commit(-1, String::new())),
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(commit_code(&commit(0, String::new())), 0);
+    let r: HeartbeatResponse = c.call(
+        ApiKey::Heartbeat,
+        3,
+        &HeartbeatRequest::default()
+            .with_group_id(GroupId(s("no-such-group")))
+            .with_generation_id(1)
+            .with_member_id(s("x")),
+    );
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let many: Vec<GroupId> = (0..2000).map(|i| GroupId(s(&format!("g{i}")))).collect();
+    let r: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(many),
+    );
+    assert_eq!(r.groups.len(), 2000);
+    // The odd group is described as Kafka would, and a real group still works.
+    let r: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        5,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("odd-group"))]),
+    );
+    assert_eq!(r.groups[0].group_state.as_str(), "Stable");
+    kcat_produce(&b, "odd", "after\n");
+    assert_eq!(kcat_group_consume(&b, "odd-after", "odd"), ["after"]);
 }

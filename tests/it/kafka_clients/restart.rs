@@ -9,14 +9,35 @@ use std::time::{Duration, Instant};
 use super::{client_script, python, Weir};
 use crate::support::{free_port, wait_until};
 
-fn ack_count(path: &Path) -> usize {
+/// Lines in `path` (0 when it does not exist yet): acknowledgement and event logs.
+pub(super) fn ack_count(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
 
 /// Kills `survive` script runs that outlive a failed test.
-struct Script(Child);
+pub(super) struct Script(pub(super) Child);
+
+impl Script {
+    /// Waits up to `limit` for the script to exit; panics with its stderr unless it succeeded.
+    pub(super) fn finish(&mut self, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{what} did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success(), "{what} failed: {err}");
+    }
+}
 
 impl Drop for Script {
     fn drop(&mut self) {
@@ -65,20 +86,7 @@ fn survives_kill_9(script: &str) {
         || (ack_count(&acks) >= at_kill + 3_000).then_some(()),
     );
     std::fs::write(&stop, b"").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = producer.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the producer did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = producer.0.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "{script} survive failed: {err}");
+    producer.finish(Duration::from_secs(90), &format!("{script} survive"));
     eprintln!(
         "{script}: {before} acknowledged before the kill, {at_kill} at it, {} in all",
         ack_count(&acks)
@@ -107,66 +115,6 @@ fn kafka_python_acks_survive_kill_9_and_the_client_reconnects() {
 #[test]
 fn aiokafka_acks_survive_kill_9_and_the_client_reconnects() {
     survives_kill_9("aiokafka_client.py");
-}
-
-/// librdkafka's idempotent producer keeps retrying through a kill -9 and restart: the
-/// restarted broker rebuilds its producer state from the log, so retried batches that were
-/// already stored are answered as duplicates instead of being stored twice.
-#[test]
-fn confluent_kafka_idempotent_records_are_stored_exactly_once_across_kill_9() {
-    let script = "confluent_kafka_client.py";
-    crate::support::require_program("python3");
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut weir = Weir::start_in(1, port, &data.path().join("cluster"), &[]);
-    let acks = data.path().join("acks");
-    let mut producer = Script(
-        Command::new("python3")
-            .arg(client_script(script))
-            .args(["idempotent", &weir.bootstrap(), &acks.display().to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the producer"),
-    );
-    wait_until(
-        "acknowledgements before the kill",
-        Duration::from_secs(60),
-        || (ack_count(&acks) >= 3_000).then_some(()),
-    );
-    weir.kill9();
-    let at_kill = ack_count(&acks);
-    assert!(at_kill < 100_000, "the run finished before the kill");
-    weir.restart();
-    let deadline = Instant::now() + Duration::from_secs(200);
-    let status = loop {
-        if let Some(status) = producer.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the producer did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = producer.0.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    assert!(status.success(), "{script} idempotent failed: {err}");
-    eprintln!("{script}: {at_kill} acknowledged at the kill");
-    let out = python(
-        script,
-        &[
-            "verify-idempotent",
-            &weir.bootstrap(),
-            &acks.display().to_string(),
-        ],
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.contains("exactly once"),
-        "no exactly-once check in\n{out}"
-    );
 }
 
 #[test]

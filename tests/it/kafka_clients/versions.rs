@@ -16,6 +16,7 @@ use kafka_protocol::records::{
 use super::rdkafka_client::create_topic;
 use super::Weir;
 
+/// A raw Kafka connection, for versions and requests no client here sends.
 pub(super) struct Conn {
     pub(super) stream: TcpStream,
     next: i32,
@@ -30,7 +31,8 @@ impl Conn {
         Self { stream, next: 1 }
     }
 
-    fn raw(&mut self, api: ApiKey, version: i16, body: &[u8]) -> Bytes {
+    /// Sends `body` as `api` v`version`; returns the response body after its header.
+    pub(super) fn raw(&mut self, api: ApiKey, version: i16, body: &[u8]) -> Bytes {
         let id = self.next;
         self.next += 1;
         let mut buf = BytesMut::new();
@@ -166,22 +168,9 @@ fn every_advertised_version_of_every_api_is_answered() {
             c.raw(ApiKey::Produce, v, &body);
             continue;
         }
-        let r: ProduceResponse = c.call(
-            ApiKey::Produce,
-            v,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![produce_request::TopicProduceData::default()
-                    .with_name(name("v"))
-                    .with_partition_data(vec![
-                        produce_request::PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(batch())),
-                    ])]),
-        );
         assert_eq!(
-            r.responses[0].partition_responses[0].error_code, 0,
+            produce_to_partition_0(&mut c, v, "v", batch()).0,
+            0,
             "Produce v{v}"
         );
     }
@@ -451,10 +440,24 @@ fn every_advertised_version_of_every_api_is_answered() {
     }
 }
 
-/// One record from `producer_id` (epoch 0) with sequence `sequence`.
-fn idempotent_batch(producer_id: i64, sequence: i32) -> Bytes {
+/// One record from `producer_id` (epoch 0) with sequence `sequence`, stamped now (a
+/// producer's state expires `producer.id.expiration.ms` after its last batch's timestamp).
+pub(super) fn idempotent_batch(producer_id: i64, sequence: i32) -> Bytes {
+    producer_batch(producer_id, sequence, false)
+}
+
+/// [`idempotent_batch`] flagged as part of a transaction.
+pub(super) fn transactional_batch(producer_id: i64, sequence: i32) -> Bytes {
+    producer_batch(producer_id, sequence, true)
+}
+
+fn producer_batch(producer_id: i64, sequence: i32, transactional: bool) -> Bytes {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let record = Record {
-        transactional: false,
+        transactional,
         control: false,
         delete_horizon: false,
         partition_leader_epoch: -1,
@@ -463,7 +466,7 @@ fn idempotent_batch(producer_id: i64, sequence: i32) -> Bytes {
         timestamp_type: TimestampType::Creation,
         offset: 0,
         sequence,
-        timestamp: 1_700_000_000_000,
+        timestamp: now,
         key: None,
         value: Some(Bytes::from(format!("seq {sequence}"))),
         headers: Default::default(),
@@ -479,6 +482,31 @@ fn idempotent_batch(producer_id: i64, sequence: i32) -> Bytes {
     )
     .unwrap();
     buf.freeze()
+}
+
+/// Produce v`version` with acks=all of `records` to `topic`-0: (error code, base offset).
+pub(super) fn produce_to_partition_0(
+    c: &mut Conn,
+    version: i16,
+    topic: &str,
+    records: Bytes,
+) -> (i16, i64) {
+    let r: ProduceResponse = c.call(
+        ApiKey::Produce,
+        version,
+        &ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ])]),
+    );
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
 }
 
 /// Kafka answers a retried batch like the original append (no error, the original base
@@ -500,24 +528,8 @@ fn a_retried_idempotent_produce_is_answered_with_its_original_offset() {
     );
     assert_eq!(r.error_code, 0);
     let pid = r.producer_id.0;
-    let mut produce = |sequence: i32| -> (i16, i64) {
-        let r: ProduceResponse = c.call(
-            ApiKey::Produce,
-            9,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![produce_request::TopicProduceData::default()
-                    .with_name(name("idem"))
-                    .with_partition_data(vec![
-                        produce_request::PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(idempotent_batch(pid, sequence))),
-                    ])]),
-        );
-        let p = &r.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
-    };
+    let mut produce =
+        |sequence: i32| produce_to_partition_0(&mut c, 9, "idem", idempotent_batch(pid, sequence));
     assert_eq!(produce(0), (0, 0));
     assert_eq!(produce(1), (0, 1));
     assert_eq!(
