@@ -102,6 +102,18 @@ const LIST_OFFSETS: &[Field] = &[
     f(I32, 10, ANY),
 ];
 
+// OffsetForLeaderEpoch (flexible from v4).
+const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] =
+    &[f(I32, 0, ANY), f(I32, 2, ANY), f(I32, 0, ANY)];
+const OFFSET_FOR_LEADER_EPOCH_TOPIC: &[Field] = &[
+    f(Str, 0, ANY),
+    f(Arr(OFFSET_FOR_LEADER_EPOCH_PARTITION), 0, ANY),
+];
+const OFFSET_FOR_LEADER_EPOCH: &[Field] = &[
+    f(I32, 3, ANY),
+    f(Arr(OFFSET_FOR_LEADER_EPOCH_TOPIC), 0, ANY),
+];
+
 // Metadata (flexible from v9).
 const METADATA_TOPIC: &[Field] = &[f(Uuid, 10, ANY), f(Str, 0, ANY)];
 const METADATA: &[Field] = &[
@@ -306,6 +318,7 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::DescribeLogDirs => (DESCRIBE_LOG_DIRS, 2),
         ApiKey::CreatePartitions => (CREATE_PARTITIONS, 2),
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
+        ApiKey::OffsetForLeaderEpoch => (OFFSET_FOR_LEADER_EPOCH, 4),
         ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
         ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
@@ -541,6 +554,17 @@ mod tests {
                     .with_partitions(vec![lo::ListOffsetsPartition::default()])]),
                 version,
             ),
+            ApiKey::OffsetForLeaderEpoch => {
+                use kafka_protocol::messages::offset_for_leader_epoch_request as ol;
+                encode(
+                    &OffsetForLeaderEpochRequest::default().with_topics(vec![
+                        ol::OffsetForLeaderTopic::default()
+                            .with_topic(name("t"))
+                            .with_partitions(vec![ol::OffsetForLeaderPartition::default()]),
+                    ]),
+                    version,
+                )
+            }
             ApiKey::Metadata => {
                 let topic = mr::MetadataRequestTopic::default().with_name(Some(name("t")));
                 encode(
