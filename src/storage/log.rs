@@ -514,6 +514,11 @@ impl PartitionLog {
         self.segments.keys().copied().collect()
     }
 
+    /// The epoch of the leader that wrote `offset`, if the log knows it.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.leader_epoch_cache.epoch_for_offset(offset)
+    }
+
     /// The epoch of the newest batch's leader, if the log knows any.
     pub fn latest_epoch(&self) -> Option<i32> {
         self.leader_epoch_cache.latest_epoch()

@@ -879,14 +879,21 @@ impl Handler<ListOffsets> for Replica {
             FetchIsolation::LogEnd => log.log_end_offset(),
             _ => self.high_watermark,
         };
+        // Kafka answers with the epoch of the leader that wrote the offset found (KIP-320:
+        // a client validates its position against it after a leader change); the log end
+        // gets the current epoch.
         let found = |offset: i64, timestamp: i64| OffsetAndTimestamp {
             offset,
             timestamp,
-            leader_epoch: epoch,
+            leader_epoch: log.epoch_for_offset(offset).unwrap_or(-1),
         };
         match msg.timestamp {
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => Ok(found(log.log_start_offset(), -1)),
-            LATEST_TIMESTAMP => Ok(found(visible_end, -1)),
+            LATEST_TIMESTAMP => Ok(OffsetAndTimestamp {
+                offset: visible_end,
+                timestamp: -1,
+                leader_epoch: epoch,
+            }),
             MAX_TIMESTAMP => {
                 let (timestamp, offset) = log.max_timestamp_and_offset();
                 if offset < 0 || offset >= visible_end {
@@ -1576,6 +1583,37 @@ mod tests {
         assert_eq!((by_time.offset, by_time.timestamp), (1, 1_001));
         let after_all = replica.addr.send(ask(5_000)).await.unwrap().unwrap();
         assert_eq!(after_all.offset, -1);
+    }
+
+    #[actix::test]
+    async fn list_offsets_names_the_epoch_of_the_leader_that_wrote_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        append(&replica, &["a", "b"]).await.unwrap(); // epoch 0: offsets 0–1
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(3)))
+            .await
+            .unwrap()
+            .unwrap();
+        append(&replica, &["c"]).await.unwrap(); // epoch 3: offset 2, timestamp 1000
+        let ask = |timestamp| ListOffsets {
+            timestamp,
+            isolation: FetchIsolation::HighWatermark,
+            current_leader_epoch: None,
+        };
+        let earliest = replica.addr.send(ask(EARLIEST_TIMESTAMP)).await.unwrap();
+        assert_eq!(earliest.unwrap().leader_epoch, 0);
+        let latest = replica.addr.send(ask(LATEST_TIMESTAMP)).await.unwrap();
+        assert_eq!(latest.unwrap().leader_epoch, 3);
+        let by_time = replica.addr.send(ask(1_001)).await.unwrap().unwrap();
+        assert_eq!((by_time.offset, by_time.leader_epoch), (1, 0));
     }
 
     #[actix::test]
