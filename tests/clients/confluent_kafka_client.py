@@ -9,6 +9,9 @@ usage: confluent_kafka_client.py MODE BOOTSTRAP [ARGS]
   idempotent BOOTSTRAP ACKFILE [EVENTS]  100 000 records with enable.idempotence=true, logging
                                    acks (and a `timeout` line in EVENTS per timed-out request)
   verify-idempotent BOOTSTRAP ACKFILE  each of them stored exactly once, in order per partition
+  failover BOOTSTRAP ACKFILE       the idempotent run with 200 000 records into 6 partitions of
+                                   the broker's default replication (a leader is crashed meanwhile)
+  verify-failover BOOTSTRAP ACKFILE    each of them stored exactly once, in order per partition
   transactional BOOTSTRAP          a transactional producer fails at once with a fatal error
 """
 
@@ -33,10 +36,12 @@ def admin(bootstrap):
     return AdminClient({"bootstrap.servers": bootstrap})
 
 
-def create_topic(bootstrap, topic, partitions, config=None):
+def create_topic(bootstrap, topic, partitions, config=None, replication_factor=1):
+    """`replication_factor=-1` takes the broker's default."""
     client = admin(bootstrap)
     futures = client.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})])
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
+                  config=config or {})])
     try:
         futures[topic].result(30)
     except KafkaException as e:
@@ -255,14 +260,20 @@ def verify_survive(bootstrap, ack_file):
 
 
 IDEMPOTENT_TOPIC = "idempotent"
+# The failover run: 200 000 records into 6 partitions with the cluster's default replication
+# (3, min.insync.replicas 2 under `weir cluster`), acks=all (librdkafka's default).
+FAILOVER_TOPIC = "ck-failover"
+FAILOVER_RECORDS = 200_000
+FAILOVER_PARTITIONS = 6
 
 
-def idempotent(bootstrap, ack_file, event_file=None):
+def idempotent(bootstrap, ack_file, event_file=None, topic=IDEMPOTENT_TOPIC, records=RECORDS,
+               partitions=PARTITIONS, replication_factor=1):
     """Paced (at most 2000 records unacknowledged, about 200 sent per 10 ms) so a broker kill
     or pause lands mid-run. Produce requests time out after 3 s (`socket.timeout.ms`,
     librdkafka's produce request timeout): librdkafka then drops the connection and retries
     the batches with the same sequences."""
-    create_topic(bootstrap, IDEMPOTENT_TOPIC, PARTITIONS)
+    create_topic(bootstrap, topic, partitions, replication_factor=replication_factor)
     config = dict(FAST_RECONNECT, **{"bootstrap.servers": bootstrap, "enable.idempotence": True,
                                      "linger.ms": 5, "message.timeout.ms": 180000,
                                      "socket.timeout.ms": 3000})
@@ -282,12 +293,12 @@ def idempotent(bootstrap, ack_file, event_file=None):
             errors.append(err)
 
     i = 0
-    while i < RECORDS:
+    while i < records:
         for _ in range(200):
-            if i == RECORDS or i - acked[0] >= UNACKNOWLEDGED:
+            if i == records or i - acked[0] >= UNACKNOWLEDGED:
                 break
             try:
-                p.produce(IDEMPOTENT_TOPIC, key=b"s%d" % i, value=value_of(i), on_delivery=delivered)
+                p.produce(topic, key=b"s%d" % i, value=value_of(i), on_delivery=delivered)
                 i += 1
             except BufferError:
                 break
@@ -301,13 +312,24 @@ def idempotent(bootstrap, ack_file, event_file=None):
     ok("idempotent produced %d" % i)
 
 
-def verify_idempotent(bootstrap, ack_file):
+def verify_idempotent(bootstrap, ack_file, topic=IDEMPOTENT_TOPIC, records=RECORDS,
+                      partitions=PARTITIONS):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "weir-verify"})
-    total = sum(c.get_watermark_offsets(TopicPartition(IDEMPOTENT_TOPIC, p), 10)[1]
-                for p in range(PARTITIONS))
+    total = sum(c.get_watermark_offsets(TopicPartition(topic, p), 10)[1]
+                for p in range(partitions))
     c.close()
-    consumed = strip(consume(bootstrap, IDEMPOTENT_TOPIC, PARTITIONS, total))
-    verify_exactly_once(read_acks(ack_file), consumed, RECORDS)
+    consumed = strip(consume(bootstrap, topic, partitions, total))
+    verify_exactly_once(read_acks(ack_file), consumed, records)
+
+
+def failover(bootstrap, ack_file):
+    idempotent(bootstrap, ack_file, topic=FAILOVER_TOPIC, records=FAILOVER_RECORDS,
+               partitions=FAILOVER_PARTITIONS, replication_factor=-1)
+
+
+def verify_failover(bootstrap, ack_file):
+    verify_idempotent(bootstrap, ack_file, topic=FAILOVER_TOPIC, records=FAILOVER_RECORDS,
+                      partitions=FAILOVER_PARTITIONS)
 
 
 def transactional(bootstrap):
@@ -337,6 +359,8 @@ def main():
         "verify-survive": lambda: verify_survive(bootstrap, rest[0]),
         "idempotent": lambda: idempotent(bootstrap, *rest[:2]),
         "verify-idempotent": lambda: verify_idempotent(bootstrap, rest[0]),
+        "failover": lambda: failover(bootstrap, rest[0]),
+        "verify-failover": lambda: verify_failover(bootstrap, rest[0]),
         "transactional": lambda: transactional(bootstrap),
     }[mode]()
     ok("ALL")

@@ -1,7 +1,8 @@
 """Consumer groups against weir (tests/it/kafka_clients/groups.rs).
 
 Modes (each takes the bootstrap address): share [STRATEGY], idle, kill_member, kafka_python, aiokafka,
-commit, committed, admin, static, retention, retention_gone. `member` is the child process kill_member starts. Prints one `OK <what>` line per check and exits non-zero on the first failure.
+commit, committed, admin, static, retention, retention_gone, failover_commit, failover_resume
+COMMITTED. `member` is the child process kill_member starts. Prints one `OK <what>` line per check and exits non-zero on the first failure.
 """
 
 import asyncio
@@ -517,6 +518,47 @@ def committed(bootstrap):
     c.close()
 
 
+FAILOVER_TOPIC, FAILOVER_GROUP, FAILOVER_RECORDS = "grp-failover", "failover-group", 300
+
+
+def failover_commit(bootstrap):
+    """Before the coordinator crashes: consume half the records, commit, leave the group."""
+    create_topic(bootstrap, FAILOVER_TOPIC, 3)
+    produce(bootstrap, FAILOVER_TOPIC, 0, FAILOVER_RECORDS, 3)
+    c = subscribed_member(bootstrap, FAILOVER_GROUP, "before", FAILOVER_TOPIC, FAILOVER_RECORDS // 2)
+    c.commit(asynchronous=False)
+    got = c.committed([TopicPartition(FAILOVER_TOPIC, p) for p in range(3)], timeout=20)
+    c.close()
+    print("COMMITTED", ",".join(str(tp.offset) for tp in got), flush=True)
+    ok("committed half the records")
+
+
+def failover_resume(bootstrap, expected):
+    """After the crash: a new member finds the group's new coordinator, sees the commits made
+    before, and reads exactly the records after them (no gap, nothing twice)."""
+    expected = [int(o) for o in expected.split(",")]
+    c = consumer(bootstrap, FAILOVER_GROUP, "after")
+    got = c.committed([TopicPartition(FAILOVER_TOPIC, p) for p in range(3)], timeout=30)
+    assert [tp.offset for tp in got] == expected, "committed after the crash: %s" % got
+    ok("the commits survived the coordinator's crash")
+    c.subscribe([FAILOVER_TOPIC])
+    ends = [c.get_watermark_offsets(TopicPartition(FAILOVER_TOPIC, p), 20)[1] for p in range(3)]
+    want = sum(e - max(o, 0) for e, o in zip(ends, expected))
+    read = {}
+    deadline = time.time() + DEADLINE
+    while sum(len(v) for v in read.values()) < want and time.time() < deadline:
+        for m in c.consume(500, 0.5):
+            assert m.error() is None, m.error()
+            read.setdefault(m.partition(), []).append(m.offset())
+    c.close()
+    for p in range(3):
+        offsets = read.get(p, [])
+        assert offsets == list(range(max(expected[p], 0), ends[p])), (
+            "partition %d: read %s..%s, expected %d..%d" % (
+                p, offsets[:1], offsets[-1:], expected[p], ends[p]))
+    ok("resumed from the commits: %d records, no gap, none twice" % want)
+
+
 def admin(bootstrap):
     topic, group = "grp-admin", "admin-group"
     create_topic(bootstrap, topic, 2)
@@ -558,6 +600,10 @@ if __name__ == "__main__":
         share(bootstrap, *sys.argv[3:4])
         ok("ALL")
         sys.exit(0)
+    if mode == "failover_resume":
+        failover_resume(bootstrap, sys.argv[3])
+        ok("ALL")
+        sys.exit(0)
     {
         "idle": idle,
         "static": static,
@@ -569,5 +615,6 @@ if __name__ == "__main__":
         "commit": commit,
         "committed": committed,
         "admin": admin,
+        "failover_commit": failover_commit,
     }[mode](bootstrap)
     ok("ALL")

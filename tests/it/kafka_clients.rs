@@ -5,6 +5,7 @@
 //! Every test starts its own broker process on free ports with its own temp data dir.
 
 mod bad_input;
+mod failover;
 mod fetch;
 mod groups;
 mod idempotence;
@@ -15,9 +16,9 @@ mod rdkafka_client;
 mod restart;
 mod versions;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ pub struct Weir {
     args: Vec<String>,
     /// `host:port` of each broker, in id order.
     pub brokers: Vec<String>,
+    /// The fault console: commands go to stdin, answers come back as stdout lines.
+    console_in: Option<ChildStdin>,
+    console_out: Option<mpsc::Receiver<String>>,
     /// Keeps a temp data dir alive as long as the process.
     _temp: Option<tempfile::TempDir>,
 }
@@ -70,6 +74,8 @@ impl Weir {
             child: None,
             args,
             brokers: Vec::new(),
+            console_in: None,
+            console_out: None,
             _temp: None,
         };
         weir.launch();
@@ -80,7 +86,7 @@ impl Weir {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(&self.args)
             .env("WEIR_LOG", "warn")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -120,7 +126,28 @@ impl Weir {
         }
         assert!(!brokers.is_empty(), "weir printed no broker address");
         self.brokers = brokers;
+        self.console_in = child.stdin.take();
+        self.console_out = Some(rx);
         self.child = Some(child);
+    }
+
+    /// Sends one fault-console command and returns its one-line answer (`ok ...`,
+    /// `error ...`, or the `status` JSON).
+    pub fn console(&mut self, command: &str) -> String {
+        let stdin = self.console_in.as_mut().expect("running");
+        writeln!(stdin, "{command}").expect("write to the console");
+        stdin.flush().expect("flush the console");
+        self.console_out
+            .as_ref()
+            .expect("running")
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no answer to `{command}` within 60 s"))
+    }
+
+    /// The cluster's `status`, parsed.
+    pub fn status(&mut self) -> serde_json::Value {
+        let line = self.console("status");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("status is not JSON ({e}): {line}"))
     }
 
     /// The process id (for memory checks).
@@ -134,6 +161,8 @@ impl Weir {
 
     /// SIGKILL: no flush, no clean-shutdown marker (the page cache survives).
     pub fn kill9(&mut self) {
+        self.console_in = None;
+        self.console_out = None;
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -150,6 +179,7 @@ impl Weir {
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
+        self.console_in = None;
         // SAFETY: sending a signal to our own child by pid.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
