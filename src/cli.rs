@@ -25,6 +25,21 @@ pub enum Command {
     Broker(BrokerArgs),
     /// The standalone coordination service.
     Coordinator(CoordinatorArgs),
+    /// Load tool: produce, consume or end-to-end through librdkafka, with records/s, MB/s
+    /// and latency percentiles.
+    #[cfg(feature = "perf")]
+    Perf(crate::perf::PerfArgs),
+    /// Load tool (not in this build: `cargo build --release --features perf`).
+    #[cfg(not(feature = "perf"))]
+    Perf(PerfUnavailable),
+}
+
+/// `weir perf` in a build without the `perf` feature: takes any arguments, explains.
+#[cfg(not(feature = "perf"))]
+#[derive(Debug, Args, Clone)]
+pub struct PerfUnavailable {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -91,6 +106,12 @@ pub fn main() -> ExitCode {
         Command::Cluster(args) => run_cluster(args),
         Command::Broker(args) => run_broker(args),
         Command::Coordinator(args) => run_coordinator(args),
+        #[cfg(feature = "perf")]
+        Command::Perf(args) => crate::perf::run(args),
+        #[cfg(not(feature = "perf"))]
+        Command::Perf(_) => Err(anyhow::anyhow!(
+            "weir perf is not in this build; build it with `cargo build --release --features perf` (librdkafka's C build needs cmake)"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

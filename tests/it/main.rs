@@ -7,4 +7,5 @@ mod support;
 mod control_plane;
 mod coordination;
 mod kafka_clients;
+mod perf;
 mod storage;
