@@ -359,7 +359,7 @@ fn produce(
                 }
             }
         }
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
             bar.set_position(producer.context().delivered.load(Ordering::Relaxed));
         }
@@ -534,7 +534,7 @@ fn consume(
                         h.record(now_us.saturating_sub(u64::from_le_bytes(sent)));
                     }
                 }
-                if count % 4096 == 0 {
+                if count.is_multiple_of(4096) {
                     bar.set_position(count);
                 }
             }
@@ -632,7 +632,7 @@ fn produce_stamped(
                 }
             }
         }
-        if i % 1024 == 0 {
+        if i.is_multiple_of(1024) {
             producer.poll(Duration::ZERO);
             bar.set_position(i);
         }
