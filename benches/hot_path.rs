@@ -16,6 +16,8 @@
 //! `cargo bench --bench hot_path` (a few seconds per bench); `cargo bench --bench hot_path --
 //! fetch_read` runs one. Without `--bench` (cargo test, nextest) every routine runs once.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,9 +26,6 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 use weir::actors::coordination::{self, CoordinationConfig, CreateMode, EmbeddedCoordination};
@@ -52,37 +51,12 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// One client batch as librdkafka builds it: `count` records with `value_len`-byte values, no
-/// keys, timestamps a millisecond apart.
+/// keys.
 fn client_batch(count: usize, value_len: usize) -> Bytes {
-    let records: Vec<Record> = (0..count as i64)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            // The encoder starts a new batch where offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i,
-            key: None,
-            value: Some(Bytes::from(vec![b'v'; value_len])),
-            headers: Default::default(),
-        })
+    let records: Vec<_> = (0..count as i64)
+        .map(|i| support::record(i, None, value_len))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode a batch");
-    buf.freeze()
+    support::encode_batch(&records)
 }
 
 /// A Produce v9 request body: one topic, six partitions, one batch each.

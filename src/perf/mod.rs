@@ -150,7 +150,7 @@ pub fn run(args: PerfArgs) -> anyhow::Result<()> {
     let target = connect(load)?;
     prepare_topic(&target, load)?;
     let measured = match &args.mode {
-        Mode::Produce(_) => produce(&target.clients, load, &acks, None, "produce")?,
+        Mode::Produce(_) => produce(&target.clients, load, &acks, None, "produce", None)?,
         Mode::Consume(_) => {
             prefill(&target.clients, load, &acks)?;
             consume(&target.clients, load, None)?
@@ -310,17 +310,20 @@ fn progress_bar(load: &LoadArgs, len: u64, label: &str) -> ProgressBar {
     bar
 }
 
-/// Produces `load.records` records (or `count` when given) and waits for every report.
+/// Produces `load.records` records (or `count` when given) and waits for every report. With
+/// `stamp`, each record's first 8 bytes carry its send time in µs since that instant (for
+/// the e2e consumer).
 fn produce(
     clients: &Clients,
     load: &LoadArgs,
     acks: &str,
     count: Option<u64>,
     label: &str,
+    stamp: Option<Instant>,
 ) -> anyhow::Result<Measured> {
     let records = count.unwrap_or(load.records);
     let context = DeliveryCounter {
-        start: Instant::now(),
+        start: stamp.unwrap_or_else(Instant::now),
         delivered: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
@@ -331,7 +334,7 @@ fn produce(
     let producer: BaseProducer<DeliveryCounter> = config
         .create_with_context(context)
         .context("creating the producer")?;
-    let payload = vec![b'w'; load.record_size];
+    let mut payload = vec![b'w'; load.record_size];
     let bar = progress_bar(load, records, label);
     let pacer = load.rate.map(|r| Pacer::new(r, producer.context().start));
     let started = producer.context().start.elapsed();
@@ -341,6 +344,9 @@ fn produce(
             pacer.wait_for(i, || producer.poll(Duration::ZERO));
         }
         let sent_us = producer.context().start.elapsed().as_micros() as usize;
+        if stamp.is_some() {
+            payload[..8].copy_from_slice(&(sent_us as u64).to_le_bytes());
+        }
         let mut record: BaseRecord<'_, (), [u8], usize> =
             BaseRecord::with_opaque_to(&load.topic, sent_us).payload(&payload[..]);
         loop {
@@ -437,7 +443,7 @@ fn prefill(clients: &Clients, load: &LoadArgs, acks: &str) -> anyhow::Result<()>
     let missing = (load.records as i64 - held).max(0) as u64;
     if missing > 0 {
         eprintln!("prefill: producing {missing} records to {}", load.topic);
-        let done = produce(clients, load, acks, Some(missing), "prefill")?;
+        let done = produce(clients, load, acks, Some(missing), "prefill", None)?;
         if done.records < missing {
             bail!("prefill delivered {} of {missing} records", done.records);
         }
@@ -577,7 +583,7 @@ fn e2e(clients: &Clients, load: &LoadArgs, acks: &str) -> anyhow::Result<Measure
             };
             consume(clients, &quiet, Some((starts, clock)))
         });
-        let produced = produce_stamped(clients, load, acks, clock);
+        let produced = produce(clients, load, acks, None, "e2e", Some(clock));
         let consumed = consumer
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the consumer thread panicked")));
@@ -590,60 +596,6 @@ fn e2e(clients: &Clients, load: &LoadArgs, acks: &str) -> anyhow::Result<Measure
         errors: consumed.errors + produced.errors,
         elapsed: consumed.elapsed,
         latency: consumed.latency,
-    })
-}
-
-/// Like [`produce`], but each record's first 8 bytes carry its send time (µs since `clock`).
-fn produce_stamped(
-    clients: &Clients,
-    load: &LoadArgs,
-    acks: &str,
-    clock: Instant,
-) -> anyhow::Result<Measured> {
-    let mut config = clients.config();
-    config.set("acks", acks);
-    let producer: BaseProducer = config.create().context("creating the producer")?;
-    let mut payload = vec![b'w'; load.record_size];
-    let bar = progress_bar(load, load.records, "e2e");
-    let pacer = load.rate.map(|r| Pacer::new(r, Instant::now()));
-    let mut errors = 0u64;
-    let started = Instant::now();
-    for i in 0..load.records {
-        if let Some(pacer) = &pacer {
-            pacer.wait_for(i, || producer.poll(Duration::ZERO));
-        }
-        let sent_us = clock.elapsed().as_micros() as u64;
-        payload[..8].copy_from_slice(&sent_us.to_le_bytes());
-        let mut record: BaseRecord<'_, (), [u8]> =
-            BaseRecord::to(&load.topic).payload(&payload[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => {
-                    errors += 1;
-                    if errors == 1 {
-                        tracing::warn!(error = %e, "send failed");
-                    }
-                    break;
-                }
-            }
-        }
-        if i.is_multiple_of(1024) {
-            producer.poll(Duration::ZERO);
-            bar.set_position(i);
-        }
-    }
-    let _ = producer.flush(Duration::from_secs(load.idle_timeout_s));
-    bar.finish_and_clear();
-    Ok(Measured {
-        records: load.records - errors,
-        errors,
-        elapsed: started.elapsed(),
-        latency: None,
     })
 }
 

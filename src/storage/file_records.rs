@@ -16,6 +16,25 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::{BatchError, BatchHeader};
 
+/// A file position as the positioned I/O calls take it.
+fn file_offset(position: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(position)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))
+}
+
+/// Bytes a `pread`/`pwritev` moved, `None` when a signal interrupted it (try again).
+fn transferred(n: isize) -> io::Result<Option<usize>> {
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
 /// Slices per `pwritev` call (Linux's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
 
@@ -98,8 +117,7 @@ impl FileRecords {
                 .collect();
             iov[0].iov_base = iov[0].iov_base.wrapping_add(skip);
             iov[0].iov_len -= skip;
-            let offset = libc::off_t::try_from(self.size + written as u64)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+            let offset = file_offset(self.size + written as u64)?;
             // SAFETY: every iovec points into a live slice of `parts` (the first advanced by
             // `skip` < its length), which outlive the call; pwritev only reads them.
             let n = unsafe {
@@ -110,21 +128,15 @@ impl FileRecords {
                     offset,
                 )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            let Some(n) = transferred(n)? else { continue };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
                     "pwritev wrote nothing",
                 ));
             }
-            written += n as usize;
-            skip += n as usize;
+            written += n;
+            skip += n;
         }
         self.size += total as u64;
         Ok(())
@@ -138,8 +150,7 @@ impl FileRecords {
         let mut done = 0usize;
         while done < len {
             let spare = buf.spare_capacity_mut();
-            let offset = libc::off_t::try_from(position + done as u64)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+            let offset = file_offset(position + done as u64)?;
             // SAFETY: the destination is the buffer's own spare capacity, at least
             // `len - done` bytes long after the `done` bytes already read; pread writes at
             // most that many bytes and reports how many.
@@ -151,13 +162,7 @@ impl FileRecords {
                     offset,
                 )
             };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            let Some(n) = transferred(n)? else { continue };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -169,8 +174,8 @@ impl FileRecords {
                 ));
             }
             // SAFETY: pread initialized the next `n` bytes of spare capacity.
-            unsafe { buf.set_len(done + n as usize) };
-            done += n as usize;
+            unsafe { buf.set_len(done + n) };
+            done += n;
         }
         Ok(buf.freeze())
     }
