@@ -34,7 +34,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::DeliveryResult;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
@@ -525,38 +525,35 @@ fn consume(
     let mut last_progress = Instant::now();
     let mut count = 0u64;
     let mut errors = 0u64;
+    let queue = BatchQueue::of(&consumer).context("the consumer queue")?;
+    let mut first_error = None;
     while count < load.records {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
+        let want = (load.records - count).min(BATCH as u64) as usize;
+        let got = queue.consume(want, Duration::from_millis(100), |message| match message {
+            Ok(payload) => {
                 count += 1;
-                last_progress = Instant::now();
                 if let (Some(h), Some(clock)) = (&mut latency, sent_clock) {
-                    if let Some(sent) = message
-                        .payload()
-                        .and_then(|p| p.get(..8))
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    {
+                    if let Some(sent) = payload.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
                         let now_us = clock.elapsed().as_micros() as u64;
                         h.record(now_us.saturating_sub(u64::from_le_bytes(sent)));
                     }
                 }
-                if count.is_multiple_of(4096) {
-                    bar.set_position(count);
-                }
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 errors += 1;
-                if errors == 1 {
-                    tracing::warn!(error = %e, "consume error");
-                }
+                first_error.get_or_insert(e);
             }
-            None => {
-                if last_progress.elapsed() > idle {
-                    tracing::warn!(count, "no record for {idle:?}; giving up");
-                    break;
-                }
-            }
+        });
+        if got > 0 {
+            last_progress = Instant::now();
+            bar.set_position(count);
+        } else if last_progress.elapsed() > idle {
+            tracing::warn!(count, "no record for {idle:?}; giving up");
+            break;
         }
+    }
+    if let Some(e) = first_error {
+        tracing::warn!(error = %e, errors, "consume errors");
     }
     bar.finish_and_clear();
     Ok(Measured {
@@ -565,6 +562,88 @@ fn consume(
         elapsed: started.elapsed(),
         latency,
     })
+}
+
+/// Messages taken from librdkafka per call.
+const BATCH: usize = 4096;
+
+/// The consumer's queue, read a batch of messages per call with librdkafka's
+/// `rd_kafka_consume_batch_queue` (what confluent-kafka's `consume(num_messages)` does): the
+/// rdkafka crate's `poll` hands out one message per call with an allocation each, which makes
+/// the polling thread, not the broker, the limit of a consume run.
+///
+/// Only for manually assigned consumers: a group consumer's rebalance events would arrive on
+/// this queue too.
+struct BatchQueue<'a> {
+    queue: *mut rdkafka::bindings::rd_kafka_queue_t,
+    /// The consumer owning the queue outlives it.
+    _consumer: std::marker::PhantomData<&'a BaseConsumer>,
+}
+
+impl<'a> BatchQueue<'a> {
+    fn of(consumer: &'a BaseConsumer) -> Option<BatchQueue<'a>> {
+        // SAFETY: the client pointer is valid while `consumer` lives, which the lifetime
+        // ties this queue to; the returned queue reference is released in `drop`.
+        let queue = unsafe {
+            rdkafka::bindings::rd_kafka_queue_get_consumer(consumer.client().native_ptr())
+        };
+        (!queue.is_null()).then_some(BatchQueue {
+            queue,
+            _consumer: std::marker::PhantomData,
+        })
+    }
+
+    /// Takes up to `max` messages, waiting up to `timeout` for the first; gives each one's
+    /// payload (or error) to `each`; returns how many there were.
+    fn consume(
+        &self,
+        max: usize,
+        timeout: Duration,
+        mut each: impl FnMut(Result<&[u8], String>),
+    ) -> usize {
+        let mut messages: [*mut rdkafka::bindings::rd_kafka_message_t; BATCH] =
+            [std::ptr::null_mut(); BATCH];
+        let max = max.min(BATCH);
+        // SAFETY: the array has room for `max` pointers; librdkafka fills the first `n`.
+        let n = unsafe {
+            rdkafka::bindings::rd_kafka_consume_batch_queue(
+                self.queue,
+                timeout.as_millis().min(i32::MAX as u128) as i32,
+                messages.as_mut_ptr(),
+                max,
+            )
+        };
+        let n = n.max(0) as usize;
+        for &m in &messages[..n] {
+            // SAFETY: each of the first `n` entries is a message librdkafka handed over; it is
+            // read here and destroyed once, after its payload was used.
+            unsafe {
+                let message = &*m;
+                if message.err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                {
+                    let payload = if message.payload.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(message.payload as *const u8, message.len)
+                    };
+                    each(Ok(payload));
+                } else {
+                    each(Err(
+                        rdkafka::error::RDKafkaErrorCode::from(message.err).to_string()
+                    ));
+                }
+                rdkafka::bindings::rd_kafka_message_destroy(m);
+            }
+        }
+        n
+    }
+}
+
+impl Drop for BatchQueue<'_> {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference `rd_kafka_queue_get_consumer` returned.
+        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.queue) }
+    }
 }
 
 /// Produces and consumes at once: the consumer starts at the current end of every partition,
