@@ -7,17 +7,17 @@
 //! `WEIR_BENCH_READ_MB` (256), `WEIR_BENCH_RECOVERY_MB` (256; 1024 for the 1 GiB
 //! figure). Without `--bench` (cargo test, nextest) every routine runs once on 1 MiB.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Record;
 use weir::config::TopicConfig;
 use weir::storage::{
     validate_client_batches, BatchHeader, PartitionLog, TopicPartition, ValidatedBatches,
@@ -58,37 +58,16 @@ fn scratch_dir() -> PathBuf {
 fn client_batch_16k() -> Bytes {
     let encode = |value_len: usize, last_extra: usize| {
         let records: Vec<Record> = (0..16)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: i as i32 - 1,
-                timestamp: 1_700_000_000_000 + i,
-                key: Some(Bytes::from(format!("key-{i:04}"))),
-                value: Some(Bytes::from(vec![
-                    b'v';
-                    value_len
-                        + if i == 15 { last_extra } else { 0 }
-                ])),
-                headers: Default::default(),
+            .map(|i| {
+                let extra = if i == 15 { last_extra } else { 0 };
+                support::record(
+                    i,
+                    Some(Bytes::from(format!("key-{i:04}"))),
+                    value_len + extra,
+                )
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
+        support::encode_batch(&records)
     };
     // The largest even value size that stays under 16 KiB, then the last record's value
     // grows to fill the batch exactly.

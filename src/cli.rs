@@ -25,6 +25,21 @@ pub enum Command {
     Broker(BrokerArgs),
     /// The standalone coordination service.
     Coordinator(CoordinatorArgs),
+    /// Load tool: produce, consume or end-to-end through librdkafka, with records/s, MB/s
+    /// and latency percentiles.
+    #[cfg(feature = "perf")]
+    Perf(crate::perf::PerfArgs),
+    /// Load tool (not in this build: `cargo build --release --features perf`).
+    #[cfg(not(feature = "perf"))]
+    Perf(PerfUnavailable),
+}
+
+/// `weir perf` in a build without the `perf` feature: takes any arguments, explains.
+#[cfg(not(feature = "perf"))]
+#[derive(Debug, Args, Clone)]
+pub struct PerfUnavailable {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -84,13 +99,38 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Keeps freed request buffers in the allocator instead of returning them to the kernel.
+///
+/// A connection reads requests into buffers of up to 1 MiB that live until the append is
+/// done. With glibc's defaults, the arenas of the worker threads are trimmed whenever 2 MiB
+/// at their top are free, and the next requests fault the same memory back in page by page
+/// (on a VM each first touch of a page also costs the host a fault). A fixed trim threshold
+/// and mmap threshold keep that memory for reuse; what a broker holds is still bounded by
+/// its connections' request limits.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's malloc parameters; it is called before any other
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 pub fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
         Command::Cluster(args) => run_cluster(args),
         Command::Broker(args) => run_broker(args),
         Command::Coordinator(args) => run_coordinator(args),
+        #[cfg(feature = "perf")]
+        Command::Perf(args) => crate::perf::run(args),
+        #[cfg(not(feature = "perf"))]
+        Command::Perf(_) => Err(anyhow::anyhow!(
+            "weir perf is not in this build; build it with `cargo build --release --features perf` (librdkafka's C build needs cmake)"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,8 @@ pub mod broker_node;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "perf")]
+pub mod perf;
 pub mod protocol;
 pub mod storage;
 pub mod transport;

@@ -135,16 +135,7 @@ mod tests {
     use super::*;
 
     fn progress(high_watermark: i64) -> PartitionProgress {
-        PartitionProgress {
-            high_watermark,
-            log_end_offset: high_watermark,
-            log_start_offset: 0,
-            recovery_point: 0,
-            leader_epoch: 0,
-            is_leader: true,
-            isr_size: 1,
-            stopped: false,
-        }
+        PartitionProgress::sole_leader_at(high_watermark)
     }
 
     #[tokio::test]

@@ -172,6 +172,57 @@ impl BatchHeader {
         })
     }
 
+    /// The header as stored: the 61 bytes [`BatchHeader::parse`] reads, from these fields
+    /// (the CRC field as it is: callers that change a field inside the CRC recompute it).
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[..8].copy_from_slice(&self.base_offset.to_be_bytes());
+        b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&self.batch_length.to_be_bytes());
+        b[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
+            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        b[MAGIC_OFFSET] = self.magic as u8;
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&self.crc.to_be_bytes());
+        b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&self.attributes.to_be_bytes());
+        b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        b[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&self.base_timestamp.to_be_bytes());
+        b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        b[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8]
+            .copy_from_slice(&self.producer_id.to_be_bytes());
+        b[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
+            .copy_from_slice(&self.producer_epoch.to_be_bytes());
+        b[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+            .copy_from_slice(&self.base_sequence.to_be_bytes());
+        b[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4]
+            .copy_from_slice(&self.records_count.to_be_bytes());
+        b
+    }
+
+    /// Sets the timestamp type and max timestamp (both inside the CRC) and recomputes the CRC
+    /// over the new header and `records` (the batch's bytes after its header), without
+    /// touching the records.
+    pub(crate) fn with_max_timestamp(
+        mut self,
+        timestamp_type: TimestampType,
+        max_timestamp: i64,
+        records: &[u8],
+    ) -> BatchHeader {
+        let attributes = match timestamp_type {
+            TimestampType::LogAppend => self.attributes | TIMESTAMP_TYPE_BIT,
+            TimestampType::Creation => self.attributes & !TIMESTAMP_TYPE_BIT,
+        };
+        if attributes == self.attributes && max_timestamp == self.max_timestamp {
+            return self;
+        }
+        self.attributes = attributes;
+        self.max_timestamp = max_timestamp;
+        let header = self.encode();
+        self.crc = crc32c::crc32c_append(crc32c::crc32c(&header[ATTRIBUTES_OFFSET..]), records);
+        self
+    }
+
     /// Whole batch size on disk: the 12 bytes of offset and length plus `batch_length`.
     pub fn total_size(&self) -> usize {
         LOG_OVERHEAD + self.batch_length as usize
@@ -236,19 +287,23 @@ pub fn verify_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> 
     Ok(())
 }
 
-/// Sets the base offset in place (outside the CRC).
+/// Sets the base offset in place (outside the CRC). Tests only: the log writes headers from
+/// [`BatchHeader::encode`].
+#[cfg(test)]
 pub(crate) fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
 /// Sets the partition leader epoch in place (outside the CRC).
+#[cfg(test)]
 pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
         .copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Sets max timestamp and timestamp type (both inside the CRC) and recomputes the CRC;
-/// returns the new header.
+/// returns the new header. The in-place twin of [`BatchHeader::with_max_timestamp`].
+#[cfg(test)]
 pub(crate) fn set_max_timestamp(
     batch: &mut [u8],
     header: &BatchHeader,
@@ -276,14 +331,37 @@ pub(crate) fn set_max_timestamp(
 /// What a produce request's `records` field holds after validation (Kafka's LogValidator):
 /// exactly one batch, magic 2, CRC-32C valid, record count and lastOffsetDelta agree with
 /// its records (decompressing when compressed), no larger than `max_batch_bytes`.
+///
+/// The bytes are the request's own (a slice of the frame read from the socket), never copied:
+/// what the broker changes before storing a batch (base offset, leader epoch, and the max
+/// timestamp with its CRC) all lies in the 61-byte header, so `headers` holds the header to
+/// store and the log writes it followed by the client's records in one vectored write.
 #[derive(Debug, Clone)]
 pub struct ValidatedBatches {
-    /// The batch bytes, mutable so the leader can assign offsets in place.
-    pub bytes: BytesMut,
-    /// One header per batch in `bytes`, in order (Produce v3+ allows exactly one).
+    /// The batches as the client sent them; each one's header is superseded by `headers`.
+    pub bytes: Bytes,
+    /// One header per batch in `bytes`, in order (Produce v3+ allows exactly one): the
+    /// header to store.
     pub headers: Vec<BatchHeader>,
     /// Records over all batches.
     pub record_count: usize,
+}
+
+impl ValidatedBatches {
+    /// The batches as they would be stored: each header from `headers`, then its records
+    /// (one copy; the log itself never needs it).
+    pub fn stored_bytes(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(self.bytes.len());
+        let mut position = 0;
+        for h in &self.headers {
+            out.extend_from_slice(&h.encode());
+            out.extend_from_slice(
+                &self.bytes[position + BatchHeader::SIZE..position + h.total_size()],
+            );
+            position += h.total_size();
+        }
+        out
+    }
 }
 
 /// Validates a produce request's records for one partition as Kafka does before an append.
@@ -359,12 +437,15 @@ pub fn validate_client_batches(
         )));
     }
 
-    let mut bytes = BytesMut::from(records);
     // Kafka's LogValidator stores the max of the record timestamps as the batch max timestamp.
     let max_timestamp = header.base_timestamp.saturating_add(max_delta);
-    let header = set_max_timestamp(&mut bytes, &header, TimestampType::Creation, max_timestamp);
+    let header = header.with_max_timestamp(
+        TimestampType::Creation,
+        max_timestamp,
+        &records[BatchHeader::SIZE..],
+    );
     Ok(ValidatedBatches {
-        bytes,
+        bytes: records,
         headers: vec![header],
         record_count: count,
     })
@@ -1164,7 +1245,7 @@ pub(crate) mod tests {
             assert_eq!(v.record_count, 1);
             let h = v.headers[0];
             let mut seen = Vec::new();
-            visit_record_offsets_and_timestamps(&v.bytes.freeze(), &h, |o, t| {
+            visit_record_offsets_and_timestamps(&v.bytes, &h, |o, t| {
                 seen.push((o, t));
                 ControlFlow::Continue(())
             })
@@ -1209,9 +1290,25 @@ pub(crate) mod tests {
         let b = patch(&batch, MAX_TIMESTAMP_OFFSET, &5i64.to_be_bytes());
         let v = validate_client_batches(b, 1 << 20, false).unwrap();
         assert_eq!(v.headers[0].max_timestamp, 1_002);
-        let h = BatchHeader::parse(&v.bytes).unwrap();
+        let stored = v.stored_bytes();
+        let h = BatchHeader::parse(&stored).unwrap();
         assert_eq!(h, v.headers[0]);
-        verify_crc(&v.bytes, &h).unwrap();
+        verify_crc(&stored, &h).unwrap();
+        assert_eq!(&stored[BatchHeader::SIZE..], &batch[BatchHeader::SIZE..]);
+    }
+
+    #[test]
+    fn header_encoding_round_trips_and_new_max_timestamp_matches_the_in_place_edit() {
+        let batch = client_batch(4, 1_000, Compression::None, false);
+        let h = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(&h.encode()[..], &batch[..BatchHeader::SIZE]);
+        let mut b = BytesMut::from(&batch[..]);
+        let in_place = set_max_timestamp(&mut b, &h, TimestampType::LogAppend, 99);
+        let computed =
+            h.with_max_timestamp(TimestampType::LogAppend, 99, &batch[BatchHeader::SIZE..]);
+        assert_eq!(computed, in_place);
+        assert_eq!(&computed.encode()[..], &b[..BatchHeader::SIZE]);
+        verify_crc(&b, &computed).unwrap();
     }
 
     #[test]

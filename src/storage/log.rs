@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -545,9 +545,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<LogAppendInfo, StorageError> {
         let ValidatedBatches {
-            mut bytes,
-            mut headers,
-            ..
+            bytes, mut headers, ..
         } = batches;
         if headers.is_empty() {
             return Ok(self.empty_append_info());
@@ -572,20 +570,31 @@ impl PartitionLog {
         let mut offset = first_offset;
         let mut position = 0;
         let mut max_timestamp = -1;
+        // The stored headers, then one (header, records) pair of slices per batch: the
+        // client's record bytes are written from the request as they are.
+        let mut stored = Vec::with_capacity(headers.len());
         for h in headers.iter_mut() {
-            let slice = &mut bytes[position..position + h.total_size()];
-            batch::set_base_offset(slice, offset);
-            batch::set_partition_leader_epoch(slice, leader_epoch);
             h.base_offset = offset;
             h.partition_leader_epoch = leader_epoch;
+            let records = &bytes[position + BatchHeader::SIZE..position + h.total_size()];
             if log_append_time {
-                *h = batch::set_max_timestamp(slice, h, TimestampType::LogAppend, now_ms);
+                *h = h.with_max_timestamp(TimestampType::LogAppend, now_ms, records);
             }
+            stored.push(h.encode());
             max_timestamp = max_timestamp.max(h.max_timestamp);
             offset = h.next_offset();
             position += h.total_size();
         }
-        self.append_batches(&bytes, &headers, now_ms)?;
+        let mut parts = Vec::with_capacity(2 * headers.len());
+        let mut position = 0;
+        for (h, header) in headers.iter().zip(&stored) {
+            parts.push(IoSlice::new(header));
+            parts.push(IoSlice::new(
+                &bytes[position + BatchHeader::SIZE..position + h.total_size()],
+            ));
+            position += h.total_size();
+        }
+        self.append_batches(&parts, 2, &headers, now_ms)?;
         Ok(LogAppendInfo {
             first_offset,
             last_offset: offset - 1,
@@ -627,7 +636,13 @@ impl PartitionLog {
             return Ok(self.empty_append_info());
         };
         let first_offset = first.base_offset;
-        self.append_batches(&records[..position], &headers, now_ms())?;
+        let mut parts = Vec::with_capacity(headers.len());
+        let mut start = 0;
+        for h in &headers {
+            parts.push(IoSlice::new(&records[start..start + h.total_size()]));
+            start += h.total_size();
+        }
+        self.append_batches(&parts, 1, &headers, now_ms())?;
         Ok(LogAppendInfo {
             first_offset,
             last_offset: last,
@@ -651,15 +666,17 @@ impl PartitionLog {
 
     /// Writes batches with assigned offsets, rolling where a segment fills up, then records
     /// their leader epochs and moves the log end offset.
+    /// `parts` holds each batch's bytes as `per_batch` consecutive slices.
     fn append_batches(
         &mut self,
-        bytes: &[u8],
+        parts: &[IoSlice<'_>],
+        per_batch: usize,
         headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<(), StorageError> {
+        debug_assert_eq!(parts.len(), per_batch * headers.len());
         let segment_bytes = self.config.segment_bytes.max(0) as u64;
         let mut i = 0;
-        let mut position = 0;
         while i < headers.len() {
             self.maybe_roll_for(&headers[i], now_ms)?;
             let active = self.active()?;
@@ -677,13 +694,12 @@ impl PartitionLog {
                 len += h.total_size();
                 j += 1;
             }
-            active.append(&bytes[position..position + len], &headers[i..j])?;
+            active.append_vectored(&parts[i * per_batch..j * per_batch], &headers[i..j])?;
             self.log_end_offset = headers[j - 1].next_offset();
             for h in &headers[i..j] {
                 self.leader_epoch_cache
                     .assign(h.partition_leader_epoch, h.base_offset)?;
             }
-            position += len;
             i = j;
         }
         if self.log_end_offset - self.recovery_point >= self.config.flush_messages {

@@ -278,8 +278,18 @@ impl LogSegment {
 
     /// Appends whole batches (`headers` describe `bytes`, in order) and indexes them.
     pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader]) -> Result<(), StorageError> {
+        self.append_vectored(&[io::IoSlice::new(bytes)], headers)
+    }
+
+    /// [`LogSegment::append`] of batches given as consecutive slices (a leader writes each
+    /// batch as its new header and the client's records, without joining them first).
+    pub fn append_vectored(
+        &mut self,
+        parts: &[io::IoSlice<'_>],
+        headers: &[BatchHeader],
+    ) -> Result<(), StorageError> {
         let mut position = self.log.size();
-        self.log.append(bytes).map_err(io_err(|| {
+        self.log.append_vectored(parts).map_err(io_err(|| {
             format!("append to {}", self.log.path().display())
         }))?;
         for h in headers {

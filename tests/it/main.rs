@@ -8,5 +8,6 @@ mod wire;
 mod control_plane;
 mod coordination;
 mod kafka_clients;
+mod perf;
 mod replication;
 mod storage;

@@ -119,6 +119,23 @@ pub struct LeaderAndIsrState {
     pub is_new: bool,
 }
 
+impl PartitionProgress {
+    /// A sole leader at leader epoch 0 holding offsets `[0, high_watermark)`, all committed
+    /// (for tests and benches of what waits on progress).
+    pub fn sole_leader_at(high_watermark: i64) -> Self {
+        Self {
+            high_watermark,
+            log_end_offset: high_watermark,
+            log_start_offset: 0,
+            recovery_point: 0,
+            leader_epoch: 0,
+            is_leader: true,
+            isr_size: 1,
+            stopped: false,
+        }
+    }
+}
+
 /// Which offsets a read may return (Kafka's `FetchIsolation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchIsolation {
