@@ -1291,21 +1291,10 @@ pub struct ControllerLink {
     pub delete_topics: Recipient<DeleteTopics>,
     pub create_partitions: Recipient<CreatePartitions>,
     pub alter_topic_configs: Recipient<AlterTopicConfigs>,
+    /// ElectLeaders (preferred or unclean).
+    pub elect_leaders: Recipient<crate::actors::controller::messages::ElectLeaders>,
     /// InitProducerId's id source (one block at a time from the cluster-wide allocator).
     pub producer_ids: ProducerIdManager,
-}
-
-impl ControllerLink {
-    pub fn local(controller_id: i32, addr: &Addr<LocalController>) -> Self {
-        Self {
-            controller_id,
-            create_topics: addr.clone().recipient(),
-            delete_topics: addr.clone().recipient(),
-            create_partitions: addr.clone().recipient(),
-            alter_topic_configs: addr.clone().recipient(),
-            producer_ids: ProducerIdManager::new(addr.clone().recipient()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 
+use crate::actors::controller::messages::{ElectLeaders, ElectLeadersResult};
 use crate::actors::local_controller::{
     AlterTopicConfigs, ControllerLink, CreatePartitions, CreateTopicOutcome, CreateTopics,
     DeleteTopicOutcome, DeleteTopics, ProducerIdManager,
@@ -44,6 +45,7 @@ impl ControllerForwarder {
             delete_topics: addr.clone().recipient(),
             create_partitions: addr.clone().recipient(),
             alter_topic_configs: addr.clone().recipient(),
+            elect_leaders: addr.clone().recipient(),
             producer_ids,
         }
     }
@@ -212,6 +214,25 @@ impl Handler<AlterTopicConfigs> for ControllerForwarder {
                     .map(|n| (n, Err(not_controller())))
                     .collect()
             })
+        })
+    }
+}
+
+impl Handler<ElectLeaders> for ControllerForwarder {
+    type Result = ResponseFuture<ElectLeadersResult>;
+
+    fn handle(&mut self, msg: ElectLeaders, _: &mut Self::Context) -> Self::Result {
+        let (metadata, peers) = (self.metadata.clone(), self.peers.clone());
+        Box::pin(async move {
+            forward(
+                metadata,
+                |to| peers.elect_leaders(to, msg.clone()),
+                |answer: &ElectLeadersResult| {
+                    answer.as_ref().err().is_some_and(code_is_not_controller)
+                },
+            )
+            .await
+            .unwrap_or_else(|| Err(not_controller()))
         })
     }
 }

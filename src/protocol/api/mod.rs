@@ -20,6 +20,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod groups;
 pub mod incremental_alter_configs;
@@ -180,6 +181,7 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<describe_cluster::DescribeCluster>(),
         entry::<init_producer_id::InitProducerId>(),
         entry::<offset_for_leader_epoch::OffsetForLeaderEpoch>(),
+        entry::<elect_leaders::ElectLeaders>(),
         // [groups]
         entry::<groups::OffsetCommit>(),
         entry::<groups::OffsetFetch>(),
@@ -248,6 +250,7 @@ pub fn dispatch(ctx: &Arc<ApiContext>, frame: Bytes) -> Result<PendingResponse, 
         ApiKey::OffsetForLeaderEpoch => {
             serve::<offset_for_leader_epoch::OffsetForLeaderEpoch>(ctx, api, version, frame)
         }
+        ApiKey::ElectLeaders => serve::<elect_leaders::ElectLeaders>(ctx, api, version, frame),
 
         // ---------------------------------------------------------------------------------
         // [groups] The consumer-group coordinator's APIs (src/actors/group/) with Kafka 3.7's

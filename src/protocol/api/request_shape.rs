@@ -102,6 +102,14 @@ const LIST_OFFSETS: &[Field] = &[
     f(I32, 10, ANY),
 ];
 
+// ElectLeaders (flexible from v2; a null topic list means every partition).
+const ELECT_LEADERS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
+const ELECT_LEADERS: &[Field] = &[
+    f(I8, 1, ANY),
+    f(Arr(ELECT_LEADERS_TOPIC), 0, ANY),
+    f(I32, 0, ANY),
+];
+
 // OffsetForLeaderEpoch (flexible from v4).
 const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] =
     &[f(I32, 0, ANY), f(I32, 2, ANY), f(I32, 0, ANY)];
@@ -319,6 +327,7 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::CreatePartitions => (CREATE_PARTITIONS, 2),
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::OffsetForLeaderEpoch => (OFFSET_FOR_LEADER_EPOCH, 4),
+        ApiKey::ElectLeaders => (ELECT_LEADERS, 2),
         ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
         ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
@@ -554,6 +563,17 @@ mod tests {
                     .with_partitions(vec![lo::ListOffsetsPartition::default()])]),
                 version,
             ),
+            ApiKey::ElectLeaders => {
+                use kafka_protocol::messages::elect_leaders_request as el;
+                encode(
+                    &ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                        el::TopicPartitions::default()
+                            .with_topic(name("t"))
+                            .with_partitions(vec![0, 1]),
+                    ])),
+                    version,
+                )
+            }
             ApiKey::OffsetForLeaderEpoch => {
                 use kafka_protocol::messages::offset_for_leader_epoch_request as ol;
                 encode(
