@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 mod file_records;
 mod index_file;
 pub mod leader_epoch;
