@@ -27,6 +27,7 @@ use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
 use crate::actors::local_controller::ProducerIdManager;
+use crate::actors::log_cleaner::LogCleaner;
 use crate::config::BrokerConfig;
 use crate::protocol::api::ApiContext;
 use crate::protocol::listener;
@@ -194,6 +195,8 @@ impl BrokerNode {
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         let (stop, stopped) = watch::channel(false);
+        // [compaction] The log cleaner of this broker's compacted logs; stops with the listener.
+        LogCleaner::start_for_broker(&ctx.config, shared.replicas.clone(), stop.subscribe());
         actix::spawn(listener::accept_loop(
             socket,
             ctx,

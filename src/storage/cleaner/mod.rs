@@ -661,4 +661,4 @@ impl Throttle {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -16,9 +16,9 @@ use crate::storage::batch::validate_client_batches;
 use crate::storage::log::PartitionLog;
 
 /// `(offset, key, value)` as a consumer sees it.
-type Seen = (i64, String, Option<String>);
+pub(crate) type Seen = (i64, String, Option<String>);
 
-fn compact_config() -> TopicConfig {
+pub(crate) fn compact_config() -> TopicConfig {
     TopicConfig {
         cleanup_policy: vec!["compact".into()],
         segment_bytes: 1024,
@@ -29,14 +29,14 @@ fn compact_config() -> TopicConfig {
     }
 }
 
-fn io() -> CleanerIo {
+pub(crate) fn io() -> CleanerIo {
     CleanerIo {
         io_buffer_bytes: 4096,
         max_io_bytes_per_second: f64::MAX,
     }
 }
 
-fn open(dir: &Path, config: &TopicConfig) -> PartitionLog {
+pub(crate) fn open(dir: &Path, config: &TopicConfig) -> PartitionLog {
     PartitionLog::open(
         &dir.join("t-0"),
         TopicPartition::new("t", 0),
@@ -64,7 +64,11 @@ fn batch_of(
     )
 }
 
-fn append(log: &mut PartitionLog, records: &[(String, Option<String>)], compression: Compression) {
+pub(crate) fn append(
+    log: &mut PartitionLog,
+    records: &[(String, Option<String>)],
+    compression: Compression,
+) {
     let v = validate_client_batches(batch_of(records, None, compression), 1 << 20, true).unwrap();
     log.append_as_leader(v, 0, 1_000).unwrap();
     let end = log.log_end_offset();
@@ -72,7 +76,7 @@ fn append(log: &mut PartitionLog, records: &[(String, Option<String>)], compress
 }
 
 /// `rounds` batches of `per_batch` records cycling over `keys` keys; values name the round.
-fn fill(log: &mut PartitionLog, rounds: usize, per_batch: usize, keys: usize) {
+pub(crate) fn fill(log: &mut PartitionLog, rounds: usize, per_batch: usize, keys: usize) {
     let mut n = 0;
     for round in 0..rounds {
         let records: Vec<_> = (0..per_batch)
@@ -89,7 +93,7 @@ fn fill(log: &mut PartitionLog, rounds: usize, per_batch: usize, keys: usize) {
 }
 
 /// Every record from the log start to its end, with offsets.
-fn read_all(log: &PartitionLog) -> Vec<Seen> {
+pub(crate) fn read_all(log: &PartitionLog) -> Vec<Seen> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
@@ -123,7 +127,7 @@ fn read_all(log: &PartitionLog) -> Vec<Seen> {
 
 /// The latest record per key, in offset order: what a fully compacted log must hold (below
 /// the part a clean may not touch).
-fn latest_per_key(records: &[Seen]) -> Vec<Seen> {
+pub(crate) fn latest_per_key(records: &[Seen]) -> Vec<Seen> {
     let mut last: HashMap<&str, i64> = HashMap::new();
     for (o, k, _) in records {
         last.insert(k, *o);
