@@ -11,7 +11,7 @@ use crate::support::require_program;
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// Feeds `input` to `kcat <args>` and returns its stdout.
-fn kcat(args: &[&str], input: Option<&[u8]>) -> String {
+pub(super) fn kcat(args: &[&str], input: Option<&[u8]>) -> String {
     require_program("kcat");
     let what = format!("kcat {args:?}");
     let output = match input {
