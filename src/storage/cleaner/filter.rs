@@ -17,8 +17,9 @@
 //!
 //! A batch left with no record is dropped, except (as an empty header, Kafka's
 //! `writeEmptyHeader`) the last batch of an active idempotent producer, which carries its
-//! last sequence, and the last batch of each cleaned segment, which keeps the segment's
-//! offset range visible (the swap's crash recovery relies on it).
+//! last sequence. The cleaner also writes [`write_empty_header`] for the last batch of each
+//! cleaned segment when it was dropped, which keeps the segment's offset range visible (the
+//! swap's crash recovery relies on it).
 
 use std::collections::HashMap;
 
@@ -46,17 +47,18 @@ pub(crate) struct Filtered {
     pub records_kept: usize,
     /// The batch went out unchanged.
     pub verbatim: bool,
+    /// Something was written for the batch (records, or an empty header).
+    pub written: bool,
     /// The batch went out holding tombstones, whose horizon this is.
     pub tombstone_horizon: Option<i64>,
 }
 
 /// Filters the whole batch `bytes` (header `h`) into `out`, pushing the header of what was
-/// written (if anything) to `headers`. `last_of_segment` keeps an emptied batch as a header.
+/// written (if anything) to `headers`.
 pub(crate) fn filter_batch(
     bytes: &[u8],
     h: &BatchHeader,
     ctx: &FilterContext<'_>,
-    last_of_segment: bool,
     out: &mut Vec<u8>,
     headers: &mut Vec<BatchHeader>,
 ) -> Result<Filtered, BatchError> {
@@ -68,6 +70,7 @@ pub(crate) fn filter_batch(
         headers.push(*h);
         return Ok(Filtered {
             verbatim: true,
+            written: true,
             ..Filtered::default()
         });
     }
@@ -108,6 +111,7 @@ pub(crate) fn filter_batch(
     let mut result = Filtered {
         records_read: read,
         records_kept: kept.len(),
+        written: !kept.is_empty(),
         ..Filtered::default()
     };
     let needs_horizon = has_tombstone && horizon.is_none();
@@ -164,17 +168,23 @@ pub(crate) fn filter_batch(
     }
     let active_producer_end =
         h.has_producer_id() && ctx.active_producers.get(&h.producer_id) == Some(&h.last_offset());
-    if active_producer_end || last_of_segment {
-        // Kafka's empty header: no records, no compression, no base timestamp.
-        let empty = BatchHeader {
-            attributes: h.attributes & !(0x07 | DELETE_HORIZON_BIT),
-            base_timestamp: -1,
-            records_count: 0,
-            ..*h
-        };
-        headers.push(batch::write_batch(out, &empty, &[]));
+    if active_producer_end {
+        headers.push(write_empty_header(out, h));
+        result.written = true;
     }
     Ok(result)
+}
+
+/// Writes the header of batch `h` with no records (Kafka's `writeEmptyHeader`: no
+/// compression, no base timestamp, the same offsets, producer and epoch); returns it.
+pub(crate) fn write_empty_header(out: &mut Vec<u8>, h: &BatchHeader) -> BatchHeader {
+    let empty = BatchHeader {
+        attributes: h.attributes & !(0x07 | DELETE_HORIZON_BIT),
+        base_timestamp: -1,
+        records_count: 0,
+        ..*h
+    };
+    batch::write_batch(out, &empty, &[])
 }
 
 /// Re-encodes record `r` of `payload` with a new timestamp delta (its length prefix changes
@@ -232,10 +242,10 @@ mod tests {
         b: &[u8],
         h: &BatchHeader,
         ctx: &FilterContext<'_>,
-        last_of_segment: bool,
     ) -> (Filtered, Vec<u8>, Vec<BatchHeader>) {
         let (mut out, mut hs) = (Vec::new(), Vec::new());
-        let f = filter_batch(b, h, ctx, last_of_segment, &mut out, &mut hs).unwrap();
+        let f = filter_batch(b, h, ctx, &mut out, &mut hs).unwrap();
+        assert_eq!(f.written, !hs.is_empty());
         (f, out, hs)
     }
 
@@ -296,7 +306,7 @@ mod tests {
             );
             let map = map_of(&[("a", 12), ("b", 20), ("c", 13)], 20);
             let producers = HashMap::new();
-            let (f, out, hs) = run(&b, &h, &ctx(&map, &producers), false);
+            let (f, out, hs) = run(&b, &h, &ctx(&map, &producers));
             assert_eq!(
                 (f.records_read, f.records_kept, f.verbatim),
                 (4, 2, false),
@@ -341,7 +351,7 @@ mod tests {
         );
         let map = map_of(&[("a", 0), ("b", 1)], 1);
         let producers = HashMap::new();
-        let (f, out, _) = run(&b, &h, &ctx(&map, &producers), false);
+        let (f, out, _) = run(&b, &h, &ctx(&map, &producers));
         assert!(f.verbatim);
         assert_eq!(&out[..], &b[..]);
     }
@@ -352,7 +362,7 @@ mod tests {
         let (b, h) = keyless_batch(10);
         let map = map_of(&[("a", 3)], 5);
         let producers = HashMap::new();
-        let (f, out, _) = run(&b, &h, &ctx(&map, &producers), false);
+        let (f, out, _) = run(&b, &h, &ctx(&map, &producers));
         assert!(f.verbatim);
         assert_eq!(&out[..], &b[..]);
     }
@@ -367,7 +377,7 @@ mod tests {
         );
         let map = map_of(&[("a", 1), ("b", 2)], 2);
         let producers = HashMap::new();
-        let (f, out, hs) = run(&b, &h, &ctx(&map, &producers), false);
+        let (f, out, hs) = run(&b, &h, &ctx(&map, &producers));
         let n = hs[0];
         assert_eq!(n.delete_horizon_ms(), Some(51_000));
         assert_eq!(f.tombstone_horizon, Some(51_000));
@@ -388,12 +398,12 @@ mod tests {
         // Before the horizon a later clean keeps the tombstone as it is ...
         let mut later = ctx(&map, &producers);
         later.now_ms = 50_999;
-        let (f2, _, _) = run(&out, &n, &later, false);
+        let (f2, _, _) = run(&out, &n, &later);
         assert!(f2.verbatim);
         assert_eq!(f2.tombstone_horizon, Some(51_000));
         // ... and from the horizon on it drops it.
         later.now_ms = 51_000;
-        let (_, out3, hs3) = run(&out, &n, &later, false);
+        let (_, out3, hs3) = run(&out, &n, &later);
         assert_eq!(decode(&out3), vec![(2, "b".into(), Some("x".into()), 1002)]);
         assert_eq!(
             hs3[0].delete_horizon_ms(),
@@ -403,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_batch_goes_unless_it_ends_an_active_producer_or_the_segment() {
+    fn an_emptied_batch_goes_unless_it_ends_an_active_producer() {
         let (b, h) = stored_batch(
             4,
             &[("a", Some("1")), ("a", Some("2"))],
@@ -412,11 +422,11 @@ mod tests {
         );
         let map = map_of(&[("a", 99)], 99);
         let none = HashMap::new();
-        let (_, out, hs) = run(&b, &h, &ctx(&map, &none), false);
+        let (_, out, hs) = run(&b, &h, &ctx(&map, &none));
         assert!(out.is_empty() && hs.is_empty());
 
         let active = HashMap::from([(9i64, 5i64)]);
-        let (_, out, hs) = run(&b, &h, &ctx(&map, &active), false);
+        let (_, out, hs) = run(&b, &h, &ctx(&map, &active));
         let e = hs[0];
         assert_eq!((e.base_offset, e.last_offset(), e.records_count), (4, 5, 0));
         assert_eq!(
@@ -427,11 +437,10 @@ mod tests {
         assert_eq!(e.total_size(), BatchHeader::SIZE);
         batch::verify_crc(&out, &e).unwrap();
 
-        let (_, _, hs) = run(&b, &h, &ctx(&map, &none), true);
-        assert_eq!(
-            hs[0].records_count, 0,
-            "the segment's last batch stays as a header"
-        );
+        let mut out = Vec::new();
+        let e = write_empty_header(&mut out, &h);
+        assert_eq!(e, BatchHeader::parse(&out).unwrap());
+        assert_eq!((e.records_count, e.last_offset()), (0, 5));
     }
 
     #[test]
@@ -439,7 +448,7 @@ mod tests {
         let (b, h) = keyless_batch(0);
         let map = map_of(&[], 10);
         let producers = HashMap::new();
-        let (f, out, _) = run(&b, &h, &ctx(&map, &producers), false);
+        let (f, out, _) = run(&b, &h, &ctx(&map, &producers));
         assert_eq!((f.records_read, f.records_kept), (1, 0));
         assert!(out.is_empty());
     }
@@ -456,7 +465,6 @@ mod tests {
             &bad,
             &h,
             &ctx(&map, &producers),
-            false,
             &mut Vec::new(),
             &mut Vec::new(),
         )

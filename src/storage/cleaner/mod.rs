@@ -37,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info};
 
-use self::filter::{filter_batch, FilterContext};
+use self::filter::{filter_batch, write_empty_header, FilterContext};
 pub use self::offset_map::OffsetMap;
 use super::batch::{self, BatchHeader};
 use super::file_records::{scan_file, ScanError};
@@ -242,12 +242,6 @@ pub fn clean(
         .iter()
         .filter(|s| s.base_offset < end_offset)
         .collect();
-    let groups = group_segments_by_size(
-        &to_clean,
-        task.segment_bytes,
-        task.max_index_bytes,
-        task.first_uncleanable_offset,
-    );
     let ctx = FilterContext {
         map,
         now_ms: task.now_ms,
@@ -256,16 +250,18 @@ pub fn clean(
     };
     let mut cleaned = Vec::new();
     let mut horizon: Option<i64> = None;
-    for group in groups {
-        match clean_group(&mut reader, &group, &ctx, &mut stats) {
-            Ok(Some((g, h))) => {
+    let mut next = 0;
+    while next < to_clean.len() {
+        match clean_group(&mut reader, &to_clean[next..], &ctx, &mut stats) {
+            Ok((taken, group, h)) => {
+                next += taken;
+                // Unswapped groups count too: their tombstones are still there.
                 horizon = match (horizon, h) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                cleaned.push(g);
+                cleaned.extend(group);
             }
-            Ok(None) => {}
             Err(e) => {
                 discard_cleaned(&task.dir, &cleaned);
                 return Err(e);
@@ -373,62 +369,25 @@ fn map_batch(
     Ok(full)
 }
 
-/// Kafka's `groupSegmentsBySize`: consecutive segments whose logs add up to at most
-/// `segment.bytes`, whose indexes add up to at most `segment.index.bytes`, and whose offsets
-/// fit a 32-bit delta from the group's base become one cleaned segment.
-fn group_segments_by_size<'a>(
-    segments: &[&'a SourceSegment],
-    max_size: u64,
-    max_index_bytes: usize,
-    first_uncleanable_offset: i64,
-) -> Vec<Vec<&'a SourceSegment>> {
-    let mut groups = Vec::new();
-    let mut i = 0;
-    while i < segments.len() {
-        let first = segments[i];
-        let mut group = vec![first];
-        let mut log_size = first.size;
-        let (mut index_size, mut time_index_size) = first.index_bytes;
-        i += 1;
-        while i < segments.len() {
-            let next = segments[i];
-            // The candidate's last offset is below the following segment's base (or the
-            // first uncleanable offset when it is the last).
-            let last_offset = segments
-                .get(i + 1)
-                .map_or(first_uncleanable_offset, |s| s.base_offset)
-                - 1;
-            let fits = log_size + next.size <= max_size
-                && index_size + next.index_bytes.0 <= max_index_bytes
-                && time_index_size + next.index_bytes.1 <= max_index_bytes
-                && (next.size == 0 || last_offset - first.base_offset <= i32::MAX as i64);
-            if !fits {
-                break;
-            }
-            log_size += next.size;
-            index_size += next.index_bytes.0;
-            time_index_size += next.index_bytes.1;
-            group.push(next);
-            i += 1;
-        }
-        groups.push(group);
-    }
-    groups
-}
-
-/// Cleans one group into `<base>.log.cleaned` (plus indexes). `None` when there is nothing to
-/// swap: the group holds no batch, or it is one segment that came out unchanged.
+/// Cleans the segments from `segments[0]` on into one `<base>.log.cleaned` (plus indexes),
+/// taking each next segment while the cleaned segment stays within `segment.bytes` with it,
+/// its indexes within `segment.index.bytes`, and its offsets within a 32-bit delta of its
+/// base. Kafka's `groupSegmentsBySize` sums the sources' sizes; summing what was written so
+/// far instead lets a run of mostly superseded segments become one segment at once, rather
+/// than a run of near-empty ones that later cleans merge (consumers fetch one segment at a
+/// time, so a long run of them costs a consumer one round trip each).
+///
+/// Returns how many segments the group took, the cleaned segment (`None` when there is
+/// nothing to swap: the group holds no batch, or it is one segment that came out unchanged)
+/// and the earliest delete horizon of the tombstones the group holds.
 fn clean_group(
     reader: &mut Reader<'_>,
-    group: &[&SourceSegment],
+    segments: &[&SourceSegment],
     ctx: &FilterContext<'_>,
     stats: &mut CleanerStats,
-) -> Result<Option<(CleanedGroup, Option<i64>)>, CleanError> {
+) -> Result<(usize, Option<CleanedGroup>, Option<i64>), CleanError> {
     let task = reader.task;
-    let Some(last_nonempty) = group.iter().rposition(|s| s.size > 0) else {
-        return Ok(None);
-    };
-    let base = group[0].base_offset;
+    let base = segments[0].base_offset;
     let mut cleaned = LogSegment::create_with_suffix(
         &task.dir,
         base,
@@ -436,31 +395,31 @@ fn clean_group(
         task.now_ms,
         CLEANED_SUFFIX,
     )?;
-    let result = write_group(reader, group, last_nonempty, &mut cleaned, ctx, stats);
-    let finish = result.and_then(|(unchanged, horizon)| {
+    let written = write_group(reader, segments, &mut cleaned, ctx, stats).and_then(|w| {
         cleaned.close_indexes()?;
         cleaned.flush()?;
-        Ok((unchanged, horizon))
+        Ok(w)
     });
     let size = cleaned.size();
     drop(cleaned);
     let remove = || remove_cleaned_files(&task.dir, base);
-    let (unchanged, horizon) = match finish {
-        Ok(done) => done,
+    let group = match written {
+        Ok(group) => group,
         Err(e) => {
             remove();
             return Err(e);
         }
     };
-    if unchanged && group.len() == 1 {
+    let taken = group.taken;
+    if !group.any_batch || (group.unchanged && taken == 1) {
         remove();
-        return Ok(None);
+        return Ok((taken, None, group.horizon));
     }
     let path = segment_file_with(&task.dir, base, LOG_SUFFIX, CLEANED_SUFFIX);
     let identify = || -> std::io::Result<(u64, u64)> {
         let file = File::options().write(true).open(&path)?;
         // The cleaned segment keeps the age of the data it holds (Kafka sets lastModified).
-        if let Some(modified) = group.last().and_then(|s| s.last_modified) {
+        if let Some(modified) = segments[taken - 1].last_modified {
             file.set_modified(modified)?;
         }
         let meta = file.metadata()?;
@@ -473,50 +432,85 @@ fn clean_group(
             return Err(StorageError::io(format!("stat {}", path.display()), e).into());
         }
     };
-    Ok(Some((
-        CleanedGroup {
-            base_offset: base,
-            replaces: group
-                .iter()
-                .map(|s| (s.base_offset, s.generation))
-                .collect(),
-            file_id,
-            size,
-        },
-        horizon,
-    )))
+    let cleaned = CleanedGroup {
+        base_offset: base,
+        replaces: segments[..taken]
+            .iter()
+            .map(|s| (s.base_offset, s.generation))
+            .collect(),
+        file_id,
+        size,
+    };
+    Ok((taken, Some(cleaned), group.horizon))
 }
 
-/// Filters every batch of the group into `cleaned`; returns whether every batch went out
-/// verbatim and the earliest tombstone horizon written.
+/// What [`write_group`] wrote.
+struct WrittenGroup {
+    /// Source segments taken into the group.
+    taken: usize,
+    /// The sources held at least one batch.
+    any_batch: bool,
+    /// Every batch went out verbatim.
+    unchanged: bool,
+    /// The earliest tombstone horizon written.
+    horizon: Option<i64>,
+}
+
+/// Filters the batches of `segments[0]` and of as many following segments as fit (see
+/// [`clean_group`]) into `cleaned`, ending with the group's last batch, emptied to a header
+/// when the filter dropped it.
 fn write_group(
     reader: &mut Reader<'_>,
-    group: &[&SourceSegment],
-    last_nonempty: usize,
+    segments: &[&SourceSegment],
     cleaned: &mut LogSegment,
     ctx: &FilterContext<'_>,
     stats: &mut CleanerStats,
-) -> Result<(bool, Option<i64>), CleanError> {
+) -> Result<WrittenGroup, CleanError> {
     let task = reader.task;
     let io_buffer_bytes = reader.io.io_buffer_bytes;
+    let base = segments[0].base_offset;
     let mut out: Vec<u8> = Vec::with_capacity(io_buffer_bytes);
     let mut headers: Vec<BatchHeader> = Vec::new();
-    let mut unchanged = true;
-    let mut horizon: Option<i64> = None;
-    for (i, segment) in group.iter().enumerate() {
+    let mut group = WrittenGroup {
+        taken: 0,
+        any_batch: false,
+        unchanged: true,
+        horizon: None,
+    };
+    // The group's last batch so far, when the filter dropped it.
+    let mut last_dropped: Option<BatchHeader> = None;
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            let written =
+                cleaned.size() as usize + out.len() + last_dropped.map_or(0, |_| BatchHeader::SIZE);
+            let (index, time_index) = cleaned.index_sizes();
+            let last_offset = segments
+                .get(i + 1)
+                .map_or(task.first_uncleanable_offset, |s| s.base_offset)
+                - 1;
+            let fits = written as u64 + segment.size <= task.segment_bytes
+                && index + segment.index_bytes.0 <= task.max_index_bytes
+                && time_index + segment.index_bytes.1 <= task.max_index_bytes
+                && (segment.size == 0 || last_offset - base <= i32::MAX as i64);
+            if !fits {
+                break;
+            }
+        }
+        group.taken += 1;
         let written_before = stats.bytes_written;
         reader.for_each_batch(segment, 0, |pos, h, bytes| {
-            let last_of_segment = i == last_nonempty && pos + h.total_size() as u64 == segment.size;
+            group.any_batch = true;
             stats.bytes_read += h.total_size() as u64;
             let before = out.len();
-            let filtered = filter_batch(bytes, h, ctx, last_of_segment, &mut out, &mut headers)
+            let filtered = filter_batch(bytes, h, ctx, &mut out, &mut headers)
                 .map_err(|e| corrupt(task, segment, pos, e))?;
-            unchanged &= filtered.verbatim;
+            last_dropped = (!filtered.written).then_some(*h);
+            group.unchanged &= filtered.verbatim;
             stats.records_read += filtered.records_read as u64;
             stats.records_written += filtered.records_kept as u64;
             stats.bytes_written += (out.len() - before) as u64;
             if let Some(h) = filtered.tombstone_horizon {
-                horizon = Some(horizon.map_or(h, |x| x.min(h)));
+                group.horizon = Some(group.horizon.map_or(h, |x| x.min(h)));
             }
             if out.len() >= io_buffer_bytes {
                 cleaned.append(&out, &headers)?;
@@ -529,10 +523,14 @@ fn write_group(
             .throttle
             .consume((stats.bytes_written - written_before) as usize);
     }
+    if let Some(h) = last_dropped {
+        headers.push(write_empty_header(&mut out, &h));
+        stats.bytes_written += BatchHeader::SIZE as u64;
+    }
     if !out.is_empty() {
         cleaned.append(&out, &headers)?;
     }
-    Ok((unchanged, horizon))
+    Ok(group)
 }
 
 /// Reads a clean's source segments: chunked scans, the abort flag, the I/O throttle.

@@ -23,7 +23,7 @@
 //! - any other `.swap` file (indexes renamed before a crash stopped step 1) is removed.
 //!
 //! The range rule is exact because a clean keeps the last batch of every cleaned segment,
-//! emptied to a header if need be (see `filter`): the cleaned segment's offsets end where the
+//! emptied to a header if need be: the cleaned segment's offsets end where the
 //! last replaced segment's did, and the next segment starts at or after that.
 
 use std::fs;

@@ -322,8 +322,10 @@ fn tombstones_stay_for_delete_retention_ms_after_the_clean_that_reached_them() {
     );
     assert!(!after_first.iter().any(|(_, k, v)| k == "k1" && v.is_some()));
 
-    // Before the horizon: still there.
-    let (_, outcome) = run_clean(&mut log, &mut map, 104_999).unwrap();
+    // Before the horizon: still there, and still reported (whether or not its segment was
+    // rewritten).
+    let (cleaned, outcome) = run_clean(&mut log, &mut map, 104_999).unwrap();
+    assert_eq!(cleaned.earliest_tombstone_horizon, Some(105_000));
     if let SwapOutcome::Swapped { deleted, .. } = outcome {
         deleted.delete().unwrap();
     }

@@ -42,8 +42,9 @@ pub(super) fn kcat(args: &[&str], input: Option<&[u8]>) -> String {
     String::from_utf8_lossy(&output.stdout).to_string()
 }
 
-/// Every record of `topic` as `(partition, offset, key, value)`.
-fn consume_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, String)> {
+/// Every record of `topic` from the beginning to the end, one `format` line each (kcat's
+/// `-f`).
+pub(super) fn consume_formatted(bootstrap: &str, topic: &str, format: &str) -> String {
     kcat(
         &[
             "-b",
@@ -56,20 +57,25 @@ fn consume_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, String)> 
             "-e",
             "-q",
             "-f",
-            "%p %o %k %s\\n",
+            format,
         ],
         None,
     )
-    .lines()
-    .map(|line| {
-        let mut parts = line.splitn(4, ' ');
-        let p = parts.next().unwrap().parse().unwrap();
-        let o = parts.next().unwrap().parse().unwrap();
-        let k = parts.next().unwrap_or("").to_string();
-        let v = parts.next().unwrap_or("").to_string();
-        (p, o, k, v)
-    })
-    .collect()
+}
+
+/// Every record of `topic` as `(partition, offset, key, value)`.
+fn consume_all(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, String)> {
+    consume_formatted(bootstrap, topic, "%p %o %k %s\\n")
+        .lines()
+        .map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let p = parts.next().unwrap().parse().unwrap();
+            let o = parts.next().unwrap().parse().unwrap();
+            let k = parts.next().unwrap_or("").to_string();
+            let v = parts.next().unwrap_or("").to_string();
+            (p, o, k, v)
+        })
+        .collect()
 }
 
 #[test]
@@ -176,21 +182,6 @@ fn kcat_reads_back_every_codec_and_headers() {
         ],
         Some(b"payload\n"),
     );
-    let out = kcat(
-        &[
-            "-b",
-            &b,
-            "-C",
-            "-t",
-            "kcat-headers",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%h %s\\n",
-        ],
-        None,
-    );
+    let out = consume_formatted(&b, "kcat-headers", "%h %s\\n");
     assert_eq!(out.trim(), "trace=abc,empty= payload");
 }
