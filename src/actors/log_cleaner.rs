@@ -456,7 +456,8 @@ impl LogCleaner {
         }));
     }
 
-    /// Books a finished clean; returns whether it swapped something in.
+    /// Books a finished clean; returns whether it made progress (mapped dirty records or
+    /// swapped segments in), which is when the cleaner looks again at once.
     fn record(&mut self, tp: &TopicPartition, end: CleanEnd) -> bool {
         match end {
             CleanEnd::Nothing => false,
@@ -470,12 +471,14 @@ impl LogCleaner {
                     Some(h) => self.tombstone_deadlines.insert(tp.clone(), h),
                     None => self.tombstone_deadlines.remove(tp),
                 };
+                let mut swapped = 0;
                 if let SwapReport::Swapped {
                     segments,
                     bytes_before,
                     bytes_after,
                 } = report
                 {
+                    swapped = segments;
                     tracing::info!(
                         partition = %tp,
                         segments,
@@ -484,7 +487,7 @@ impl LogCleaner {
                         "swapped in cleaned segments"
                     );
                 }
-                true
+                swapped > 0 || cleaned.stats.map_records_read > 0
             }
             CleanEnd::Discarded(why) => {
                 tracing::info!(partition = %tp, reason = %why, "clean discarded");

@@ -1,7 +1,8 @@
 //! Kafka's `UnifiedLog` for one partition replica: the segments of `<log.dir>/<topic>-<p>/`,
 //! the offsets that bound them (log start, log end, recovery point, high-water mark), leader
-//! and follower appends, reads, truncation, DeleteRecords, retention, flushing, and recovery
-//! when the log is opened after an unclean shutdown.
+//! and follower appends, reads, truncation, DeleteRecords, retention, flushing, recovery
+//! when the log is opened after an unclean shutdown, and the owner's side of compaction (how
+//! dirty the log is, what a clean reads, the swap of cleaned segments; see `cleaner`).
 //!
 //! Offsets are assigned here and only here: the next offset is the log end offset, so an
 //! offset is never reused. A batch is appended whole or not at all. Appends only write to the
@@ -1069,11 +1070,16 @@ impl PartitionLog {
             .range(..=first_dirty.min(first_uncleanable))
             .next_back()
             .map_or(first_dirty, |(b, _)| *b);
-        let cleanable_bytes = self
-            .segments
-            .range(cleanable_from..first_uncleanable)
-            .map(|(_, s)| s.size())
-            .sum();
+        // A dirty part starting at or past the uncleanable offset (the high-water mark went
+        // down, on a new leader) has nothing a clean could map.
+        let cleanable_bytes = if first_dirty >= first_uncleanable {
+            0
+        } else {
+            self.segments
+                .range(cleanable_from..first_uncleanable)
+                .map(|(_, s)| s.size())
+                .sum()
+        };
         let need_compaction_now = self.max_compaction_delay(dirty_from, active_base, now_ms)? > 0;
         Ok(Some(LogToClean {
             tp: self.tp.clone(),

@@ -483,6 +483,25 @@ fn retention_deleting_whole_cleaned_segments_meanwhile_leaves_the_rest_swapped()
 }
 
 #[test]
+fn a_high_watermark_below_the_cleaned_point_leaves_nothing_to_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), &compact_config());
+    fill(&mut log, 40, 5, 4);
+    let mut map = OffsetMap::new(1 << 20, 0.9);
+    swapped(run_clean(&mut log, &mut map, 10_000).unwrap().1);
+    fill(&mut log, 40, 5, 4);
+    // A new leader's high-water mark can start below where this replica cleaned to.
+    log.update_high_watermark(3);
+    let info = log.log_to_clean(10_000).unwrap().unwrap();
+    assert!(
+        info.first_dirty_offset > info.first_uncleanable_offset,
+        "{info:?}"
+    );
+    assert_eq!(info.cleanable_bytes, 0);
+    assert!(!info.should_clean());
+}
+
+#[test]
 fn min_compaction_lag_keeps_young_segments_dirty() {
     let dir = tempfile::tempdir().unwrap();
     let config = TopicConfig {

@@ -12,6 +12,7 @@ use futures::executor::block_on;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -155,6 +156,36 @@ fn a_compacted_topic_shrinks_to_the_latest_value_per_key_read_in_offset_order() 
     });
     assert_eq!(records.last().unwrap().0, 19_999, "offsets never change");
     check_compacted(&records, &latest);
+}
+
+#[test]
+fn a_record_without_a_key_is_refused_with_invalid_record_on_a_compacted_topic() {
+    let (weir, _data) = start(&[]);
+    let b = weir.bootstrap();
+    create_topic(&b, "keyed-only", &[("cleanup.policy", "compact")]);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    let keyless = producer
+        .send_result(FutureRecord::<(), _>::to("keyed-only").payload("no key"))
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    match block_on(keyless).expect("delivery report") {
+        Err((KafkaError::MessageProduction(code), _)) => {
+            assert_eq!(code, RDKafkaErrorCode::InvalidRecord)
+        }
+        other => panic!("a keyless record was not refused: {other:?}"),
+    }
+    let keyed = producer
+        .send_result(FutureRecord::to("keyed-only").key("k").payload("v"))
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    let delivery = block_on(keyed)
+        .expect("delivery report")
+        .expect("a keyed record is stored");
+    assert_eq!((delivery.partition, delivery.offset), (0, 0));
 }
 
 #[test]
