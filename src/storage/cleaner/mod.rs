@@ -659,4 +659,6 @@ impl Throttle {
 }
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 pub(crate) mod tests;
