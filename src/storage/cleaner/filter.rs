@@ -74,11 +74,7 @@ pub(crate) fn filter_batch(
             ..Filtered::default()
         });
     }
-    let section = &bytes[BatchHeader::SIZE..];
-    let payload: Bytes = match h.compression() {
-        Compression::None => Bytes::copy_from_slice(section),
-        codec => batch::decompress(codec, Bytes::copy_from_slice(section))?,
-    };
+    let payload = records_section(bytes, h)?;
     let horizon = h.delete_horizon_ms();
     let latest = ctx.map.latest_offset();
     let mut kept: Vec<RecordView> = Vec::new();
@@ -185,6 +181,37 @@ pub(crate) fn write_empty_header(out: &mut Vec<u8>, h: &BatchHeader) -> BatchHea
         ..*h
     };
     batch::write_batch(out, &empty, &[])
+}
+
+/// The records of a whole stored batch: borrowed in place, or decompressed.
+pub(crate) enum RecordsSection<'a> {
+    Stored(&'a [u8]),
+    Decompressed(Bytes),
+}
+
+impl std::ops::Deref for RecordsSection<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            RecordsSection::Stored(b) => b,
+            RecordsSection::Decompressed(b) => b,
+        }
+    }
+}
+
+/// The records section of the whole batch `bytes`, decompressed only when compressed.
+pub(crate) fn records_section<'a>(
+    bytes: &'a [u8],
+    h: &BatchHeader,
+) -> Result<RecordsSection<'a>, BatchError> {
+    let section = &bytes[BatchHeader::SIZE..];
+    Ok(match h.compression() {
+        Compression::None => RecordsSection::Stored(section),
+        codec => {
+            RecordsSection::Decompressed(batch::decompress(codec, Bytes::copy_from_slice(section))?)
+        }
+    })
 }
 
 /// Re-encodes record `r` of `payload` with a new timestamp delta (its length prefix changes

@@ -350,8 +350,7 @@ fn map_batch(
     stats: &mut CleanerStats,
 ) -> Result<bool, batch::BatchError> {
     batch::verify_crc(bytes, h)?;
-    let section = bytes::Bytes::copy_from_slice(&bytes[BatchHeader::SIZE..]);
-    let payload = batch::decompress(h.compression(), section)?;
+    let payload = filter::records_section(bytes, h)?;
     let mut full = false;
     batch::walk_records(&payload, h.records_count, |r| {
         if full {
