@@ -36,6 +36,8 @@ const VALUE_BYTES: usize = 200;
 
 /// Per clean: codec, MiB of log per second, records per second.
 static CLEAN_RATES: Mutex<Vec<(String, f64, f64)>> = Mutex::new(Vec::new());
+/// Per clean: µs the swap took (the part that runs on the log's owner, the replica actor).
+static SWAP_MICROS: Mutex<Vec<f64>> = Mutex::new(Vec::new());
 
 fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
@@ -190,7 +192,12 @@ fn bench_clean(c: &mut Criterion, scratch: &Path) {
                         .expect("a dirty log");
                     let cleaned =
                         clean(&task, &mut map, &io(), &AtomicBool::new(false)).expect("clean");
+                    let swap_started = Instant::now();
                     let outcome = log.replace_cleaned_segments(&cleaned).expect("swap");
+                    SWAP_MICROS
+                        .lock()
+                        .expect("stats")
+                        .push(swap_started.elapsed().as_secs_f64() * 1e6);
                     let elapsed = start.elapsed();
                     let SwapOutcome::Swapped { deleted, .. } = outcome else {
                         panic!("the clean was not swapped in: {outcome:?}");
@@ -380,6 +387,14 @@ fn main() {
                     rps / 1e6
                 );
             }
+        }
+        let mut swaps = SWAP_MICROS.lock().expect("stats").clone();
+        swaps.sort_by(|a, b| a.total_cmp(b));
+        if let (Some(median), Some(max)) = (swaps.get(swaps.len() / 2), swaps.last()) {
+            println!(
+                "  the swap step (on the log's owner) of those cleans: median {median:.0} µs, \
+                 max {max:.0} µs"
+            );
         }
         println!(
             "  produce latency, one replica, sequential 4-record appends (the clean of its \

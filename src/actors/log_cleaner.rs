@@ -279,6 +279,8 @@ pub struct CleanerTotals {
     pub bytes_written: u64,
     /// Each log's last clean that was swapped in.
     pub last: HashMap<TopicPartition, CleanerStats>,
+    /// Logs holding tombstones whose horizon will bring the cleaner back.
+    pub tombstone_logs: usize,
 }
 
 pub struct LogCleaner {
@@ -355,10 +357,17 @@ impl LogCleaner {
         if let Some(handle) = self.next_pass.take() {
             ctx.cancel_future(handle);
         }
+        // Only horizons still ahead bring the next look forward: one that passed without a
+        // clean (a failed clean, a log gone) waits for the backoff like any other log.
+        let now = now_ms();
         let mut delay = self.config.backoff;
-        if let Some(deadline) = self.tombstone_deadlines.values().min() {
-            let until = Duration::from_millis((deadline - now_ms()).max(0) as u64);
-            delay = delay.min(until);
+        if let Some(deadline) = self
+            .tombstone_deadlines
+            .values()
+            .filter(|d| **d > now)
+            .min()
+        {
+            delay = delay.min(Duration::from_millis((deadline - now) as u64));
         }
         self.next_pass = Some(ctx.run_later(delay, |act, ctx| {
             act.next_pass = None;
@@ -391,9 +400,16 @@ impl LogCleaner {
             move |answers, act, ctx| {
                 act.scanning = false;
                 act.totals.passes += 1;
-                let mut candidates: Vec<(LogToClean, CleanerPeer)> = answers
+                let logs: Vec<(LogToClean, CleanerPeer)> = answers
                     .into_iter()
                     .filter_map(|(peer, info)| Some((info?, peer)))
+                    .collect();
+                // Forget the horizons of logs that are gone or no longer compacted.
+                let compacted: HashSet<&TopicPartition> = logs.iter().map(|(i, _)| &i.tp).collect();
+                act.tombstone_deadlines
+                    .retain(|tp, _| compacted.contains(tp) || act.in_progress.contains(tp));
+                let mut candidates: Vec<(LogToClean, CleanerPeer)> = logs
+                    .into_iter()
                     .filter(|(info, _)| act.wants(info, now))
                     .collect();
                 // The filthiest first; a log past max.compaction.lag.ms before any other.
@@ -601,7 +617,10 @@ impl Handler<GetCleanerTotals> for LogCleaner {
     type Result = MessageResult<GetCleanerTotals>;
 
     fn handle(&mut self, _: GetCleanerTotals, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.totals.clone())
+        MessageResult(CleanerTotals {
+            tombstone_logs: self.tombstone_deadlines.len(),
+            ..self.totals.clone()
+        })
     }
 }
 
@@ -982,6 +1001,43 @@ mod tests {
         .await;
         assert!(records.iter().any(|(_, k, _)| k == "k0"));
         assert!(totals(&cleaner).await.cleans >= 2);
+    }
+
+    #[actix::test]
+    async fn a_log_that_goes_away_takes_its_tombstone_horizon_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig {
+            delete_retention_ms: 3_600_000,
+            ..compact_config()
+        };
+        let mut log = open(dir.path(), &config);
+        fill(&mut log, 20, 5, 5);
+        append(&mut log, &[("k1".into(), None)], Compression::None);
+        log.maybe_roll(i64::MAX).unwrap();
+        let owner = Owner { log }.start();
+        let listed = Arc::new(Mutex::new(vec![(tp("t"), CleanerPeer::of(owner.clone()))]));
+        let targets = {
+            let listed = listed.clone();
+            move || listed.lock().unwrap().clone()
+        };
+        let cleaner = LogCleaner::new(cleaner_config(), targets).start();
+        let t = eventually("a clean that keeps a tombstone", || {
+            let cleaner = cleaner.clone();
+            async move {
+                Some(totals(&cleaner).await).filter(|t| t.cleans >= 1 && t.tombstone_logs == 1)
+            }
+        })
+        .await;
+        listed.lock().unwrap().clear();
+        cleaner.send(CleanNow).await.unwrap();
+        eventually("the horizon to be forgotten", || {
+            let cleaner = cleaner.clone();
+            let passes = t.passes;
+            async move {
+                Some(totals(&cleaner).await).filter(|t| t.passes > passes && t.tombstone_logs == 0)
+            }
+        })
+        .await;
     }
 
     #[actix::test]
