@@ -28,6 +28,7 @@ use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
 use crate::actors::local_controller::ProducerIdManager;
+use crate::actors::log_cleaner::LogCleaner;
 use crate::config::BrokerConfig;
 use crate::protocol::api::ApiContext;
 use crate::protocol::listener::{self, NodeRun};
@@ -200,6 +201,11 @@ impl BrokerNode {
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         let (run, running) = watch::channel(NodeRun::Serving);
+        // [compaction] The log cleaner of this broker's compacted logs; stops with the node.
+        let mut until_stopped = run.subscribe();
+        LogCleaner::start_for_broker(&ctx.config, shared.replicas.clone(), async move {
+            let _ = until_stopped.wait_for(|r| *r == NodeRun::Stopped).await;
+        });
         actix::spawn(listener::accept_loop(
             socket,
             ctx,

@@ -7,6 +7,7 @@ pub mod coordination;
 pub mod delayed;
 pub mod group;
 pub mod local_controller;
+pub mod log_cleaner;
 pub mod metadata_cache;
 pub mod replica;
 pub mod replication;

@@ -205,7 +205,12 @@ config_struct! {
         log_cleanup_policy: Vec<String> = "log.cleanup.policy", vec!["delete".into()];
         log_message_timestamp_type: String = "log.message.timestamp.type", "CreateTime".into();
         log_cleaner_enable: bool = "log.cleaner.enable", true;
+        /// Cleans that run at once; each gets its share of the dedupe buffer.
+        log_cleaner_threads: i32 = "log.cleaner.threads", 1;
         log_cleaner_dedupe_buffer_size: i64 = "log.cleaner.dedupe.buffer.size", 134_217_728;
+        log_cleaner_io_buffer_size: i32 = "log.cleaner.io.buffer.size", 524_288;
+        log_cleaner_io_buffer_load_factor: f64 = "log.cleaner.io.buffer.load.factor", 0.9;
+        log_cleaner_io_max_bytes_per_second: f64 = "log.cleaner.io.max.bytes.per.second", f64::MAX;
         log_cleaner_delete_retention_ms: i64 = "log.cleaner.delete.retention.ms", 86_400_000;
         log_cleaner_min_cleanable_ratio: f64 = "log.cleaner.min.cleanable.ratio", 0.5;
         log_cleaner_min_compaction_lag_ms: i64 = "log.cleaner.min.compaction.lag.ms", 0;
@@ -379,6 +384,53 @@ impl BrokerConfig {
                 ));
             }
         }
+        if self.log_cleaner_threads < 0 {
+            return Err(invalid(
+                "log.cleaner.threads",
+                self.log_cleaner_threads.to_string(),
+                "must not be negative",
+            ));
+        }
+        if self.log_cleaner_enable
+            && self.log_cleaner_dedupe_buffer_size / (self.log_cleaner_threads.max(1) as i64)
+                <= 1024 * 1024
+        {
+            return Err(invalid(
+                "log.cleaner.dedupe.buffer.size",
+                self.log_cleaner_dedupe_buffer_size.to_string(),
+                "must be at least 1MB per cleaner thread",
+            ));
+        }
+        if self.log_cleaner_io_buffer_size < 0 {
+            return Err(invalid(
+                "log.cleaner.io.buffer.size",
+                self.log_cleaner_io_buffer_size.to_string(),
+                "must not be negative",
+            ));
+        }
+        if !(self.log_cleaner_io_buffer_load_factor > 0.0
+            && self.log_cleaner_io_buffer_load_factor <= 1.0)
+        {
+            return Err(invalid(
+                "log.cleaner.io.buffer.load.factor",
+                self.log_cleaner_io_buffer_load_factor.to_string(),
+                "must be in (0, 1]",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.log_cleaner_min_cleanable_ratio) {
+            return Err(invalid(
+                "log.cleaner.min.cleanable.ratio",
+                self.log_cleaner_min_cleanable_ratio.to_string(),
+                "must be in [0, 1]",
+            ));
+        }
+        if self.log_cleaner_backoff_ms < 0 {
+            return Err(invalid(
+                "log.cleaner.backoff.ms",
+                self.log_cleaner_backoff_ms.to_string(),
+                "must not be negative",
+            ));
+        }
         if self.log_message_timestamp_type != "CreateTime"
             && self.log_message_timestamp_type != "LogAppendTime"
         {
@@ -533,6 +585,42 @@ impl TopicConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        // Kafka's ranges for the compaction keys.
+        let checks: [(&str, String, bool, &str); 4] = [
+            (
+                "min.cleanable.dirty.ratio",
+                self.min_cleanable_dirty_ratio.to_string(),
+                (0.0..=1.0).contains(&self.min_cleanable_dirty_ratio),
+                "must be in [0, 1]",
+            ),
+            (
+                "delete.retention.ms",
+                self.delete_retention_ms.to_string(),
+                self.delete_retention_ms >= 0,
+                "must not be negative",
+            ),
+            (
+                "min.compaction.lag.ms",
+                self.min_compaction_lag_ms.to_string(),
+                self.min_compaction_lag_ms >= 0,
+                "must not be negative",
+            ),
+            (
+                "max.compaction.lag.ms",
+                self.max_compaction_lag_ms.to_string(),
+                self.max_compaction_lag_ms >= 1,
+                "must be at least 1",
+            ),
+        ];
+        for (key, value, ok, reason) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    value,
+                    reason: reason.into(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -671,6 +759,47 @@ mod tests {
         let entries = t.entries_against(&base);
         let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
         assert!(!retention.is_default);
+    }
+
+    #[test]
+    fn compaction_keys_have_kafkas_names_defaults_and_ranges() {
+        let c = BrokerConfig::default();
+        assert!(c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_threads, 1);
+        assert_eq!(c.log_cleaner_dedupe_buffer_size, 128 << 20);
+        assert_eq!(c.log_cleaner_io_buffer_size, 512 << 10);
+        assert_eq!(c.log_cleaner_io_buffer_load_factor, 0.9);
+        assert_eq!(c.log_cleaner_backoff_ms, 15_000);
+        let t = c.topic_defaults();
+        assert_eq!(t.delete_retention_ms, 86_400_000);
+        assert_eq!(t.min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(
+            (t.min_compaction_lag_ms, t.max_compaction_lag_ms),
+            (0, i64::MAX)
+        );
+        for (key, value) in [
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("delete.retention.ms", "-1"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+        ] {
+            match t.with_overrides([(key, value)]) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}={value}: {other:?}"),
+            }
+        }
+        let err =
+            BrokerConfig::load(None, &["log.cleaner.dedupe.buffer.size=1000".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("log.cleaner.dedupe.buffer.size"),
+            "{err}"
+        );
+        let err =
+            BrokerConfig::load(None, &["log.cleaner.min.cleanable.ratio=2".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("log.cleaner.min.cleanable.ratio"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 use kafka_protocol::records::{Compression, TimestampType};
 
 /// Size of the base offset and length fields that precede every batch (Kafka's `LOG_OVERHEAD`).
@@ -47,6 +48,8 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
+/// KIP-534: the base timestamp holds the delete horizon of the batch's tombstones.
+pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// Errors map 1:1 to Kafka error codes so the front can answer with them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -267,6 +270,12 @@ impl BatchHeader {
 
     pub fn has_producer_id(&self) -> bool {
         self.producer_id >= 0
+    }
+
+    /// KIP-534's delete horizon, set by the log cleaner on a batch holding tombstones: they
+    /// may go from the first clean at or after this time. Stored in the base timestamp.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
 }
 
@@ -541,6 +550,8 @@ pub(crate) trait RecordSource {
     fn next_byte(&mut self) -> Result<Option<u8>, BatchError>;
     /// Skips `n` bytes; false when the section ends first.
     fn skip(&mut self, n: usize) -> Result<bool, BatchError>;
+    /// Bytes of the (decompressed) section consumed so far.
+    fn position(&self) -> usize;
 }
 
 /// Records in memory: uncompressed, or decompressed whole.
@@ -556,6 +567,10 @@ impl<'a> SliceSource<'a> {
 }
 
 impl RecordSource for SliceSource<'_> {
+    fn position(&self) -> usize {
+        self.pos
+    }
+
     fn next_byte(&mut self) -> Result<Option<u8>, BatchError> {
         let b = self.buf.get(self.pos).copied();
         self.pos += b.is_some() as usize;
@@ -585,6 +600,8 @@ struct SnappySource {
     /// The current block, decompressed.
     block: Vec<u8>,
     pos: usize,
+    /// Decompressed bytes consumed before the current block.
+    before_block: usize,
 }
 
 impl SnappySource {
@@ -600,6 +617,7 @@ impl SnappySource {
             framed,
             block: Vec::new(),
             pos: 0,
+            before_block: 0,
         };
         if framed {
             source.rest.advance(Self::XERIAL_HEADER);
@@ -622,6 +640,7 @@ impl SnappySource {
                 compressed.len()
             )));
         }
+        self.before_block += self.block.len();
         self.block.clear();
         self.block.resize(len, 0);
         let n = snap::raw::Decoder::new()
@@ -656,6 +675,10 @@ impl SnappySource {
 }
 
 impl RecordSource for SnappySource {
+    fn position(&self) -> usize {
+        self.before_block + self.pos
+    }
+
     fn next_byte(&mut self) -> Result<Option<u8>, BatchError> {
         if !self.fill()? {
             return Ok(None);
@@ -681,6 +704,8 @@ impl RecordSource for SnappySource {
 struct StreamSource<R> {
     reader: BufReader<R>,
     compression: Compression,
+    /// Decompressed bytes consumed.
+    consumed: usize,
 }
 
 impl<R: Read> StreamSource<R> {
@@ -691,6 +716,7 @@ impl<R: Read> StreamSource<R> {
         StreamSource {
             reader: BufReader::with_capacity(Self::BUFFER, decoder),
             compression,
+            consumed: 0,
         }
     }
 
@@ -703,10 +729,15 @@ impl<R: Read> StreamSource<R> {
 }
 
 impl<R: Read> RecordSource for StreamSource<R> {
+    fn position(&self) -> usize {
+        self.consumed
+    }
+
     fn next_byte(&mut self) -> Result<Option<u8>, BatchError> {
         let b = self.fill()?.first().copied();
         if b.is_some() {
             self.reader.consume(1);
+            self.consumed += 1;
         }
         Ok(b)
     }
@@ -719,20 +750,120 @@ impl<R: Read> RecordSource for StreamSource<R> {
             }
             let k = available.min(n);
             self.reader.consume(k);
+            self.consumed += k;
             n -= k;
         }
         Ok(true)
     }
 }
 
-/// One record's framing as [`walk_records`] sees it.
-#[derive(Debug, Clone, Copy)]
+/// The records section of a stored batch, decompressed whole (the log cleaner rewrites
+/// batches it has already accepted; client batches are validated as they decompress,
+/// through [`walk_batch_records`], never inflated like this).
+pub(crate) fn decompress(compression: Compression, mut data: Bytes) -> Result<Bytes, BatchError> {
+    fn take(buf: &mut Bytes) -> anyhow::Result<Bytes> {
+        Ok(std::mem::take(buf))
+    }
+    let result = match compression {
+        Compression::None => return Ok(data),
+        Compression::Gzip => <Gzip as Decompressor<Bytes>>::decompress(&mut data, take),
+        Compression::Snappy => <Snappy as Decompressor<Bytes>>::decompress(&mut data, take),
+        Compression::Lz4 => <Lz4 as Decompressor<Bytes>>::decompress(&mut data, take),
+        Compression::Zstd => <Zstd as Decompressor<Bytes>>::decompress(&mut data, take),
+    };
+    result.map_err(|e| {
+        BatchError::CorruptMessage(format!("cannot decompress {compression:?} records: {e:#}"))
+    })
+}
+
+/// The records section compressed with `compression` (the codec a rewritten batch keeps).
+pub(crate) fn compress(compression: Compression, records: &[u8]) -> Result<Bytes, BatchError> {
+    fn put(records: &[u8]) -> impl FnOnce(&mut BytesMut) -> anyhow::Result<()> + '_ {
+        move |buf| {
+            buf.extend_from_slice(records);
+            Ok(())
+        }
+    }
+    let mut out = BytesMut::new();
+    let result = match compression {
+        Compression::None => return Ok(Bytes::copy_from_slice(records)),
+        Compression::Gzip => <Gzip as Compressor<BytesMut>>::compress(&mut out, put(records)),
+        Compression::Snappy => <Snappy as Compressor<BytesMut>>::compress(&mut out, put(records)),
+        Compression::Lz4 => <Lz4 as Compressor<BytesMut>>::compress(&mut out, put(records)),
+        Compression::Zstd => <Zstd as Compressor<BytesMut>>::compress(&mut out, put(records)),
+    };
+    result.map_err(|e| {
+        BatchError::CorruptMessage(format!("cannot compress {compression:?} records: {e:#}"))
+    })?;
+    Ok(out.freeze())
+}
+
+/// Appends one batch to `out`: the 61-byte header from `h` (its length, magic and CRC
+/// computed here; `records_count` as given) followed by the (possibly compressed) records
+/// section. Returns the header as written.
+pub(crate) fn write_batch(out: &mut Vec<u8>, h: &BatchHeader, records: &[u8]) -> BatchHeader {
+    let start = out.len();
+    let batch_length = (BatchHeader::SIZE - LOG_OVERHEAD + records.len()) as i32;
+    out.extend_from_slice(&h.base_offset.to_be_bytes());
+    out.extend_from_slice(&batch_length.to_be_bytes());
+    out.extend_from_slice(&h.partition_leader_epoch.to_be_bytes());
+    out.push(MAGIC_V2 as u8);
+    out.extend_from_slice(&[0; 4]); // CRC, below
+    out.extend_from_slice(&h.attributes.to_be_bytes());
+    out.extend_from_slice(&h.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    out.extend_from_slice(&h.producer_id.to_be_bytes());
+    out.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&h.base_sequence.to_be_bytes());
+    out.extend_from_slice(&h.records_count.to_be_bytes());
+    out.extend_from_slice(records);
+    let crc = compute_crc(&out[start..]);
+    out[start + CRC_OFFSET..start + CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    BatchHeader {
+        batch_length,
+        magic: MAGIC_V2,
+        crc,
+        ..*h
+    }
+}
+
+/// Kafka's zig-zag varint (records' int32 fields).
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i32) {
+    put_unsigned_varint(out, ((v << 1) ^ (v >> 31)) as u32 as u64);
+}
+
+/// Kafka's zig-zag varlong (records' int64 fields).
+pub(crate) fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    put_unsigned_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_unsigned_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One record's framing as [`walk_records`] sees it. Ranges index the records section the
+/// walk was given (decompressed).
+#[derive(Debug, Clone)]
 pub(crate) struct RecordView {
     /// Position of the record in its batch.
     pub index: usize,
     pub offset_delta: i32,
     pub timestamp_delta: i64,
     pub has_key: bool,
+    /// The key's bytes; `None` for a null key.
+    pub key: Option<std::ops::Range<usize>>,
+    /// False for a null value (a tombstone).
+    pub has_value: bool,
+    /// The whole record, its length varint included (what a rewrite copies as is).
+    pub record: std::ops::Range<usize>,
+    /// From the key length to the end of the record: what a rewrite that changes the
+    /// timestamp delta copies after the re-encoded deltas.
+    pub after_deltas: std::ops::Range<usize>,
 }
 
 /// Walks up to `expected` records of a records section, checking every length field, and
@@ -746,6 +877,7 @@ pub(crate) fn walk_records<S: RecordSource>(
 ) -> Result<usize, BatchError> {
     let mut index = 0usize;
     while index < expected.max(0) as usize {
+        let record_start = src.position();
         let Some(first) = src.next_byte()? else {
             return Err(BatchError::InvalidRecord(format!(
                 "batch declares {expected} records but holds {index}"
@@ -765,8 +897,11 @@ pub(crate) fn walk_records<S: RecordSource>(
         rec.skip(1)?; // record attributes, unused in v2
         let timestamp_delta = rec.varlong()?;
         let offset_delta = rec.varint()?;
+        let after_deltas = rec.src.position();
         let key_len = rec.varint()?;
+        let key_start = rec.src.position();
         rec.skip_nullable(key_len, "key")?;
+        let key = (key_len >= 0).then(|| key_start..rec.src.position());
         let value_len = rec.varint()?;
         rec.skip_nullable(value_len, "value")?;
         let headers = rec.varint()?;
@@ -792,11 +927,16 @@ pub(crate) fn walk_records<S: RecordSource>(
                 len as usize - rec.left
             )));
         }
+        let end = src.position();
         let flow = visit(RecordView {
             index,
             offset_delta,
             timestamp_delta,
             has_key: key_len >= 0,
+            key,
+            has_value: value_len >= 0,
+            record: record_start..end,
+            after_deltas: after_deltas..end,
         })?;
         index += 1;
         if flow.is_break() {
@@ -936,22 +1076,42 @@ pub(crate) mod tests {
 
     /// A batch exactly as a client encodes it: `n` records, timestamps `ts0 + i`.
     pub(crate) fn client_batch(n: usize, ts0: i64, compression: Compression, keyed: bool) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
+        let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
+        let values: Vec<String> = (0..n).map(|i| format!("value-{i}")).collect();
+        let records: Vec<(Option<&str>, Option<&str>)> = (0..n)
+            .map(|i| (keyed.then_some(keys[i].as_str()), Some(values[i].as_str())))
+            .collect();
+        records_batch(&records, ts0, None, compression)
+    }
+
+    /// A batch as a client encodes it from `(key, value)` pairs (`None`: null), timestamps
+    /// `ts0, ts0 + 1, ...`; with `producer` = `(id, epoch, base sequence)`, an idempotent
+    /// producer's batch.
+    pub(crate) fn records_batch(
+        records: &[(Option<&str>, Option<&str>)],
+        ts0: i64,
+        producer: Option<(i64, i16, i32)>,
+        compression: Compression,
+    ) -> Bytes {
+        let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (key, value))| Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 // The encoder splits batches where offset - sequence changes; this keeps one
-                // batch with base sequence -1, as a non-idempotent client sends.
-                sequence: i as i32 - 1,
+                // batch (base sequence -1 without a producer, as a plain client sends).
+                sequence: base_sequence.wrapping_add(i as i32),
                 timestamp: ts0 + i as i64,
-                key: keyed.then(|| Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(format!("value-{i}"))),
+                key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
                 headers: Default::default(),
             })
             .collect();

@@ -202,14 +202,14 @@ impl FileRecords {
     }
 
     pub(crate) fn scanner(&self, from: u64, chunk: usize) -> BatchScanner<'_> {
-        BatchScanner {
-            file: &self.file,
-            pos: from,
-            end: self.size,
-            buf: Vec::new(),
-            buf_start: 0,
-            chunk,
-        }
+        scan_file(&self.file, from, self.size, chunk)
+    }
+
+    /// Renames the file; the open descriptor keeps working.
+    pub(crate) fn rename_to(&mut self, to: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
     }
 
     pub(crate) fn delete(self) -> io::Result<()> {
@@ -218,6 +218,19 @@ impl FileRecords {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// A scan of `[from, end)` of any `.log` handle (the log cleaner reads closed segments
+/// through duplicated descriptors, off the actor that owns them).
+pub(crate) fn scan_file(file: &File, from: u64, end: u64, chunk: usize) -> BatchScanner<'_> {
+    BatchScanner {
+        file,
+        pos: from,
+        end,
+        buf: Vec::new(),
+        buf_start: 0,
+        chunk,
     }
 }
 

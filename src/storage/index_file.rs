@@ -185,6 +185,13 @@ impl IndexFile {
         }
     }
 
+    /// Renames the file (a mapping survives a rename); later resizes open the new name.
+    pub(crate) fn rename_to(&mut self, to: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+
     /// Unmaps and removes the file.
     pub(crate) fn delete(mut self) -> io::Result<()> {
         self.mmap = None;

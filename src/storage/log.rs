@@ -1,7 +1,8 @@
 //! Kafka's `UnifiedLog` for one partition replica: the segments of `<log.dir>/<topic>-<p>/`,
 //! the offsets that bound them (log start, log end, recovery point, high-water mark), leader
-//! and follower appends, reads, truncation, DeleteRecords, retention, flushing, and recovery
-//! when the log is opened after an unclean shutdown.
+//! and follower appends, reads, truncation, DeleteRecords, retention, flushing, recovery
+//! when the log is opened after an unclean shutdown, and the owner's side of compaction (how
+//! dirty the log is, what a clean reads, the swap of cleaned segments; see `cleaner`).
 //!
 //! Offsets are assigned here and only here: the next offset is the log end offset, so an
 //! offset is never reused. A batch is appended whole or not at all. Appends only write to the
@@ -14,7 +15,7 @@
 //! below the recovery point are trusted unless their indexes fail the sanity check, in which
 //! case they are rebuilt too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, IoSlice};
@@ -28,6 +29,12 @@ use tracing::{info, warn};
 
 use super::batch::{self, BatchError, BatchHeader, ValidatedBatches};
 use super::checkpoint::sync_dir;
+use super::cleaner::checkpoint::CleanerCheckpoints;
+use super::cleaner::swap::{self, DeletedSegments, SwapOutcome};
+use super::cleaner::{
+    self, CleanTask, CleanedLog, LogToClean, SourceSegment, CLEANED_SUFFIX, DELETED_SUFFIX,
+    SWAP_SUFFIX,
+};
 use super::leader_epoch::LeaderEpochFileCache;
 use super::segment::{LogSegment, SegmentConfig, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::config::TopicConfig;
@@ -207,6 +214,9 @@ pub struct PartitionLog {
     /// Segment files were created or deleted since the last flush: the directory needs an
     /// fsync too.
     dir_dirty: bool,
+    /// The log dir's `cleaner-offset-checkpoint` (in memory until the log manager attaches
+    /// the dir's file): where the log's dirty part starts. Truncation lowers it.
+    cleaner_checkpoints: CleanerCheckpoints,
 }
 
 /// Milliseconds since the epoch.
@@ -298,6 +308,9 @@ impl PartitionLog {
             .map_err(|e| StorageError::io(format!("create {}", dir.display()), e))?;
         let now = now_ms();
         let seg_config = segment_config(config);
+        // A crash in the middle of a cleaner's swap left old or new segments under temporary
+        // names: settle on one before listing.
+        swap::recover_interrupted_swaps(dir)?;
         let bases = list_segments(dir)?;
 
         let mut segments = BTreeMap::new();
@@ -367,6 +380,7 @@ impl PartitionLog {
             last_flush_ms: now,
             rolled_since_flush: false,
             dir_dirty: true,
+            cleaner_checkpoints: CleanerCheckpoints::in_memory(),
         };
         log.load_active_segment(params.clean_shutdown)?;
         let first_base = log.first_segment_base();
@@ -866,6 +880,8 @@ impl PartitionLog {
         if offset < self.first_segment_base() {
             return self.truncate_fully_and_start_at(offset);
         }
+        // Before the data goes: offsets from here on will be dirty again.
+        self.cleaner_checkpoints.truncate(&self.tp, offset)?;
         info!("{}: truncating to offset {offset}", self.tp);
         let later: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
         for base in later {
@@ -895,6 +911,7 @@ impl PartitionLog {
             self.tp
         );
         let offset = offset.max(0);
+        self.cleaner_checkpoints.remove(&self.tp)?;
         for (_, seg) in std::mem::take(&mut self.segments) {
             seg.delete()?;
         }
@@ -1000,6 +1017,364 @@ impl PartitionLog {
         Ok(deletable.len())
     }
 
+    /// The log dir's cleaner checkpoint this log reads and updates.
+    pub fn cleaner_checkpoints(&self) -> &CleanerCheckpoints {
+        &self.cleaner_checkpoints
+    }
+
+    /// Hands the log its dir's `cleaner-offset-checkpoint` (the log manager does, after
+    /// opening it). An entry past the log end (recovery cut the log below it) is dropped:
+    /// the whole log counts as dirty again, as Kafka resets it.
+    pub fn attach_cleaner_checkpoints(
+        &mut self,
+        checkpoints: CleanerCheckpoints,
+    ) -> Result<(), StorageError> {
+        if let Some(offset) = checkpoints.get(&self.tp) {
+            if offset > self.log_end_offset {
+                warn!(
+                    "{}: cleaner checkpoint {offset} is past the log end {}; cleaning from the start",
+                    self.tp, self.log_end_offset
+                );
+                checkpoints.remove(&self.tp)?;
+            }
+        }
+        self.cleaner_checkpoints = checkpoints;
+        Ok(())
+    }
+
+    /// Kafka's `cleanableOffsets` and `LogToClean` for a compacted log: where the dirty part
+    /// starts and ends and how many bytes lie on each side. `None` for a log that is not
+    /// compacted or has no closed segment below the high-water mark.
+    ///
+    /// The first uncleanable offset is the smallest of the high-water mark (Kafka's last
+    /// stable offset), the active segment's base and, with `min.compaction.lag.ms`, the base
+    /// of the first dirty segment holding a record younger than that; it is then rounded down
+    /// to the base of the segment holding it, so only whole closed segments are cleaned.
+    pub fn log_to_clean(&self, now_ms: i64) -> Result<Option<LogToClean>, StorageError> {
+        if !self.config.compact() {
+            return Ok(None);
+        }
+        let active_base = self.segments.keys().next_back().copied().unwrap_or(0);
+        let first_dirty = match self.cleaner_checkpoints.get(&self.tp) {
+            Some(offset) if offset >= self.log_start_offset && offset <= self.log_end_offset => {
+                offset
+            }
+            _ => self.log_start_offset,
+        };
+        let mut uncleanable = self.high_watermark.min(active_base);
+        let min_lag = self.config.min_compaction_lag_ms;
+        let dirty_from = self
+            .segments
+            .range(..=first_dirty)
+            .next_back()
+            .map_or(first_dirty, |(b, _)| *b);
+        if min_lag > 0 {
+            let horizon = now_ms.saturating_sub(min_lag);
+            if let Some((base, _)) = self
+                .segments
+                .range(dirty_from..active_base)
+                .find(|(_, s)| s.largest_timestamp() > horizon)
+            {
+                uncleanable = uncleanable.min(*base);
+            }
+        }
+        let first_uncleanable = self
+            .segments
+            .range(..=uncleanable)
+            .next_back()
+            .map_or(active_base, |(b, _)| *b);
+        let clean_bytes = self
+            .segments
+            .range(..first_dirty)
+            .map(|(_, s)| s.size())
+            .sum();
+        let cleanable_from = self
+            .segments
+            .range(..=first_dirty.min(first_uncleanable))
+            .next_back()
+            .map_or(first_dirty, |(b, _)| *b);
+        // A dirty part starting at or past the uncleanable offset (the high-water mark went
+        // down, on a new leader) has nothing a clean could map.
+        let cleanable_bytes = if first_dirty >= first_uncleanable {
+            0
+        } else {
+            self.segments
+                .range(cleanable_from..first_uncleanable)
+                .map(|(_, s)| s.size())
+                .sum()
+        };
+        let need_compaction_now = self.max_compaction_delay(dirty_from, active_base, now_ms)? > 0;
+        Ok(Some(LogToClean {
+            tp: self.tp.clone(),
+            first_dirty_offset: first_dirty,
+            first_uncleanable_offset: first_uncleanable,
+            clean_bytes,
+            cleanable_bytes,
+            min_cleanable_ratio: self.config.min_cleanable_dirty_ratio,
+            need_compaction_now,
+        }))
+    }
+
+    /// Kafka's `maxCompactionDelay`: how long past `max.compaction.lag.ms` the oldest dirty
+    /// closed segment's first batch is (0 when none is).
+    fn max_compaction_delay(
+        &self,
+        dirty_from: i64,
+        active_base: i64,
+        now_ms: i64,
+    ) -> Result<i64, StorageError> {
+        let max_lag = self.config.max_compaction_lag_ms.max(0);
+        if max_lag == i64::MAX {
+            return Ok(0);
+        }
+        let clean_until = now_ms.saturating_sub(max_lag);
+        let mut earliest = i64::MAX;
+        for (_, segment) in self.segments.range(dirty_from..active_base) {
+            if let Some(ts) = segment.first_batch_timestamp()? {
+                if ts > 0 {
+                    earliest = earliest.min(ts);
+                }
+            }
+        }
+        Ok(if earliest < clean_until {
+            clean_until - earliest
+        } else {
+            0
+        })
+    }
+
+    /// What a clean of this log needs, off this thread: the closed segments below the first
+    /// uncleanable offset, each with a duplicated descriptor and its generation.
+    /// `active_producers` maps each active idempotent producer to the last offset it wrote.
+    pub fn prepare_clean(
+        &self,
+        now_ms: i64,
+        active_producers: HashMap<i64, i64>,
+    ) -> Result<Option<CleanTask>, StorageError> {
+        let Some(info) = self.log_to_clean(now_ms)? else {
+            return Ok(None);
+        };
+        let bases: Vec<i64> = self
+            .segments
+            .range(..info.first_uncleanable_offset)
+            .map(|(b, _)| *b)
+            .collect();
+        if bases.is_empty() {
+            return Ok(None);
+        }
+        let mut segments = Vec::with_capacity(bases.len());
+        for (i, base) in bases.iter().enumerate() {
+            let Some(segment) = self.segments.get(base) else {
+                continue;
+            };
+            let next_base = bases
+                .get(i + 1)
+                .copied()
+                .unwrap_or(info.first_uncleanable_offset);
+            let dirty_position =
+                if *base <= info.first_dirty_offset && info.first_dirty_offset < next_base {
+                    segment
+                        .translate_offset(info.first_dirty_offset)?
+                        .map_or(segment.size(), |(position, _)| position)
+                } else {
+                    0
+                };
+            segments.push(SourceSegment {
+                base_offset: *base,
+                next_base,
+                size: segment.size(),
+                generation: segment.generation(),
+                file: segment.try_clone_log_file()?,
+                index_bytes: segment.index_sizes(),
+                dirty_position,
+                last_modified: segment.last_modified(),
+            });
+        }
+        Ok(Some(CleanTask {
+            tp: self.tp.clone(),
+            dir: self.dir.clone(),
+            first_dirty_offset: info.first_dirty_offset,
+            first_uncleanable_offset: info.first_uncleanable_offset,
+            segments,
+            segment_config: segment_config(&self.config),
+            segment_bytes: self.config.segment_bytes.max(0) as u64,
+            max_index_bytes: segment_config(&self.config).max_index_bytes,
+            delete_retention_ms: self.config.delete_retention_ms,
+            active_producers,
+            now_ms,
+        }))
+    }
+
+    /// Swaps a clean's segments in, the short step on the log's owner (Kafka's
+    /// `replaceSegments`), and moves the cleaner checkpoint to the clean's end offset.
+    ///
+    /// Nothing is swapped, and the cleaned files are removed, when the log changed under the
+    /// clean: a segment it read has another generation now, or is gone without retention
+    /// having deleted it (it is not below the first segment), or a cleaned segment would
+    /// replace some but not all of the segments it covers. Segments retention deleted whole
+    /// are simply not swapped back.
+    pub fn replace_cleaned_segments(
+        &mut self,
+        cleaned: &CleanedLog,
+    ) -> Result<SwapOutcome, StorageError> {
+        self.replace_cleaned_segments_with(cleaned, &mut || true)
+    }
+
+    /// [`PartitionLog::replace_cleaned_segments`] asking `proceed` before every file rename;
+    /// `false` stops there as a crash would ([`SwapOutcome::Interrupted`]). The crash tests'
+    /// seam.
+    pub fn replace_cleaned_segments_with(
+        &mut self,
+        cleaned: &CleanedLog,
+        proceed: &mut dyn FnMut() -> bool,
+    ) -> Result<SwapOutcome, StorageError> {
+        let discard = |why: String| {
+            cleaner::discard_cleaned(&self.dir, &cleaned.groups);
+            info!("{}: discarding a clean: {why}", self.tp);
+            Ok(SwapOutcome::Discarded(why))
+        };
+        if cleaned.dir != self.dir {
+            return discard(format!("it was made for {}", cleaned.dir.display()));
+        }
+        let first_base = self.first_segment_base();
+        let active_base = self.segments.keys().next_back().copied().unwrap_or(0);
+        for &(base, generation) in &cleaned.read_segments {
+            match self.segments.get(&base) {
+                Some(s) if s.generation() == generation && base != active_base => {}
+                None if base < first_base => {}
+                _ => return discard(format!("segment {base} changed while it was cleaned")),
+            }
+        }
+        let mut groups = Vec::new();
+        for group in &cleaned.groups {
+            let present = group
+                .replaces
+                .iter()
+                .filter(|(b, _)| self.segments.contains_key(b))
+                .count();
+            if present == 0 {
+                continue;
+            }
+            if present != group.replaces.len() {
+                return discard(format!(
+                    "retention deleted part of the segments cleaned into {}",
+                    group.base_offset
+                ));
+            }
+            groups.push(group);
+        }
+        let seg_config = segment_config(&self.config);
+        let now = now_ms();
+        let mut opened = Vec::with_capacity(groups.len());
+        for group in &groups {
+            let path = super::segment::segment_file_with(
+                &self.dir,
+                group.base_offset,
+                LOG_SUFFIX,
+                CLEANED_SUFFIX,
+            );
+            let ours = fs::metadata(&path)
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.dev(), m.ino()) == group.file_id
+                })
+                .unwrap_or(false);
+            if !ours {
+                return discard(format!(
+                    "{} is not the file the clean wrote",
+                    path.display()
+                ));
+            }
+            let (mut segment, indexes_ok) = match LogSegment::open_with_suffix(
+                &self.dir,
+                group.base_offset,
+                seg_config,
+                now,
+                CLEANED_SUFFIX,
+            ) {
+                Ok(opened) => opened,
+                Err(e) => return discard(format!("cannot open the cleaned segment: {e}")),
+            };
+            if !indexes_ok {
+                let next = self
+                    .segments
+                    .range(group.replaces.last().map_or(group.base_offset, |r| r.0) + 1..)
+                    .next()
+                    .map(|(b, _)| *b);
+                segment.recover(next)?;
+            }
+            opened.push((*group, segment));
+        }
+
+        let bytes_before = self.size_in_bytes();
+        let mut deleted = Vec::new();
+        let mut swapped = 0;
+        for (group, mut segment) in opened {
+            let base = group.base_offset;
+            match segment.rename_files(&self.dir, CLEANED_SUFFIX, SWAP_SUFFIX, proceed) {
+                Ok(true) => {}
+                Ok(false) => return Ok(SwapOutcome::Interrupted),
+                Err(e) => {
+                    // Before the commit point: the old segments stand; drop the new files.
+                    drop(segment);
+                    for extra in [CLEANED_SUFFIX, SWAP_SUFFIX] {
+                        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                            let _ = fs::remove_file(super::segment::segment_file_with(
+                                &self.dir, base, suffix, extra,
+                            ));
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+            // Committed: from here a crash completes the swap on the next open.
+            let mut olds: Vec<LogSegment> = group
+                .replaces
+                .iter()
+                .filter_map(|(b, _)| self.segments.remove(b))
+                .collect();
+            let mut result = Ok(true);
+            for old in olds.iter_mut() {
+                result = old.rename_files(&self.dir, "", DELETED_SUFFIX, proceed);
+                if !matches!(result, Ok(true)) {
+                    break;
+                }
+            }
+            if matches!(result, Ok(true)) {
+                result = segment.rename_files(&self.dir, SWAP_SUFFIX, "", proceed);
+            }
+            match result {
+                Ok(true) => {}
+                Ok(false) => return Ok(SwapOutcome::Interrupted),
+                Err(e) => {
+                    // The files now say "new segment" to the next open; until then the old
+                    // segments' descriptors still serve the same records.
+                    for old in olds {
+                        self.segments.insert(old.base_offset(), old);
+                    }
+                    self.dir_dirty = true;
+                    return Err(StorageError::Corrupt(format!(
+                        "{}: swapping in cleaned segment {base} failed after its commit point \
+                         ({e}); the next open completes it",
+                        self.tp
+                    )));
+                }
+            }
+            self.segments.insert(base, segment);
+            deleted.extend(olds);
+            swapped += 1;
+            self.dir_dirty = true;
+        }
+        self.cleaner_checkpoints
+            .advance(&self.tp, cleaned.end_offset);
+        Ok(SwapOutcome::Swapped {
+            segments: swapped,
+            bytes_before,
+            bytes_after: self.size_in_bytes(),
+            deleted: DeletedSegments(deleted),
+        })
+    }
+
     pub fn update_config(&mut self, config: &TopicConfig) {
         self.config = config.clone();
         let seg_config = segment_config(config);
@@ -1085,6 +1460,7 @@ impl PartitionLog {
     /// `-delete` directory the log manager finishes removing, not a half-empty log).
     pub fn delete(self) -> Result<(), StorageError> {
         let dir = self.dir.clone();
+        self.cleaner_checkpoints.remove(&self.tp)?;
         drop(self);
         let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("log");
         let aside = dir.with_file_name(format!("{name}.{}-delete", uuid::Uuid::new_v4().simple()));

@@ -3,7 +3,8 @@
 //! writes the per-dir checkpoints (`recovery-point-offset-checkpoint`,
 //! `replication-offset-checkpoint`, `log-start-offset-checkpoint`), honours and consumes the
 //! `.kafka_cleanshutdown` marker, opens every partition directory it finds and places new
-//! partitions in the dir holding the fewest.
+//! partitions in the dir holding the fewest. It opens each dir's `cleaner-offset-checkpoint`
+//! and hands it to the dir's logs, which the log cleaner reaches it through.
 //!
 //! The broker owns the LogManager; each opened [`PartitionLog`] is handed to the partition
 //! replica actor that owns it from then on.
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
 use super::checkpoint::{sync_dir, write_atomically, OffsetCheckpointFile};
+use super::cleaner::checkpoint::CleanerCheckpoints;
 use super::log::{LogLoadParams, PartitionLog, StorageError, TopicPartition};
 use crate::config::TopicConfig;
 
@@ -78,6 +80,9 @@ struct LogDir {
     path: PathBuf,
     /// Holds the `flock` on `.lock`: two brokers (even in one process) cannot share a dir.
     _lock: File,
+    /// The dir's `cleaner-offset-checkpoint`, shared with every log in it (truncation and
+    /// deletion edit it) and through them with the log cleaner.
+    cleaner_checkpoints: CleanerCheckpoints,
 }
 
 #[derive(Debug)]
@@ -162,6 +167,7 @@ impl LogManager {
             manager.dirs.push(LogDir {
                 path: dir.clone(),
                 _lock: lock,
+                cleaner_checkpoints: CleanerCheckpoints::open(dir),
             });
         }
 
@@ -210,7 +216,8 @@ impl LogManager {
                     high_watermark: replication.get(&tp).copied().unwrap_or(-1),
                     clean_shutdown,
                 };
-                let log = PartitionLog::load(&path, tp.clone(), defaults, params)?;
+                let mut log = PartitionLog::load(&path, tp.clone(), defaults, params)?;
+                log.attach_cleaner_checkpoints(manager.dirs[index].cleaner_checkpoints.clone())?;
                 manager.placement.insert(tp, index);
                 logs.push(log);
             }
@@ -310,7 +317,8 @@ impl LogManager {
             high_watermark: -1,
             clean_shutdown: false,
         };
-        let log = PartitionLog::load(&path, tp.clone(), config, params)?;
+        let mut log = PartitionLog::load(&path, tp.clone(), config, params)?;
+        log.attach_cleaner_checkpoints(self.dirs[index].cleaner_checkpoints.clone())?;
         sync_dir(&self.dirs[index].path).map_err(|e| {
             StorageError::io(format!("fsync {}", self.dirs[index].path.display()), e)
         })?;

@@ -4,10 +4,12 @@
 //! Reading order: [`batch`] (RecordBatch v2 and client validation) → [`segment`] (one `.log`
 //! with its [`offset_index`] and [`time_index`]) → [`log`] (a partition replica's log,
 //! Kafka's UnifiedLog) → [`log_manager`] (a broker's log dirs). [`leader_epoch`] and
-//! [`checkpoint`] hold the small text files beside them.
+//! [`checkpoint`] hold the small text files beside them. [`cleaner`] compacts
+//! `cleanup.policy=compact` logs (Kafka's LogCleaner); its actor is `actors::log_cleaner`.
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 mod file_records;
 mod index_file;
 pub mod leader_epoch;

@@ -160,6 +160,11 @@ impl OffsetIndex {
     pub fn delete(self) -> io::Result<()> {
         self.file.delete()
     }
+
+    /// Renames the file, keeping the mapping.
+    pub fn rename_to(&mut self, to: &Path) -> io::Result<()> {
+        self.file.rename_to(to)
+    }
 }
 
 #[cfg(test)]

@@ -148,6 +148,18 @@ impl ProducerStateManager {
         self.producers.is_empty()
     }
 
+    /// Every producer's last offset written (Kafka's `lastRecordsOfActiveProducers`, without
+    /// transactions): the log cleaner keeps the batch ending there.
+    pub fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(id, entry)| {
+                let last = entry.last_offset();
+                (last >= 0).then_some((*id, last))
+            })
+            .collect()
+    }
+
     pub fn map_end_offset(&self) -> i64 {
         self.map_end_offset
     }

@@ -10,7 +10,8 @@
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tracing::warn;
@@ -39,6 +40,20 @@ pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// `<dir>/<base offset, 20 digits>.<suffix>`.
 pub fn segment_file(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// `<dir>/<base offset, 20 digits>.<suffix><extra>`: a segment file in a cleaner state
+/// (`extra` = `.cleaned`, `.swap` or `.deleted`, as Kafka names them).
+pub fn segment_file_with(dir: &Path, base_offset: i64, suffix: &str, extra: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}{extra}"))
+}
+
+/// Source of [`LogSegment::generation`]: process-wide, so no two segment incarnations share
+/// one, even across logs.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The index settings a segment needs (from the topic config).
@@ -76,6 +91,22 @@ pub struct LogSegment {
     rolling_base_timestamp: Option<i64>,
     /// Wall-clock creation time, the age of a segment whose batches carry no timestamps.
     created_ms: i64,
+    /// Identifies this incarnation of the segment's content: new on create and open, renewed
+    /// when the segment is truncated or recovered. The log cleaner reads closed segments off
+    /// the owning actor and swaps its result in only if every segment it read still has the
+    /// generation it saw (a base offset alone does not say the bytes are the same).
+    generation: u64,
+}
+
+impl std::fmt::Debug for LogSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSegment")
+            .field("base_offset", &self.base_offset)
+            .field("size", &self.log.size())
+            .field("log", &self.log.path())
+            .field("generation", &self.generation)
+            .finish()
+    }
 }
 
 /// The index-building state of a segment, borrowed apart from its `.log` so recovery can
@@ -123,14 +154,27 @@ impl LogSegment {
         config: SegmentConfig,
         now_ms: i64,
     ) -> Result<Self, StorageError> {
-        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        Self::create_with_suffix(dir, base_offset, config, now_ms, "")
+    }
+
+    /// [`LogSegment::create`] with `extra` after each file name (`.cleaned`: the log cleaner
+    /// writes a replacement segment beside the one it replaces). Such a segment must not be
+    /// renamed while open: its indexes reopen their file by path to resize.
+    pub fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        config: SegmentConfig,
+        now_ms: i64,
+        extra: &str,
+    ) -> Result<Self, StorageError> {
+        let log_path = segment_file_with(dir, base_offset, LOG_SUFFIX, extra);
         let offset_index = {
-            let p = segment_file(dir, base_offset, INDEX_SUFFIX);
+            let p = segment_file_with(dir, base_offset, INDEX_SUFFIX, extra);
             OffsetIndex::create(&p, base_offset, config.max_index_bytes)
                 .map_err(io_err(|| format!("create {}", p.display())))?
         };
         let time_index = {
-            let p = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+            let p = segment_file_with(dir, base_offset, TIME_INDEX_SUFFIX, extra);
             TimeIndex::create(&p, base_offset, config.max_index_bytes)
                 .map_err(io_err(|| format!("create {}", p.display())))?
         };
@@ -146,6 +190,7 @@ impl LogSegment {
             max_timestamp_so_far: UNKNOWN_TIMESTAMP,
             rolling_base_timestamp: None,
             created_ms: now_ms,
+            generation: next_generation(),
         })
     }
 
@@ -158,12 +203,23 @@ impl LogSegment {
         config: SegmentConfig,
         now_ms: i64,
     ) -> Result<(Self, bool), StorageError> {
-        let log_path = segment_file(dir, base_offset, LOG_SUFFIX);
+        Self::open_with_suffix(dir, base_offset, config, now_ms, "")
+    }
+
+    /// [`LogSegment::open`] of files named with `extra` after them (a `.cleaned` segment).
+    pub fn open_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        config: SegmentConfig,
+        now_ms: i64,
+        extra: &str,
+    ) -> Result<(Self, bool), StorageError> {
+        let log_path = segment_file_with(dir, base_offset, LOG_SUFFIX, extra);
         let log = FileRecords::open(&log_path)
             .map_err(io_err(|| format!("open {}", log_path.display())))?;
         let log_size = log.size();
-        let index_path = segment_file(dir, base_offset, INDEX_SUFFIX);
-        let time_path = segment_file(dir, base_offset, TIME_INDEX_SUFFIX);
+        let index_path = segment_file_with(dir, base_offset, INDEX_SUFFIX, extra);
+        let time_path = segment_file_with(dir, base_offset, TIME_INDEX_SUFFIX, extra);
 
         let offset_index = match OffsetIndex::open(&index_path, base_offset) {
             Ok(idx) => match idx.sanity_check(log_size) {
@@ -222,6 +278,7 @@ impl LogSegment {
                 max_timestamp_so_far,
                 rolling_base_timestamp: None,
                 created_ms: now_ms,
+                generation: next_generation(),
             },
             // An empty log needs no index: fresh empty ones are correct.
             indexes_ok || log_size == 0,
@@ -230,6 +287,41 @@ impl LogSegment {
 
     pub fn base_offset(&self) -> i64 {
         self.base_offset
+    }
+
+    /// See the field: equal generations mean the same bytes.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Bytes the two indexes' entries take (a closed segment's index file sizes), which the
+    /// log cleaner's grouping keeps within `segment.index.bytes`.
+    pub fn index_sizes(&self) -> (usize, usize) {
+        (
+            self.offset_index.entries() * OffsetIndex::ENTRY_SIZE,
+            self.time_index.entries() * TimeIndex::ENTRY_SIZE,
+        )
+    }
+
+    /// The `.log`'s modification time (the cleaner carries it over to a cleaned segment, as
+    /// Kafka does, so retention by time still sees the data's age).
+    pub fn last_modified(&self) -> Option<SystemTime> {
+        std::fs::metadata(self.log.path())
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Max timestamp of the first batch (Kafka's `getFirstBatchTimestamp`, which
+    /// `max.compaction.lag.ms` measures a dirty segment's age by); `None` when empty.
+    pub fn first_batch_timestamp(&self) -> Result<Option<i64>, StorageError> {
+        if let Some(ts) = self.rolling_base_timestamp {
+            return Ok(Some(ts));
+        }
+        match self.log.scanner(0, BatchHeader::SIZE).next_header() {
+            Ok(Some((_, h))) => Ok(Some(h.max_timestamp)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.scan_error(e)),
+        }
     }
 
     /// Bytes of batches in the `.log`.
@@ -537,6 +629,7 @@ impl LogSegment {
         self.max_timestamp_so_far = UNKNOWN_TIMESTAMP;
         self.bytes_since_last_index_entry = 0;
         self.rolling_base_timestamp = None;
+        self.generation = next_generation();
 
         let size = self.log.size();
         let base_offset = self.base_offset;
@@ -629,6 +722,7 @@ impl LogSegment {
     /// Removes every batch from the one holding `offset` on; returns the bytes removed.
     /// The segment becomes the active one, so its indexes are preallocated again.
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<u64, StorageError> {
+        self.generation = next_generation();
         let mapping = self.translate_offset(offset)?;
         self.offset_index.truncate_to(offset);
         self.time_index.truncate_to(offset);
@@ -702,6 +796,49 @@ impl LogSegment {
             .file()
             .try_clone()
             .map_err(io_err(|| format!("dup {}", self.log.path().display())))
+    }
+
+    /// Renames the segment's three files from `<name><from>` to `<name><to>` (`from`/`to`:
+    /// `""`, `.cleaned`, `.swap`, `.deleted`), keeping descriptors and mappings open. The
+    /// indexes go first and the `.log` last, so the `.log`'s name says how far the rename got.
+    /// `proceed` is asked before every rename; `false` stops the sequence there, leaving the
+    /// files as they are, as a crash would (the seam the swap's crash tests use). Returns
+    /// whether every rename was done.
+    pub fn rename_files(
+        &mut self,
+        dir: &Path,
+        from: &str,
+        to: &str,
+        proceed: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, StorageError> {
+        let base = self.base_offset;
+        let path = |suffix: &str, extra: &str| segment_file_with(dir, base, suffix, extra);
+        let err = |suffix: &str| {
+            let from = path(suffix, from);
+            let to = path(suffix, to);
+            move |e: io::Error| {
+                StorageError::io(format!("rename {} to {}", from.display(), to.display()), e)
+            }
+        };
+        if !proceed() {
+            return Ok(false);
+        }
+        self.offset_index
+            .rename_to(&path(INDEX_SUFFIX, to))
+            .map_err(err(INDEX_SUFFIX))?;
+        if !proceed() {
+            return Ok(false);
+        }
+        self.time_index
+            .rename_to(&path(TIME_INDEX_SUFFIX, to))
+            .map_err(err(TIME_INDEX_SUFFIX))?;
+        if !proceed() {
+            return Ok(false);
+        }
+        self.log
+            .rename_to(&path(LOG_SUFFIX, to))
+            .map_err(err(LOG_SUFFIX))?;
+        Ok(true)
     }
 
     /// Removes the segment's three files.

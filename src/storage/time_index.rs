@@ -161,6 +161,11 @@ impl TimeIndex {
     pub fn delete(self) -> io::Result<()> {
         self.file.delete()
     }
+
+    /// Renames the file, keeping the mapping.
+    pub fn rename_to(&mut self, to: &Path) -> io::Result<()> {
+        self.file.rename_to(to)
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Unmodified Kafka clients against a real `weir cluster` process on loopback: kcat, the
 //! Python clients (confluent-kafka, kafka-python, aiokafka; scripts in tests/clients/), the
-//! rdkafka crate, a raw socket sending bad input, a 3-broker cluster, and kill -9 restarts.
+//! rdkafka crate, a raw socket sending bad input, a 3-broker cluster, kill -9 restarts, and log
+//! compaction.
 //!
 //! Every test starts its own broker process on free ports with its own temp data dir.
 
 mod bad_input;
+mod compaction;
 mod failover;
 mod fetch;
 mod groups;

@@ -311,6 +311,12 @@ impl Replica {
         ReplicaHandle { addr, progress }
     }
 
+    /// The log and the producer state, for the log cleaner's handlers (`actors::log_cleaner`);
+    /// `None` once the log was handed back.
+    pub(crate) fn log_for_cleaner(&mut self) -> Option<(&mut PartitionLog, &ProducerStateManager)> {
+        Some((self.log.as_mut()?, &self.producer_state))
+    }
+
     fn log(&self) -> Result<&PartitionLog, ApiError> {
         self.log.as_ref().ok_or_else(|| {
             ApiError::with_message(

@@ -56,7 +56,7 @@ fn kcat_output(args: &[&str], input: Option<&[u8]>) -> (String, String) {
 }
 
 /// Feeds `input` to `kcat <args>` and returns its stdout.
-fn kcat(args: &[&str], input: Option<&[u8]>) -> String {
+pub(super) fn kcat(args: &[&str], input: Option<&[u8]>) -> String {
     kcat_output(args, input).0
 }
 
@@ -84,7 +84,7 @@ struct Consumed {
 }
 
 /// kcat's consumer from `start` to the end of `topic`, one `format` line per record.
-fn consume_formatted(bootstrap: &str, topic: &str, start: &str, format: &str) -> String {
+pub(super) fn consume_formatted(bootstrap: &str, topic: &str, start: &str, format: &str) -> String {
     kcat(
         &[
             "-b", bootstrap, "-C", "-t", topic, "-o", start, "-e", "-q", "-f", format,
@@ -297,22 +297,7 @@ fn kcat_reads_back_every_codec_and_headers() {
         ],
         Some(b"payload\n"),
     );
-    let out = kcat(
-        &[
-            "-b",
-            &b,
-            "-C",
-            "-t",
-            "kcat-headers",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%h %s\\n",
-        ],
-        None,
-    );
+    let out = consume_formatted(&b, "kcat-headers", "beginning", "%h %s\\n");
     assert_eq!(out.trim(), "trace=abc,empty= payload");
 }
 
