@@ -13,6 +13,8 @@ usage: confluent_kafka_client.py MODE BOOTSTRAP [ARGS]
                                    the broker's default replication (a leader is crashed meanwhile)
   verify-failover BOOTSTRAP ACKFILE    each of them stored exactly once, in order per partition
   transactional BOOTSTRAP          a transactional producer fails at once with a fatal error
+  cluster-admin BOOTSTRAP create|delete  a 6-partition RF=3 topic: create, alter a config, add
+                                   partitions, elect preferred leaders / delete it
 """
 
 import os
@@ -347,6 +349,55 @@ def transactional(bootstrap):
     ok("confluent-kafka transactional producer refused in %.1fs: fatal, %s" % (took, err.str()))
 
 
+CLUSTER_TOPIC = "cp-admin"
+
+
+def cluster_admin(bootstrap, phase):
+    """[control-plane] through whichever broker `bootstrap` names (a non-controller in the
+    test): `create` makes a 6-partition RF=3 topic, alters a config, adds partitions and asks
+    for preferred leaders; `delete` deletes it."""
+    a = admin(bootstrap)
+    if phase == "delete":
+        a.delete_topics([CLUSTER_TOPIC])[CLUSTER_TOPIC].result(30)
+        alive = deadline(30)
+        while CLUSTER_TOPIC in a.list_topics(timeout=10).topics and alive():
+            time.sleep(0.1)
+        assert CLUSTER_TOPIC not in a.list_topics(timeout=10).topics, "still listed"
+        ok("delete topic through a non-controller")
+        return
+    a.create_topics([NewTopic(CLUSTER_TOPIC, 6, 3)])[CLUSTER_TOPIC].result(30)
+    md = a.list_topics(CLUSTER_TOPIC, timeout=10).topics[CLUSTER_TOPIC]
+    assert len(md.partitions) == 6, md.partitions
+    for p in md.partitions.values():
+        assert len(p.replicas) == 3 and sorted(p.isrs) == sorted(p.replicas), p
+        assert p.leader == p.replicas[0], "partition %d: leader %d, replicas %s" % (
+            p.id, p.leader, p.replicas)
+    leaders = sorted(p.leader for p in md.partitions.values())
+    assert leaders == [1, 1, 2, 2, 3, 3], "leaders spread over the brokers: %s" % leaders
+    ok("create a 6-partition RF=3 topic through a non-controller")
+    resource = ConfigResource("topic", CLUSTER_TOPIC, incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([resource])[resource].result(30)
+    described = a.describe_configs([ConfigResource("topic", CLUSTER_TOPIC)])
+    configs = list(described.values())[0].result(30)
+    assert configs["retention.ms"].value == "3600000", configs["retention.ms"]
+    ok("alter a topic config through a non-controller")
+    a.create_partitions([NewPartitions(CLUSTER_TOPIC, 8)])[CLUSTER_TOPIC].result(30)
+    alive = deadline(30)
+    while len(a.list_topics(CLUSTER_TOPIC, timeout=10).topics[CLUSTER_TOPIC].partitions) < 8 \
+            and alive():
+        time.sleep(0.1)
+    assert len(a.list_topics(CLUSTER_TOPIC, timeout=10).topics[CLUSTER_TOPIC].partitions) == 8
+    ok("add partitions through a non-controller")
+    from confluent_kafka import ElectionType
+    result = a.elect_leaders(ElectionType.PREFERRED,
+                             [TopicPartition(CLUSTER_TOPIC, 0)]).result(30)
+    error = result[TopicPartition(CLUSTER_TOPIC, 0)]
+    # The preferred replica already leads: Kafka answers ELECTION_NOT_NEEDED.
+    assert error is not None and error.name() == "ELECTION_NOT_NEEDED", error
+    ok("preferred leader election")
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -362,6 +413,7 @@ def main():
         "failover": lambda: failover(bootstrap, rest[0]),
         "verify-failover": lambda: verify_failover(bootstrap, rest[0]),
         "transactional": lambda: transactional(bootstrap),
+        "cluster-admin": lambda: cluster_admin(bootstrap, rest[0]),
     }[mode]()
     ok("ALL")
 

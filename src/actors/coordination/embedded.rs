@@ -362,8 +362,10 @@ mod tests {
     #[actix::test]
     async fn heartbeats_keep_a_session_alive_past_its_timeout() {
         let service = EmbeddedCoordination::start(tick(50)).await.unwrap();
+        // A timeout with room for scheduling delays on a loaded machine (heartbeats go out
+        // every third of it).
         let (client, _events) = service
-            .open_session(Duration::from_millis(100))
+            .open_session(Duration::from_millis(400))
             .await
             .unwrap();
         client
@@ -371,7 +373,7 @@ mod tests {
             .await
             .unwrap();
         // Five timeouts of idling: only heartbeats keep it.
-        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        actix_rt::time::sleep(Duration::from_millis(2_000)).await;
         let exists = client
             .call(Request::Exists {
                 path: "/e".into(),
