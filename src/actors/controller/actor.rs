@@ -2319,8 +2319,18 @@ mod tests {
                 .get_children(paths::BROKER_IDS, false)
                 .await
                 .unwrap_or_default();
+            // The controller has seen them all once it told a broker about all of them.
+            let controller_knows_all = active.first().is_some_and(|a| {
+                h.recorders[&a.broker_id]
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|r| matches!(r, PeerRequest::UpdateMetadata(u) if u.live_brokers.len() == expected_brokers))
+            });
             if active.len() == 1
                 && live.len() == expected_brokers
+                && controller_knows_all
                 && s.iter().all(|x| x.controller_id == active[0].broker_id)
             {
                 return active[0].clone();
@@ -2551,6 +2561,225 @@ mod tests {
     }
 
     /// Stops the actor as a crash would (no resignation, no session close).
+    /// Crashes broker `id`: its controller actor stops and its session expires at once.
+    async fn kill(h: &mut Harness, id: i32) {
+        let owner = h
+            .observer
+            .exists(&paths::broker(id), false)
+            .await
+            .unwrap()
+            .unwrap()
+            .ephemeral_owner;
+        h.controllers
+            .remove(&id)
+            .unwrap()
+            .send(StopForTest)
+            .await
+            .ok();
+        h.transport.unregister(id);
+        h.service.expire_session(owner).await;
+    }
+
+    /// Waits until `topic`-`p`'s state znode satisfies `f`.
+    async fn wait_state(
+        h: &Harness,
+        topic: &str,
+        p: i32,
+        what: &str,
+        f: impl Fn(&znodes::PartitionStateZNode) -> bool,
+    ) -> znodes::PartitionStateZNode {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = partition_state(h, topic, p).await;
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: state is {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A one-partition topic on exactly `replicas` (in preference order).
+    async fn create_on(h: &Harness, controller: i32, name: &str, replicas: Vec<i32>) {
+        let outcome = h.controllers[&controller]
+            .send(CreateTopics {
+                topics: vec![NewTopic {
+                    name: name.into(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: vec![(0, replicas.clone())],
+                    configs: vec![],
+                }],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        if let Err(e) = &outcome[0].result {
+            panic!("creating {name} on {replicas:?}: {e:?}");
+        }
+    }
+
+    #[actix::test]
+    async fn the_last_isr_member_dying_takes_the_partition_offline_until_it_returns() {
+        let mut h = harness(4).await;
+        let active = wait_for_single_controller(&h, 4).await;
+        let replicas: Vec<i32> = (1..=4).filter(|b| *b != active.broker_id).collect();
+        create_on(&h, active.broker_id, "last", replicas.clone()).await;
+        let (x, y, z) = (replicas[0], replicas[1], replicas[2]);
+        kill(&mut h, y).await;
+        kill(&mut h, z).await;
+        let s = wait_state(&h, "last", 0, "the ISR shrinks to the leader", |s| {
+            s.isr == vec![x]
+        })
+        .await;
+        assert_eq!(s.leader, x);
+        // The last ISR member dies: it stays in the ISR and the partition has no leader (no
+        // unclean election: the others may miss acknowledged records).
+        kill(&mut h, x).await;
+        let s = wait_state(&h, "last", 0, "the partition goes offline", |s| {
+            s.leader == -1
+        })
+        .await;
+        assert_eq!(s.isr, vec![x]);
+        // It returns: leader again, in a new epoch, and told so.
+        start_broker(&mut h, x).await;
+        let s = wait_state(&h, "last", 0, "the last ISR member leads again", |s| {
+            s.leader == x
+        })
+        .await;
+        assert!(s.leader_epoch > 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !h.recorders[&x]
+            .leader_and_isr_for("last", 0)
+            .iter()
+            .any(|t| t.leader == x && t.leader_epoch == s.leader_epoch)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker {x} was not told"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[actix::test]
+    async fn a_returning_broker_is_told_the_roles_of_its_replicas() {
+        let mut h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        create_topic(&h, active.broker_id, "back", 3).await[0]
+            .result
+            .as_ref()
+            .unwrap();
+        let victim = *h
+            .controllers
+            .keys()
+            .find(|id| **id != active.broker_id)
+            .unwrap();
+        kill(&mut h, victim).await;
+        for p in 0..3 {
+            wait_state(&h, "back", p, "the ISR drops the dead broker", |s| {
+                !s.isr.contains(&victim)
+            })
+            .await;
+        }
+        start_broker(&mut h, victim).await;
+        // Every partition it hosts (all three: RF=3 on three brokers) comes with a role.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let told: BTreeSet<i32> = (0..3)
+                .filter(|p| {
+                    !h.recorders[&victim]
+                        .leader_and_isr_for("back", *p)
+                        .is_empty()
+                })
+                .collect();
+            if told.len() == 3 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "told about {told:?} only"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(h.recorders[&victim].metadata_updates() > 0);
+    }
+
+    #[actix::test]
+    async fn preferred_leader_election_moves_leadership_back_to_the_first_replica() {
+        let mut h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        let others: Vec<i32> = (1..=3).filter(|b| *b != active.broker_id).collect();
+        let preferred = others[0];
+        create_on(
+            &h,
+            active.broker_id,
+            "pref",
+            vec![preferred, others[1], active.broker_id],
+        )
+        .await;
+        kill(&mut h, preferred).await;
+        wait_state(&h, "pref", 0, "leadership moves away", |s| {
+            s.leader >= 0 && s.leader != preferred
+        })
+        .await;
+        start_broker(&mut h, preferred).await;
+        // The returning broker is not in the ISR until it catches up: here the test plays
+        // its leader's part and records it back in (as AlterPartition would).
+        let zk = KafkaZkClient::new(h.observer.clone());
+        let (state, version) = zk.get_partition_state("pref", 0).await.unwrap().unwrap();
+        let mut isr = state.isr.clone();
+        isr.push(preferred);
+        let answer = h.controllers[&active.broker_id]
+            .send(AlterPartition {
+                broker_id: state.leader,
+                broker_epoch: statuses(&h)
+                    .await
+                    .iter()
+                    .find(|s| s.broker_id == state.leader)
+                    .unwrap()
+                    .broker_epoch,
+                partitions: vec![crate::actors::controller::messages::AlterPartitionItem {
+                    topic: "pref".into(),
+                    partition: 0,
+                    leader_epoch: state.leader_epoch,
+                    partition_epoch: version,
+                    new_isr: isr,
+                }],
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer[0].1.is_ok(), "{answer:?}");
+        let elected = h.controllers[&active.broker_id]
+            .send(ElectLeaders {
+                partitions: Some(vec![TopicPartition::new("pref", 0)]),
+                election: ElectionType::Preferred,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(elected, vec![(TopicPartition::new("pref", 0), Ok(()))]);
+        let s = partition_state(&h, "pref", 0).await;
+        assert_eq!(s.leader, preferred);
+        // Asked again: nothing to do.
+        let again = h.controllers[&active.broker_id]
+            .send(ElectLeaders {
+                partitions: Some(vec![TopicPartition::new("pref", 0)]),
+                election: ElectionType::Preferred,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            again[0].1.as_ref().unwrap_err().code,
+            ResponseError::ElectionNotNeeded.code()
+        );
+    }
+
     #[derive(Message)]
     #[rtype(result = "()")]
     struct StopForTest;
