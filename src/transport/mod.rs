@@ -4,6 +4,10 @@
 //! console act here ([`faults`]), invisible to the code that sends.
 
 pub mod faults;
+pub mod framing;
 pub mod peer;
+pub mod server;
+pub mod tcp;
+pub mod wire;
 
 pub use faults::{LinkFailure, LinkFaults, LinkVerdict, Node};

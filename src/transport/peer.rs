@@ -6,7 +6,8 @@
 //! controller, and follower fetches. Senders hold a [`Peers`] handle and call a typed method
 //! (`peers.leader_and_isr(to, msg)`); receivers register a [`PeerHandler`]. Between them sits a
 //! [`PeerTransport`]: [`LocalTransport`] in one process (through the link faults of the
-//! in-process cluster), TCP across processes.
+//! in-process cluster), [`super::tcp::TcpTransport`] across processes (the same messages,
+//! serialized: every payload type derives serde).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,7 +18,7 @@ use futures::future::BoxFuture;
 use super::faults::{LinkFailure, LinkFaults, Node};
 
 /// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TransportError {
     #[error("broker {0} is unknown to the transport")]
     UnknownBroker(i32),
@@ -37,11 +38,11 @@ pub enum TransportError {
 macro_rules! peer_calls {
     ($( $(#[doc = $doc:literal])* $method:ident : $variant:ident ( $req:ty ) -> $resp:ty ; )*) => {
         /// Every request one broker can send another.
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
         pub enum PeerRequest { $( $(#[doc = $doc])* $variant($req), )* }
 
         /// The answer to each [`PeerRequest`] kind, same variant name.
-        #[derive(Debug)]
+        #[derive(Debug, serde::Serialize, serde::Deserialize)]
         pub enum PeerResponse { $( $variant($resp), )* }
 
         impl PeerRequest {

@@ -36,7 +36,9 @@ use crate::actors::local_controller::{
     AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
     CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
 };
-use crate::actors::metadata_cache::{validate_topic_name, BrokerEndpoint, LEADER_DURING_DELETE};
+use crate::actors::metadata_cache::{
+    validate_topic_name, BrokerEndpoint, ListenerEndpoint, LEADER_DURING_DELETE,
+};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
@@ -314,6 +316,30 @@ impl Handler<SessionFault> for Controller {
             }
         }
         Ok(())
+    }
+}
+
+/// A clean stop (the last step of a controlled shutdown): close the coordination session, so
+/// the broker's ephemerals (`/brokers/ids/<id>`, `/controller` if it holds it) go at once and
+/// the cluster reacts without waiting for the session timeout, then stop the actor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct CloseSession;
+
+impl Handler<CloseSession> for Controller {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: CloseSession, _: &mut Self::Context) -> Self::Result {
+        let session = self.session.clone();
+        Box::pin(
+            async move {
+                if let Err(e) = session.close().await {
+                    tracing::debug!(error = %e, "closing the coordination session failed");
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
     }
 }
 
@@ -709,6 +735,14 @@ impl Core {
                 host,
                 port,
                 rack: registration.rack.clone(),
+                listeners: endpoints
+                    .into_iter()
+                    .map(|(listener, host, port)| ListenerEndpoint {
+                        listener,
+                        host,
+                        port,
+                    })
+                    .collect(),
             },
             epoch,
         }
@@ -1969,11 +2003,19 @@ impl Core {
             .shutting_down
             .insert(msg.broker_id);
         self.commit_changes(changes, false).await;
+        // As Kafka's controller answers: the replicated partitions the broker still leads (a
+        // partition with one replica has nowhere to go, so waiting for it would not help).
         let ctx = &self.active_ref().ctx;
         Ok(ctx
             .states
             .iter()
             .filter(|(_, s)| s.leader == msg.broker_id)
+            .filter(|((t, p), _)| {
+                ctx.topics
+                    .get(t)
+                    .and_then(|info| info.assignment.get(p))
+                    .is_some_and(|replicas| replicas.len() > 1)
+            })
             .map(|((t, p), _)| TopicPartition {
                 topic: t.clone(),
                 partition: *p,
