@@ -156,6 +156,11 @@ impl PeerServer {
                     });
                 }
                 Ok(None) => break None,
+                // The peer went away (a crash, a cut link): nothing to complain about.
+                Err(FrameError::Io(e)) => {
+                    tracing::debug!(broker = self.broker_id, from, %peer, error = %e, "peer connection lost");
+                    break None;
+                }
                 Err(e) => break Some(format!("bad frame: {e}")),
             }
         };

@@ -8,5 +8,6 @@ mod wire;
 mod control_plane;
 mod coordination;
 mod kafka_clients;
+mod multinode;
 mod replication;
 mod storage;

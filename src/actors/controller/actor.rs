@@ -96,6 +96,8 @@ pub struct Controller {
     session: CoordinationClient,
     /// The broker ↔ coordination link is cut (fault injection); a renewed session starts cut.
     link_cut: bool,
+    /// Set by [`CloseSession`]: the events of the closing session are no longer handled.
+    closing: bool,
 }
 
 impl Controller {
@@ -107,6 +109,7 @@ impl Controller {
         Self {
             session: client.clone(),
             link_cut: false,
+            closing: false,
             core: Some(Core {
                 deps: Arc::new(deps),
                 zk: KafkaZkClient::new(client),
@@ -227,6 +230,9 @@ impl Handler<Startup> for Controller {
 
 impl StreamHandler<SessionEvent> for Controller {
     fn handle(&mut self, event: SessionEvent, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
         let Some(mut core) = self.core.take() else {
             return;
         };
@@ -330,6 +336,7 @@ impl Handler<CloseSession> for Controller {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: CloseSession, _: &mut Self::Context) -> Self::Result {
+        self.closing = true;
         let session = self.session.clone();
         Box::pin(
             async move {
