@@ -748,3 +748,22 @@ async fn controlled_shutdown_moves_every_leadership_off_a_broker_of_the_in_proce
         .all(|p| p.leader > 0 && p.leader != 2 && !p.isr.contains(&2)));
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+#[test]
+fn the_example_three_node_configs_load_with_every_key_known() {
+    for backend in ["weir-coordinator", "zookeeper"] {
+        for i in 1..=3 {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config")
+                .join(backend)
+                .join(format!("broker-{i}.properties"));
+            let (config, warnings) =
+                weir::config::BrokerConfig::load(Some(&path), &[]).expect("loads");
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+            assert_eq!(config.broker_id, i);
+            assert_eq!(config.inter_broker_listener(), "REPLICATION");
+            assert_eq!(config.client_listener().unwrap().port, 9091 + i as u16);
+            assert!(config.zookeeper_connect.is_some());
+        }
+    }
+}
