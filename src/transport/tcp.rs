@@ -2,7 +2,7 @@
 //! broker's [`PeerRequest`]s to the other brokers' [`super::server::PeerServer`]s, the same
 //! requests [`super::peer::LocalTransport`] delivers in one process.
 //!
-//! One [`Link`] per destination broker owns one connection (so one per broker pair and
+//! One link per destination broker owns one connection (so one per broker pair and
 //! direction of use) and a task that:
 //! - dials lazily, when the first request comes, at the address the [`PeerDirectory`] gives
 //!   (the peer's inter-broker listener, from the controller's metadata or its registration);

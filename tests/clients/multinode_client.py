@@ -21,8 +21,8 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PARTITIONS, append_acks, ok, read_acks, usage, value_of, verify_survivors  # noqa: E402
-from confluent_kafka_client import FAST_RECONNECT, consume, strip  # noqa: E402
+from common import PARTITIONS, ok, read_acks, usage, verify_survivors  # noqa: E402
+from confluent_kafka_client import FAST_RECONNECT, consume, produce_paced, strip  # noqa: E402
 
 # At most this many records wait for their acknowledgement, so a fault lands mid-run.
 WINDOW = 1000
@@ -55,33 +55,11 @@ def produce(bootstrap, topic, ack_file, stop_file, err_file):
         "bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
         "enable.idempotence": False, "message.timeout.ms": 120000,
         "error_cb": on_error}))
-    pending = []
-    acked = [0]
-
-    def delivered(err, msg):
-        if err is None:
-            pending.append("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
-            acked[0] += 1
-        else:
-            record_error("delivery %s retriable=%s %s" % (err.name(), err.retriable(), err.str()))
-
-    i = 0
-    while not os.path.exists(stop_file):
-        for _ in range(20):
-            if i - acked[0] >= WINDOW:
-                break
-            try:
-                p.produce(topic, key=b"m%d" % i, value=value_of(i), on_delivery=delivered)
-                i += 1
-            except BufferError:
-                break
-        p.poll(0.01)
-        if pending:
-            append_acks(ack_file, pending)
-            pending.clear()
-    assert p.flush(120) == 0, "records still in flight"
-    append_acks(ack_file, pending)
-    ok("produced %d records, %d acknowledged" % (i, acked[0]))
+    sent, acked = produce_paced(
+        p, topic, b"m", ack_file,
+        lambda err: record_error("delivery %s retriable=%s %s" % (err.name(), err.retriable(), err.str())),
+        more=lambda i: not os.path.exists(stop_file), window=WINDOW, burst=20, flush_s=120)
+    ok("produced %d records, %d acknowledged" % (sent, acked))
 
 
 def verify(bootstrap, topic, ack_file):

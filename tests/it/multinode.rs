@@ -11,7 +11,6 @@
 
 mod netns;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -23,7 +22,7 @@ use weir::actors::coordination::{self, CoordinationClient};
 
 use crate::coordination::harness::{start_binary, start_zookeeper, ChildGuard};
 use crate::kafka_clients::{client_script, python, run_with_deadline};
-use crate::support::{free_port, require_program, wait_until};
+use crate::support::{free_port, require_program, stdout_lines, wait_until};
 
 /// How long a condition may take (a failover waits for a 4 s session timeout).
 const DEADLINE: Duration = Duration::from_secs(45);
@@ -71,18 +70,9 @@ impl BrokerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn weir broker");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = stdout_lines(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
-        rx
+        lines
     }
 
     fn wait_ready(&mut self, lines: mpsc::Receiver<String>) {
@@ -149,10 +139,17 @@ pub fn start_all(brokers: &mut [BrokerProcess]) {
     }
 }
 
-/// The keys every broker of these tests shares.
-pub fn common_sets(zookeeper_connect: &str) -> Vec<String> {
-    [
+/// The keys of broker `n` (1-based; its logs in `dir/broker-<n>`): the ones every broker
+/// of these tests shares, then `extra`.
+pub fn node_sets(
+    zookeeper_connect: &str,
+    dir: &Path,
+    n: usize,
+    extra: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut sets: Vec<String> = vec![
         format!("zookeeper.connect={zookeeper_connect}"),
+        format!("log.dirs={}", dir.join(format!("broker-{n}")).display()),
         "zookeeper.session.timeout.ms=4000".into(),
         "default.replication.factor=3".into(),
         "min.insync.replicas=2".into(),
@@ -162,8 +159,50 @@ pub fn common_sets(zookeeper_connect: &str) -> Vec<String> {
         // Failures are found through the session; the ISR lag bound only for slow followers.
         "replica.lag.time.max.ms=10000".into(),
         "controller.socket.timeout.ms=5000".into(),
+    ];
+    sets.extend(extra);
+    sets
+}
+
+/// Clients on PLAINTEXT, weir's typed inter-broker messages on REPLICATION.
+pub fn named_listeners(host: &str, client_port: u16, replication_port: u16) -> [String; 3] {
+    [
+        format!(
+            "listeners=PLAINTEXT://{host}:{client_port},REPLICATION://{host}:{replication_port}"
+        ),
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT".into(),
+        "inter.broker.listener.name=REPLICATION".into(),
     ]
-    .into()
+}
+
+/// What a test runs against its brokers: the clients' bootstrap list, a reader of the
+/// coordination service, a metadata view, and the producer (started, and past its first
+/// acknowledgements).
+pub struct Workload {
+    pub bootstrap: String,
+    pub coordination: Coordination,
+    pub view: MetadataView,
+    pub producer: Producer,
+}
+
+impl Workload {
+    pub fn start(brokers: &[BrokerProcess], connect: &str, topic: &str, dir: &Path) -> Self {
+        let bootstrap = brokers
+            .iter()
+            .map(|b| b.client.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let coordination = Coordination::connect(connect);
+        let view = MetadataView::new(&bootstrap);
+        let producer = Producer::start(&bootstrap, topic, dir);
+        producer.wait_progress(300, "the first acknowledgements");
+        Self {
+            bootstrap,
+            coordination,
+            view,
+            producer,
+        }
+    }
 }
 
 /// One partition as a client's metadata shows it.
@@ -373,83 +412,78 @@ impl Coordination {
     }
 }
 
-/// Kills the leader of a partition that the controller does not lead, restarts it, and
-/// checks the cluster failed over and the broker came back into every ISR. Returns the
-/// failover time.
-fn kill_a_leader_and_restart(
-    brokers: &mut [BrokerProcess],
-    view: &MetadataView,
-    coordination: &Coordination,
-    producer: &Producer,
-    topic: &str,
-) -> Duration {
-    let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
-    let controller = coordination.controller().expect("a controller");
-    let parts = view.wait_full_isr(topic, &ids);
-    let victim = parts
+/// A broker leading some partition of `topic`, other than the controller when possible.
+fn a_leader_not_controlling(w: &Workload, ids: &[i32], topic: &str) -> i32 {
+    let controller = w.coordination.controller().expect("a controller");
+    let parts = w.view.wait_full_isr(topic, ids);
+    parts
         .iter()
         .map(|p| p.leader)
         .find(|l| *l != controller)
-        .unwrap_or(parts[0].leader);
+        .unwrap_or(parts[0].leader)
+}
+
+/// Waits until no partition of `topic` is led by `gone` or has it in its ISR.
+fn wait_failed_over(w: &Workload, topic: &str, gone: i32) {
+    w.view
+        .wait(topic, "every partition led by a live broker", |p| {
+            p.leader >= 0 && p.leader != gone && !p.isr.contains(&gone)
+        });
+}
+
+/// SIGKILLs the leader of a partition that the controller does not lead, restarts it, and
+/// checks the cluster failed over and the broker came back into every ISR.
+fn kill_a_leader_and_restart(brokers: &mut [BrokerProcess], w: &Workload, topic: &str) {
+    let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
+    let victim = a_leader_not_controlling(w, &ids, topic);
     let b = brokers.iter_mut().find(|b| b.id == victim).expect("victim");
     b.kill9();
     let killed = Instant::now();
-    view.wait(topic, "every partition led by a live broker", |p| {
-        p.leader >= 0 && p.leader != victim && !p.isr.contains(&victim)
-    });
-    let failover = killed.elapsed();
-    eprintln!("multinode: SIGKILL of leader {victim}: partitions failed over in {failover:?}");
-    producer.wait_progress(200, "acknowledgements with the leader dead");
+    wait_failed_over(w, topic, victim);
+    eprintln!(
+        "multinode: SIGKILL of leader {victim}: partitions failed over in {:?}",
+        killed.elapsed()
+    );
+    w.producer
+        .wait_progress(200, "acknowledgements with the leader dead");
     let restarted = Instant::now();
     b.start();
-    view.wait_full_isr(topic, &ids);
+    w.view.wait_full_isr(topic, &ids);
     eprintln!(
         "multinode: restarted broker {victim} was ready, caught up and rejoined every ISR in {:?}",
         restarted.elapsed()
     );
-    failover
 }
 
-/// Kills the controller's process, waits for another broker to be elected, restarts it.
-fn kill_the_controller_and_restart(
-    brokers: &mut [BrokerProcess],
-    view: &MetadataView,
-    coordination: &Coordination,
-    producer: &Producer,
-    topic: &str,
-) {
+/// SIGKILLs the controller's process, waits for another broker to be elected and to move the
+/// leaderships, restarts it.
+fn kill_the_controller_and_restart(brokers: &mut [BrokerProcess], w: &Workload, topic: &str) {
     let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
-    view.wait_full_isr(topic, &ids);
-    let controller = coordination.controller().expect("a controller");
+    w.view.wait_full_isr(topic, &ids);
+    let controller = w.coordination.controller().expect("a controller");
     let b = brokers
         .iter_mut()
         .find(|b| b.id == controller)
         .expect("the controller's process");
     b.kill9();
     let killed = Instant::now();
-    let elected = coordination.wait_new_controller(controller);
-    view.wait(topic, "every partition led by a live broker", |p| {
-        p.leader >= 0 && p.leader != controller
-    });
+    let elected = w.coordination.wait_new_controller(controller);
+    wait_failed_over(w, topic, controller);
     eprintln!(
         "multinode: SIGKILL of controller {controller}: broker {elected} elected and leaders moved in {:?}",
         killed.elapsed()
     );
-    producer.wait_progress(200, "acknowledgements after the controller died");
+    w.producer
+        .wait_progress(200, "acknowledgements after the controller died");
     b.start();
-    view.wait_full_isr(topic, &ids);
+    w.view.wait_full_isr(topic, &ids);
 }
 
 /// SIGTERM each broker in turn, restart it, wait for it to rejoin every ISR.
-fn rolling_restart(
-    brokers: &mut [BrokerProcess],
-    view: &MetadataView,
-    producer: &Producer,
-    topic: &str,
-) {
+fn rolling_restart(brokers: &mut [BrokerProcess], w: &Workload, topic: &str) {
     let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
     for broker in brokers.iter_mut() {
-        view.wait_full_isr(topic, &ids);
+        w.view.wait_full_isr(topic, &ids);
         let (status, took) = broker.terminate();
         assert!(
             status.success(),
@@ -460,10 +494,11 @@ fn rolling_restart(
             "multinode: SIGTERM of broker {}: controlled shutdown and exit in {took:?}",
             broker.id
         );
-        producer.wait_progress(100, "acknowledgements during the rolling restart");
+        w.producer
+            .wait_progress(100, "acknowledgements during the rolling restart");
         broker.start();
     }
-    view.wait_full_isr(topic, &ids);
+    w.view.wait_full_isr(topic, &ids);
 }
 
 /// What a raw connection to `addr` gets back for `bytes` before the broker closes it;
@@ -526,49 +561,27 @@ fn weir_broker_processes_on_a_weir_coordinator_survive_kills_and_a_rolling_resta
     let port = free_port();
     let _coordinator = runtime.block_on(start_binary(port, &dir.path().join("coordination")));
     let connect = format!("weir://127.0.0.1:{port}/weir");
-    // Named listeners: clients on PLAINTEXT, weir's typed messages on REPLICATION.
     let mut brokers: Vec<BrokerProcess> = (1..=3)
-        .map(|id| {
-            let mut sets = common_sets(&connect);
-            sets.extend([
-                format!("broker.id={id}"),
-                format!(
-                    "listeners=PLAINTEXT://127.0.0.1:{},REPLICATION://127.0.0.1:{}",
-                    free_port(),
-                    free_port()
-                ),
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT".into(),
-                "inter.broker.listener.name=REPLICATION".into(),
-                format!(
-                    "log.dirs={}",
-                    dir.path().join(format!("broker-{id}")).display()
-                ),
-            ]);
-            BrokerProcess::new(sets, vec![])
+        .map(|n| {
+            let mut extra = vec![format!("broker.id={n}")];
+            extra.extend(named_listeners("127.0.0.1", free_port(), free_port()));
+            BrokerProcess::new(node_sets(&connect, dir.path(), n, extra), vec![])
         })
         .collect();
     start_all(&mut brokers);
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.client.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    let coordination = Coordination::connect(&connect);
-    let view = MetadataView::new(&bootstrap);
-    let producer = Producer::start(&bootstrap, "orders", dir.path());
-    producer.wait_progress(300, "the first acknowledgements");
-    bad_input_on_the_inter_broker_port_closes_only_that_connection(&brokers[0], &producer);
+    let w = Workload::start(&brokers, &connect, "orders", dir.path());
+    bad_input_on_the_inter_broker_port_closes_only_that_connection(&brokers[0], &w.producer);
 
-    kill_a_leader_and_restart(&mut brokers, &view, &coordination, &producer, "orders");
-    kill_the_controller_and_restart(&mut brokers, &view, &coordination, &producer, "orders");
-    rolling_restart(&mut brokers, &view, &producer, "orders");
+    kill_a_leader_and_restart(&mut brokers, &w, "orders");
+    kill_the_controller_and_restart(&mut brokers, &w, "orders");
+    rolling_restart(&mut brokers, &w, "orders");
 
-    let acked = producer.stop_and_verify(&bootstrap);
+    let acked = w.producer.stop_and_verify(&w.bootstrap);
     eprintln!("multinode: {acked} acknowledged records all survived");
 }
 
 /// ZooKeeper's own CLI: the data of `path` (the JSON line).
-fn zk_get(port: u16, path: &str) -> serde_json::Value {
+pub fn zk_get(port: u16, path: &str) -> serde_json::Value {
     let out = run_with_deadline(
         Command::new("java")
             .args([
@@ -599,34 +612,19 @@ fn weir_broker_processes_on_real_zookeeper_fail_over_and_outlive_a_zookeeper_res
     // Kafka's default shape: one PLAINTEXT listener shared by clients and peers, and ids
     // generated through /brokers/seqid.
     let mut brokers: Vec<BrokerProcess> = (1..=3)
-        .map(|i| {
-            let mut sets = common_sets(&connect);
-            sets.extend([
-                format!("listeners=PLAINTEXT://127.0.0.1:{}", free_port()),
-                format!(
-                    "log.dirs={}",
-                    dir.path().join(format!("broker-{i}")).display()
-                ),
-            ]);
-            BrokerProcess::new(sets, vec![])
+        .map(|n| {
+            let listener = format!("listeners=PLAINTEXT://127.0.0.1:{}", free_port());
+            BrokerProcess::new(node_sets(&connect, dir.path(), n, [listener]), vec![])
         })
         .collect();
     start_all(&mut brokers);
     let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
     assert!(ids.iter().all(|id| *id > 1000), "generated ids: {ids:?}");
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.client.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    let coordination = Coordination::connect(&connect);
-    let view = MetadataView::new(&bootstrap);
-    let producer = Producer::start(&bootstrap, "payments", dir.path());
-    producer.wait_progress(300, "the first acknowledgements");
-    view.wait_full_isr("payments", &ids);
+    let w = Workload::start(&brokers, &connect, "payments", dir.path());
+    w.view.wait_full_isr("payments", &ids);
 
     // Kafka's znodes, as ZooKeeper's own CLI reads them.
-    let controller = coordination.controller().expect("a controller");
+    let controller = w.coordination.controller().expect("a controller");
     let paths = [
         format!("/kafka/brokers/ids/{}", ids[0]),
         "/kafka/controller".to_string(),
@@ -659,24 +657,25 @@ fn weir_broker_processes_on_real_zookeeper_fail_over_and_outlive_a_zookeeper_res
     assert!(state["controller_epoch"].as_i64().unwrap() >= 1, "{state}");
     assert!(ids.contains(&(state["leader"].as_i64().unwrap() as i32)));
 
-    kill_the_controller_and_restart(&mut brokers, &view, &coordination, &producer, "payments");
+    kill_the_controller_and_restart(&mut brokers, &w, "payments");
 
     // ZooKeeper dies and comes back within the session timeout: every session survives (the
     // registrations keep their epochs) and nothing is lost.
-    view.wait_full_isr("payments", &ids);
+    w.view.wait_full_isr("payments", &ids);
     let epochs: Vec<Option<i64>> = ids
         .iter()
-        .map(|id| coordination.broker_epoch(*id))
+        .map(|id| w.coordination.broker_epoch(*id))
         .collect();
     drop(zookeeper.take());
     let down = Instant::now();
     zookeeper = Some(start_zookeeper(zk_port, dir.path()));
     eprintln!("multinode: ZooKeeper was down for {:?}", down.elapsed());
-    producer.wait_progress(300, "acknowledgements after ZooKeeper came back");
+    w.producer
+        .wait_progress(300, "acknowledgements after ZooKeeper came back");
     let after: Vec<Option<i64>> = wait_until("the registrations readable again", DEADLINE, || {
         let e: Vec<Option<i64>> = ids
             .iter()
-            .map(|id| coordination.broker_epoch(*id))
+            .map(|id| w.coordination.broker_epoch(*id))
             .collect();
         e.iter().all(Option::is_some).then_some(e)
     });
@@ -684,9 +683,9 @@ fn weir_broker_processes_on_real_zookeeper_fail_over_and_outlive_a_zookeeper_res
         after, epochs,
         "the brokers' sessions outlived the ZooKeeper restart"
     );
-    view.wait_full_isr("payments", &ids);
+    w.view.wait_full_isr("payments", &ids);
 
-    let acked = producer.stop_and_verify(&bootstrap);
+    let acked = w.producer.stop_and_verify(&w.bootstrap);
     eprintln!("multinode: {acked} acknowledged records all survived on ZooKeeper");
     drop(zookeeper);
 }

@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use super::{common_sets, BrokerProcess, Coordination, MetadataView, Producer};
+use super::{named_listeners, node_sets, wait_failed_over, BrokerProcess, Workload};
 use crate::coordination::harness::start_binary_on;
 
 /// Namespaces, veths and the bridge of one test, removed on drop.
@@ -143,71 +143,46 @@ fn a_broker_cut_off_the_network_fails_over_and_catches_up_when_the_link_heals() 
         .iter()
         .enumerate()
         .map(|(i, (ns, _, addr))| {
-            let id = i as i32 + 1;
-            let mut sets = common_sets(&connect);
-            sets.extend([
-                format!("broker.id={id}"),
-                format!("listeners=PLAINTEXT://{addr}:9092,REPLICATION://{addr}:19092"),
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,REPLICATION:PLAINTEXT".into(),
-                "inter.broker.listener.name=REPLICATION".into(),
-                format!(
-                    "log.dirs={}",
-                    dir.path().join(format!("broker-{id}")).display()
-                ),
-            ]);
+            let mut extra = vec![format!("broker.id={}", i + 1)];
+            extra.extend(named_listeners(addr, 9092, 19092));
             let wrapper = ["ip", "netns", "exec", ns.as_str()]
                 .map(String::from)
                 .to_vec();
-            BrokerProcess::new(sets, wrapper)
+            BrokerProcess::new(node_sets(&connect, dir.path(), i + 1, extra), wrapper)
         })
         .collect();
     super::start_all(&mut brokers);
     let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.client.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    let coordination = Coordination::connect(&connect);
-    let view = MetadataView::new(&bootstrap);
-    let producer = Producer::start(&bootstrap, "events", dir.path());
-    producer.wait_progress(300, "the first acknowledgements");
+    let w = Workload::start(&brokers, &connect, "events", dir.path());
 
     // Cut off a broker that leads a partition but is not the controller.
-    let controller = coordination.controller().expect("a controller");
-    let parts = view.wait_full_isr("events", &ids);
-    let victim = parts
-        .iter()
-        .map(|p| p.leader)
-        .find(|l| *l != controller)
-        .unwrap_or(parts[0].leader);
+    let victim = super::a_leader_not_controlling(&w, &ids, "events");
     let host = ids.iter().position(|id| *id == victim).expect("victim");
-    let epoch = coordination.broker_epoch(victim);
+    let epoch = w.coordination.broker_epoch(victim);
     topology.link(host, false);
     let cut = Instant::now();
-    view.wait("events", "every partition led by a reachable broker", |p| {
-        p.leader >= 0 && p.leader != victim && !p.isr.contains(&victim)
-    });
+    wait_failed_over(&w, "events", victim);
     eprintln!(
         "multinode: broker {victim} cut off: its partitions failed over in {:?}",
         cut.elapsed()
     );
-    producer.wait_progress(300, "acknowledgements while the broker is cut off");
+    w.producer
+        .wait_progress(300, "acknowledgements while the broker is cut off");
 
     topology.link(host, true);
     let healed = Instant::now();
-    view.wait_full_isr("events", &ids);
+    w.view.wait_full_isr("events", &ids);
     eprintln!(
         "multinode: link healed: broker {victim} caught up and rejoined every ISR in {:?}",
         healed.elapsed()
     );
-    let new_epoch = coordination.broker_epoch(victim);
+    let new_epoch = w.coordination.broker_epoch(victim);
     assert!(
         new_epoch.is_some() && new_epoch != epoch,
         "broker {victim} registered anew after its session expired ({epoch:?} -> {new_epoch:?})"
     );
 
-    let acked = producer.stop_and_verify(&bootstrap);
+    let acked = w.producer.stop_and_verify(&w.bootstrap);
     eprintln!("multinode: {acked} acknowledged records all survived the link cut");
     drop(brokers);
     drop(topology);
