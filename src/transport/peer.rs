@@ -32,6 +32,8 @@ pub enum TransportError {
     Mismatch { to: i32, detail: String },
     #[error("transport error talking to broker {to}: {detail}")]
     Io { to: i32, detail: String },
+    #[error("broker {to} refused the request: {reason}")]
+    Refused { to: i32, reason: String },
 }
 
 /// Declares the request and response enums and one typed call per request kind.
@@ -78,6 +80,22 @@ use crate::actors::local_controller::{
 use crate::actors::replication::{ReplicaFetch, ReplicaFetchResponse};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
+
+impl PeerRequest {
+    /// The broker the request says it comes from, for the kinds that name their sender: a
+    /// receiver across processes checks it against the connection's admitted identity.
+    pub fn claimed_sender(&self) -> Option<i32> {
+        match self {
+            PeerRequest::LeaderAndIsr(m) => Some(m.controller_id),
+            PeerRequest::UpdateMetadata(m) => Some(m.controller_id),
+            PeerRequest::StopReplica(m) => Some(m.controller_id),
+            PeerRequest::AlterPartition(m) => Some(m.broker_id),
+            PeerRequest::ControlledShutdown(m) => Some(m.broker_id),
+            PeerRequest::ReplicaFetch(m) => Some(m.replica_id),
+            _ => None,
+        }
+    }
+}
 
 /// Per-partition outcomes of LeaderAndIsr and StopReplica.
 pub type PartitionResults = Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>;

@@ -9,7 +9,9 @@
 //! previous life of a restarted broker, is refused. When a broker's newer life connects, the
 //! connections of its older lives are closed.
 //!
-//! Then requests are served concurrently and answered as they complete, at most
+//! Every request that names its sender (a controller's id, a follower's replica id, a broker
+//! asking for an ISR change or a controlled shutdown) must name the admitted broker, or it is
+//! refused. Then requests are served concurrently and answered as they complete, at most
 //! `max_in_flight` at a time per connection: at the bound the reader stops reading, so TCP
 //! flow control pushes back on the dialer, and a dialer that does not read its answers stalls
 //! the writer and so the reader: memory stays bounded. Bad input (wrong magic, garbage,
@@ -28,7 +30,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::framing::FrameError;
-use super::peer::PeerHandler;
+use super::peer::{PeerHandler, TransportError};
 use super::wire::{self, Hello, HelloReply, RequestFrame, ResponseFrame, HANDSHAKE, MAGIC};
 
 /// Who may connect: the broker epochs registered in the coordination service.
@@ -149,8 +151,19 @@ impl PeerServer {
             match frame {
                 Ok(Some(RequestFrame { id, request })) => {
                     let (handler, tx) = (self.handler.clone(), tx.clone());
+                    let me = self.broker_id;
                     tasks.spawn(async move {
-                        let result = handler.handle(from, request).await;
+                        // A request naming another sender than the admitted one is refused.
+                        let result = match request.claimed_sender() {
+                            Some(claimed) if claimed != from => Err(TransportError::Refused {
+                                to: me,
+                                reason: format!(
+                                    "{} claims to come from broker {claimed} on broker {from}'s connection",
+                                    request.kind()
+                                ),
+                            }),
+                            _ => handler.handle(from, request).await,
+                        };
                         let _ = tx.send(ResponseFrame { id, result }).await;
                         drop(permit);
                     });

@@ -691,6 +691,22 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("not registered"), "{err}");
+        // An admitted broker cannot speak for another one.
+        let (peers, _t) = dialer(s.addr.to_string(), 100, 2_000);
+        let err = peers
+            .controlled_shutdown(
+                2,
+                ControlledShutdown {
+                    broker_id: 3,
+                    broker_epoch: 0,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Refused { reason, .. } if reason.contains("claims to come from broker 3")),
+            "{err:?}"
+        );
         // The wrong destination is refused too.
         let (peers, _t) = dialer(s.addr.to_string(), 100, 2_000);
         let err = peers.controlled_shutdown(3, shutdown(0)).await.unwrap_err();

@@ -224,6 +224,8 @@ impl MetadataView {
             .set("bootstrap.servers", bootstrap)
             .set("topic.metadata.refresh.interval.ms", "200")
             .set("reconnect.backoff.max.ms", "200")
+            // A broker cut off keeps its TCP connection silent: give up on it soon.
+            .set("socket.timeout.ms", "3000")
             .create()
             .expect("metadata client");
         Self { consumer }
@@ -262,9 +264,20 @@ impl MetadataView {
         what: &str,
         f: impl Fn(&PartitionView) -> bool,
     ) -> Vec<PartitionView> {
-        wait_until(what, DEADLINE, || {
-            self.partitions(topic).filter(|ps| ps.iter().all(&f))
-        })
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = None;
+        loop {
+            let seen = self.partitions(topic);
+            if let Some(ps) = seen.as_ref().filter(|ps| ps.iter().all(&f)) {
+                return ps.clone();
+            }
+            last = seen.or(last);
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {DEADLINE:?} waiting for {what}; last seen {last:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until every partition has all of `ids` in its ISR.
@@ -423,12 +436,17 @@ fn a_leader_not_controlling(w: &Workload, ids: &[i32], topic: &str) -> i32 {
         .unwrap_or(parts[0].leader)
 }
 
-/// Waits until no partition of `topic` is led by `gone` or has it in its ISR.
-fn wait_failed_over(w: &Workload, topic: &str, gone: i32) {
-    w.view
-        .wait(topic, "every partition led by a live broker", |p| {
-            p.leader >= 0 && p.leader != gone && !p.isr.contains(&gone)
-        });
+/// Waits until no partition of `topic` is led by `gone` or has it in its ISR, as the other
+/// brokers tell it.
+fn wait_failed_over(brokers: &[BrokerProcess], topic: &str, gone: i32) {
+    let others: Vec<&str> = brokers
+        .iter()
+        .filter(|b| b.id != gone)
+        .map(|b| b.client.as_str())
+        .collect();
+    MetadataView::new(&others.join(",")).wait(topic, "every partition led by a live broker", |p| {
+        p.leader >= 0 && p.leader != gone && !p.isr.contains(&gone)
+    });
 }
 
 /// SIGKILLs the leader of a partition that the controller does not lead, restarts it, and
@@ -436,10 +454,10 @@ fn wait_failed_over(w: &Workload, topic: &str, gone: i32) {
 fn kill_a_leader_and_restart(brokers: &mut [BrokerProcess], w: &Workload, topic: &str) {
     let ids: Vec<i32> = brokers.iter().map(|b| b.id).collect();
     let victim = a_leader_not_controlling(w, &ids, topic);
-    let b = brokers.iter_mut().find(|b| b.id == victim).expect("victim");
-    b.kill9();
+    let b = brokers.iter().position(|b| b.id == victim).expect("victim");
+    brokers[b].kill9();
     let killed = Instant::now();
-    wait_failed_over(w, topic, victim);
+    wait_failed_over(brokers, topic, victim);
     eprintln!(
         "multinode: SIGKILL of leader {victim}: partitions failed over in {:?}",
         killed.elapsed()
@@ -447,7 +465,7 @@ fn kill_a_leader_and_restart(brokers: &mut [BrokerProcess], w: &Workload, topic:
     w.producer
         .wait_progress(200, "acknowledgements with the leader dead");
     let restarted = Instant::now();
-    b.start();
+    brokers[b].start();
     w.view.wait_full_isr(topic, &ids);
     eprintln!(
         "multinode: restarted broker {victim} was ready, caught up and rejoined every ISR in {:?}",
@@ -462,20 +480,20 @@ fn kill_the_controller_and_restart(brokers: &mut [BrokerProcess], w: &Workload, 
     w.view.wait_full_isr(topic, &ids);
     let controller = w.coordination.controller().expect("a controller");
     let b = brokers
-        .iter_mut()
-        .find(|b| b.id == controller)
+        .iter()
+        .position(|b| b.id == controller)
         .expect("the controller's process");
-    b.kill9();
+    brokers[b].kill9();
     let killed = Instant::now();
     let elected = w.coordination.wait_new_controller(controller);
-    wait_failed_over(w, topic, controller);
+    wait_failed_over(brokers, topic, controller);
     eprintln!(
         "multinode: SIGKILL of controller {controller}: broker {elected} elected and leaders moved in {:?}",
         killed.elapsed()
     );
     w.producer
         .wait_progress(200, "acknowledgements after the controller died");
-    b.start();
+    brokers[b].start();
     w.view.wait_full_isr(topic, &ids);
 }
 

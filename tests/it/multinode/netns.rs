@@ -161,7 +161,7 @@ fn a_broker_cut_off_the_network_fails_over_and_catches_up_when_the_link_heals() 
     let epoch = w.coordination.broker_epoch(victim);
     topology.link(host, false);
     let cut = Instant::now();
-    wait_failed_over(&w, "events", victim);
+    wait_failed_over(&brokers, "events", victim);
     eprintln!(
         "multinode: broker {victim} cut off: its partitions failed over in {:?}",
         cut.elapsed()
