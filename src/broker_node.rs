@@ -5,23 +5,37 @@
 //! UpdateMetadata has arrived.
 //!
 //! `weir cluster` starts N of these in one process (embedded coordination, in-process
-//! transport); `weir broker` starts one (remote coordination or ZooKeeper).
+//! transport); `weir broker` starts one (remote coordination or ZooKeeper) that reaches the
+//! others over TCP ([`crate::transport::tcp`]): nothing but the seam differs. Over TCP a
+//! broker finds its peers' inter-broker listeners in the controller's metadata (every
+//! listener of every live broker), falling back to their `/brokers/ids` registrations, and
+//! admits a peer's connection only when the peer is registered with the broker epoch it
+//! claims. When the inter-broker listener is also the client listener (Kafka's default, one
+//! `PLAINTEXT` listener), each connection is routed by its first bytes: peers open with
+//! `WEIR`, which no Kafka request can start with.
+//!
+//! Stopping is Kafka's controlled shutdown ([`BrokerNode::shutdown`]): the controller moves
+//! every leadership off the broker first, so clients see only retriable errors, then the
+//! broker closes its logs cleanly and its coordination session, so the cluster learns at once.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
 use anyhow::Context as _;
+use futures::future::BoxFuture;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::actors::broker::{self, Broker, BrokerShared};
 use crate::actors::controller::actor::Connector;
-use crate::actors::controller::actor::{CurrentSession, SessionFault};
+use crate::actors::controller::actor::{CloseSession, CurrentSession, SessionClient, SessionFault};
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
+use crate::actors::controller::messages::ControlledShutdown;
 use crate::actors::controller::producer_ids::ZkProducerIdAllocator;
 use crate::actors::controller::zk_client::KafkaZkClient;
 use crate::actors::controller::{Controller, ControllerDeps};
@@ -29,12 +43,17 @@ use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
 use crate::actors::local_controller::ProducerIdManager;
 use crate::actors::log_cleaner::LogCleaner;
+use crate::actors::metadata_cache::{host_port, MetadataCache};
 use crate::config::BrokerConfig;
 use crate::protocol::api::ApiContext;
+use crate::protocol::connection::{self, ConnectionLimits};
 use crate::protocol::listener::{self, NodeRun};
 use crate::storage::LogManager;
 use crate::transport::faults::Node;
-use crate::transport::peer::{LocalTransport, Peers};
+use crate::transport::peer::{LocalTransport, PeerHandler, PeerTransport, Peers};
+use crate::transport::server::{PeerAuthority, PeerServer, ServerLimits};
+use crate::transport::tcp::{PeerDirectory, TcpSettings, TcpTransport};
+use crate::transport::wire::MAGIC;
 use crate::znodes;
 
 /// How long a starting broker waits for the controller's first metadata.
@@ -44,9 +63,83 @@ const METADATA_WAIT: Duration = Duration::from_secs(60);
 pub struct NodeEnv {
     /// The in-process coordination service when `zookeeper.connect` is unset.
     pub embedded: Option<EmbeddedCoordination>,
-    pub transport: Arc<LocalTransport>,
+    /// How the node reaches the other brokers.
+    pub seam: Seam,
     /// Threads replicas and connections run on.
     pub workers: Vec<ArbiterHandle>,
+}
+
+/// The inter-broker seam a node joins.
+#[derive(Clone)]
+pub enum Seam {
+    /// Every broker in this process registers on one in-process seam (where the in-process
+    /// cluster injects its link faults).
+    Local(Arc<LocalTransport>),
+    /// Brokers in other processes, over TCP on the inter-broker listener.
+    Tcp,
+}
+
+/// The sockets a node serves, bound by the caller.
+pub struct NodeSockets {
+    /// The client listener; also the inter-broker one unless `inter_broker` is given.
+    pub client: std::net::TcpListener,
+    /// A separate inter-broker listener (`inter.broker.listener.name` naming another
+    /// listener than the client one): it serves only peers.
+    pub inter_broker: Option<std::net::TcpListener>,
+}
+
+/// This node's end of the seam.
+enum NodeSeam {
+    Local(Arc<LocalTransport>),
+    Tcp {
+        transport: Arc<TcpTransport>,
+        server: OnceLock<Arc<PeerServer>>,
+    },
+}
+
+impl NodeSeam {
+    fn transport(&self) -> Arc<dyn PeerTransport> {
+        match self {
+            NodeSeam::Local(t) => t.clone(),
+            NodeSeam::Tcp { transport, .. } => transport.clone(),
+        }
+    }
+
+    /// Peers stop reaching this broker, and it stops reaching them.
+    fn leave(&self, id: i32) {
+        match self {
+            NodeSeam::Local(t) => t.unregister(id),
+            NodeSeam::Tcp { transport, server } => {
+                transport.close();
+                if let Some(server) = server.get() {
+                    server.stop();
+                }
+            }
+        }
+    }
+}
+
+/// How [`BrokerNode::shutdown`] asks the controller to move leadership away first.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlledShutdownPolicy {
+    /// `controlled.shutdown.enable`.
+    pub enabled: bool,
+    /// `controlled.shutdown.max.retries`: attempts before giving up.
+    pub attempts: u32,
+    /// `controlled.shutdown.retry.backoff.ms`.
+    pub backoff: Duration,
+}
+
+impl ControlledShutdownPolicy {
+    pub fn from_config(config: &BrokerConfig) -> Self {
+        Self {
+            enabled: config.controlled_shutdown_enable,
+            attempts: config.controlled_shutdown_max_retries.max(1) as u32,
+            backoff: Duration::from_millis(
+                config.controlled_shutdown_retry_backoff_ms.max(0) as u64
+            ),
+        }
+    }
 }
 
 /// A running broker node.
@@ -61,17 +154,40 @@ pub struct BrokerNode {
     /// Serving, paused or stopped: the listener and every client connection watch it.
     run: watch::Sender<NodeRun>,
     /// The seam this broker is registered on (a crash takes it off).
-    transport: Arc<LocalTransport>,
+    seam: NodeSeam,
+    /// Requests to the controller (controlled shutdown).
+    peers: Peers,
 }
 
 impl BrokerNode {
     /// Starts one broker on an already bound client socket; returns once it serves clients.
     pub async fn start(
-        mut config: BrokerConfig,
+        config: BrokerConfig,
         socket: std::net::TcpListener,
         env: &NodeEnv,
     ) -> anyhow::Result<BrokerNode> {
-        let addr = socket.local_addr()?;
+        Self::start_on(
+            config,
+            NodeSockets {
+                client: socket,
+                inter_broker: None,
+            },
+            env,
+        )
+        .await
+    }
+
+    /// Starts one broker on already bound sockets; returns once it serves clients.
+    pub async fn start_on(
+        mut config: BrokerConfig,
+        sockets: NodeSockets,
+        env: &NodeEnv,
+    ) -> anyhow::Result<BrokerNode> {
+        let addr = sockets.client.local_addr()?;
+        let inter_addr = match &sockets.inter_broker {
+            Some(s) => Some(s.local_addr()?),
+            None => None,
+        };
         let session_timeout = Duration::from_millis(config.zookeeper_session_timeout_ms);
         let zk_connect = config.zookeeper_connect.clone();
         let embedded = env.embedded.clone();
@@ -112,13 +228,33 @@ impl BrokerNode {
         let id = config.broker_id;
 
         let broker_epoch = Arc::new(AtomicI64::new(-1));
-        let peers = Peers::new(
-            id,
-            env.transport.clone(),
-            Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
-        );
         let (broker, shared) = Broker::open(config.clone(), Some(&cluster_id), env.workers.clone())
             .with_context(|| format!("broker {id}"))?;
+        // The controller actor owns the coordination session; the TCP seam reads
+        // registrations through it once it exists.
+        let controller_cell: Arc<OnceLock<Addr<Controller>>> = Arc::new(OnceLock::new());
+        let registry = Arc::new(Registry {
+            metadata: shared.metadata.clone(),
+            controller: controller_cell.clone(),
+            listener: config.inter_broker_listener(),
+        });
+        let seam = match &env.seam {
+            Seam::Local(transport) => NodeSeam::Local(transport.clone()),
+            Seam::Tcp => NodeSeam::Tcp {
+                transport: TcpTransport::new(
+                    id,
+                    broker_epoch.clone(),
+                    registry.clone(),
+                    TcpSettings::from_config(&config),
+                ),
+                server: OnceLock::new(),
+            },
+        };
+        let peers = Peers::new(
+            id,
+            seam.transport(),
+            Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
+        );
         let (router, directory) = broker_group_router(&config, &shared);
         let broker = broker
             .with_group_router(router.clone())
@@ -129,12 +265,17 @@ impl BrokerNode {
             .parsed_advertised_listeners()
             .into_iter()
             .map(|l| {
+                // A listener bound to port 0 (or no host) advertises what its socket got.
+                let bound = match inter_addr {
+                    Some(inter) if l.name == config.inter_broker_listener() => inter,
+                    _ => addr,
+                };
                 let host = if l.host.is_empty() {
-                    addr.ip().to_string()
+                    bound.ip().to_string()
                 } else {
                     l.host
                 };
-                let port = if l.port == 0 { addr.port() } else { l.port };
+                let port = if l.port == 0 { bound.port() } else { l.port };
                 (l.name, host, port)
             })
             .collect();
@@ -161,15 +302,48 @@ impl BrokerNode {
         };
         // The endpoint must exist before the controller (maybe this broker) sends to it.
         let controller = Controller::create(|_| Controller::new(deps, client, events));
-        env.transport.register(
-            id,
-            Arc::new(BrokerEndpoint {
-                broker_id: id,
-                broker: broker.clone(),
-                controller: controller.clone(),
-                replicas: shared.replicas.clone(),
-            }),
-        );
+        let _ = controller_cell.set(controller.clone());
+        let endpoint: Arc<dyn PeerHandler> = Arc::new(BrokerEndpoint {
+            broker_id: id,
+            broker: broker.clone(),
+            controller: controller.clone(),
+            replicas: shared.replicas.clone(),
+        });
+        let (run, running) = watch::channel(NodeRun::Serving);
+        // Kafka clients of a listener shared with peers wait here until the broker serves.
+        let (serving_tx, serving) = watch::channel::<Option<Arc<ApiContext>>>(None);
+        let mut client_socket = Some(sockets.client);
+        match &seam {
+            NodeSeam::Local(transport) => transport.register(id, endpoint),
+            NodeSeam::Tcp { transport, server } => {
+                transport.register_local(endpoint.clone());
+                let peer_server =
+                    PeerServer::new(id, endpoint, registry, ServerLimits::from_config(&config));
+                let _ = server.set(peer_server.clone());
+                match sockets.inter_broker {
+                    Some(socket) => {
+                        actix::spawn(listener::accept_with(
+                            socket,
+                            env.workers.clone(),
+                            running.clone(),
+                            move |stream, _| peer_server.clone().serve(stream),
+                        ));
+                    }
+                    None => {
+                        let limits = ConnectionLimits::from_config(&config);
+                        let socket = client_socket.take().expect("the client socket");
+                        actix::spawn(listener::accept_with(
+                            socket,
+                            env.workers.clone(),
+                            running.clone(),
+                            move |stream, stop| {
+                                route(stream, peer_server.clone(), serving.clone(), limits, stop)
+                            },
+                        ));
+                    }
+                }
+            }
+        }
 
         // Case 2: serve clients only once the controller told us about the cluster.
         let deadline = tokio::time::Instant::now() + METADATA_WAIT;
@@ -181,6 +355,7 @@ impl BrokerNode {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
+        let forwarder_peers = peers.clone();
         let forwarder = ControllerForwarder::new(shared.metadata.clone(), peers).start();
         let allocator = ZkProducerIdAllocator {
             controller: controller.clone(),
@@ -200,18 +375,24 @@ impl BrokerNode {
             groups: router,
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
-        let (run, running) = watch::channel(NodeRun::Serving);
         // [compaction] The log cleaner of this broker's compacted logs; stops with the node.
         let mut until_stopped = run.subscribe();
         LogCleaner::start_for_broker(&ctx.config, shared.replicas.clone(), async move {
             let _ = until_stopped.wait_for(|r| *r == NodeRun::Stopped).await;
         });
-        actix::spawn(listener::accept_loop(
-            socket,
-            ctx,
-            env.workers.clone(),
-            running,
-        ));
+        match client_socket {
+            Some(socket) => {
+                actix::spawn(listener::accept_loop(
+                    socket,
+                    ctx,
+                    env.workers.clone(),
+                    running,
+                ));
+            }
+            None => {
+                let _ = serving_tx.send(Some(ctx));
+            }
+        }
         // Only the controller actor holds the session from here on, so stopping it (a
         // crash) abandons the session.
         drop(zk);
@@ -223,7 +404,8 @@ impl BrokerNode {
             shared,
             broker_epoch,
             run,
-            transport: env.transport.clone(),
+            seam,
+            peers: forwarder_peers,
         })
     }
 
@@ -238,7 +420,7 @@ impl BrokerNode {
     pub async fn crash(&self) {
         tracing::warn!(broker = self.id, "crashing broker (fault injection)");
         self.stop_listener();
-        self.transport.unregister(self.id);
+        self.seam.leave(self.id);
         let _ = self.controller.send(SessionFault::Crash).await;
         let _ = self.broker.send(broker::Crash).await;
     }
@@ -247,15 +429,99 @@ impl BrokerNode {
     /// to and from its peers and its coordination heartbeats all wait until [`Self::resume`]
     /// (so a long pause expires its session, as for a real process).
     pub async fn pause(&self) -> Result<(), String> {
+        let NodeSeam::Local(transport) = &self.seam else {
+            return Err("only brokers of an in-process cluster can be paused".into());
+        };
         let _ = self.run.send(NodeRun::Paused);
-        self.transport.faults().pause(Node::Broker(self.id));
+        transport.faults().pause(Node::Broker(self.id));
         self.session_fault(SessionFault::Cut).await
     }
 
     pub async fn resume(&self) -> Result<(), String> {
+        let NodeSeam::Local(transport) = &self.seam else {
+            return Err("only brokers of an in-process cluster can be paused".into());
+        };
         let _ = self.run.send(NodeRun::Serving);
-        self.transport.faults().resume(Node::Broker(self.id));
+        transport.faults().resume(Node::Broker(self.id));
         self.session_fault(SessionFault::Heal).await
+    }
+
+    /// Kafka's controlled shutdown, then a clean stop: the controller moves every leadership
+    /// off this broker (so clients see only retriable errors), the client listener closes,
+    /// the logs close cleanly with their checkpoints, the coordination session closes (so the
+    /// cluster reacts at once instead of after the session timeout), and the seam is left.
+    pub async fn shutdown(&self, policy: ControlledShutdownPolicy) -> Result<(), String> {
+        if policy.enabled {
+            if let Err(e) = self.controlled_shutdown(policy).await {
+                tracing::warn!(broker = self.id, error = %e, "proceeding with an uncontrolled shutdown");
+            }
+        }
+        self.stop_listener();
+        let stopped = match self.broker.send(broker::Shutdown).await {
+            Ok(result) => result,
+            Err(e) => Err(format!("broker actor already stopped: {e}")),
+        };
+        let _ = self.controller.send(CloseSession).await;
+        self.seam.leave(self.id);
+        stopped
+    }
+
+    /// Asks the controller to move this broker's leaderships away until it leads no
+    /// replicated partition, at most `policy.attempts` times `policy.backoff` apart (Kafka's
+    /// `controlled.shutdown.max.retries` and `controlled.shutdown.retry.backoff.ms`).
+    pub async fn controlled_shutdown(
+        &self,
+        policy: ControlledShutdownPolicy,
+    ) -> Result<(), String> {
+        let started = tokio::time::Instant::now();
+        let mut last = String::new();
+        for attempt in 1..=policy.attempts.max(1) {
+            let snapshot = self.shared.metadata.snapshot();
+            if !snapshot.brokers.keys().any(|b| *b != self.id) {
+                tracing::info!(
+                    broker = self.id,
+                    "controlled shutdown: no other live broker to take leadership"
+                );
+                return Ok(());
+            }
+            let controller = snapshot.controller_id;
+            let request = ControlledShutdown {
+                broker_id: self.id,
+                broker_epoch: self.broker_epoch.load(Ordering::SeqCst),
+            };
+            let outcome = if controller < 0 {
+                Err("no controller is known".to_string())
+            } else {
+                match self.peers.controlled_shutdown(controller, request).await {
+                    Ok(Ok(remaining)) => Ok(remaining),
+                    Ok(Err(e)) => Err(format!("controller {controller} answered {e}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            match outcome {
+                Ok(remaining) if remaining.is_empty() => {
+                    tracing::info!(
+                        broker = self.id,
+                        attempt,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "controlled shutdown: no partition is led here any more"
+                    );
+                    return Ok(());
+                }
+                Ok(remaining) => {
+                    last = format!("{} partitions are still led here", remaining.len());
+                }
+                Err(e) => last = e,
+            }
+            tracing::warn!(broker = self.id, attempt, reason = %last, "controlled shutdown attempt did not finish");
+            if attempt < policy.attempts {
+                tokio::time::sleep(policy.backoff).await;
+            }
+        }
+        Err(format!(
+            "controlled shutdown failed after {} attempts: {last}",
+            policy.attempts.max(1)
+        ))
     }
 
     /// Cuts or heals the link between this broker and the coordination service.
@@ -300,4 +566,93 @@ async fn ensure_chroot(
     let _ = client.close().await;
     made.with_context(|| format!("creating the chroot {chroot}"))?;
     Ok(())
+}
+
+/// Routes one connection of a listener shared by clients and peers by its first byte: a peer
+/// opens with [`MAGIC`] (`W`, which as a Kafka size prefix would announce a 1.4 GB request);
+/// a Kafka client's size prefix starts with a zero byte for any request below 16 MB. Clients
+/// wait until the broker serves them.
+async fn route(
+    stream: TcpStream,
+    peers: Arc<PeerServer>,
+    mut serving: watch::Receiver<Option<Arc<ApiContext>>>,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<NodeRun>,
+) {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.idle_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == MAGIC[0] => peers.serve(stream).await,
+        Ok(Ok(1)) => {
+            let ctx = tokio::select! {
+                ctx = serving.wait_for(Option::is_some) => ctx.ok().and_then(|c| c.clone()),
+                _ = stop.wait_for(|r| *r == NodeRun::Stopped) => None,
+            };
+            if let Some(ctx) = ctx {
+                connection::serve(stream, ctx, limits, stop).await;
+            }
+        }
+        // Closed before a byte, or idle: nothing to serve.
+        _ => {}
+    }
+}
+
+/// The TCP seam's view of the cluster: peers' inter-broker listeners (from the controller's
+/// metadata, else their registrations) and their registered broker epochs.
+struct Registry {
+    metadata: MetadataCache,
+    controller: Arc<OnceLock<Addr<Controller>>>,
+    /// The inter-broker listener name (the same on every broker, as Kafka requires).
+    listener: String,
+}
+
+impl Registry {
+    /// `/brokers/ids/<id>` through this broker's current coordination session.
+    fn registration(
+        &self,
+        broker: i32,
+    ) -> BoxFuture<'static, Result<Option<(znodes::BrokerRegistration, i64)>, String>> {
+        let controller = self.controller.get().cloned();
+        Box::pin(async move {
+            let controller = controller.ok_or("the broker is still starting")?;
+            let session = controller
+                .send(SessionClient)
+                .await
+                .map_err(|_| "the broker is stopping".to_string())?;
+            KafkaZkClient::new(session)
+                .get_broker(broker)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl PeerDirectory for Registry {
+    fn address(&self, broker: i32) -> BoxFuture<'static, Option<String>> {
+        let known = self
+            .metadata
+            .snapshot()
+            .brokers
+            .get(&broker)
+            .and_then(|b| b.listener(&self.listener));
+        let registration = self.registration(broker);
+        let listener = self.listener.clone();
+        Box::pin(async move {
+            if known.is_some() {
+                return known;
+            }
+            let (registration, _) = registration.await.ok()??;
+            registration
+                .parsed_endpoints()
+                .into_iter()
+                .find(|(name, _, _)| *name == listener)
+                .map(|(_, host, port)| host_port(&host, port))
+        })
+    }
+}
+
+impl PeerAuthority for Registry {
+    fn registered_epoch(&self, broker: i32) -> BoxFuture<'static, Result<Option<i64>, String>> {
+        let registration = self.registration(broker);
+        Box::pin(async move { Ok(registration.await?.map(|(_, epoch)| epoch)) })
+    }
 }

@@ -202,6 +202,9 @@ async fn wait_for_termination() {
     }
 }
 
+/// `weir broker`: one broker of a multi-process cluster. Prints `broker <id> listening on
+/// <client address>` (and `inter-broker listener <address>` when that is a separate
+/// listener), then `ready`; SIGTERM or Ctrl-C is a controlled shutdown.
 fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     use std::io::Write;
     let (config, warnings) = crate::config::BrokerConfig::load(args.config.as_deref(), &args.sets)?;
@@ -212,14 +215,33 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         config.zookeeper_connect.as_deref().is_some_and(|c| !c.trim().is_empty()),
         "zookeeper.connect is required: host:port[,host:port][/chroot] for ZooKeeper, weir://host:port for a weir coordinator"
     );
-    let inter = config.inter_broker_listener_name.clone();
-    let listener = config
+    let bind = |l: &crate::config::Listener| {
+        std::net::TcpListener::bind(l.bind_addr())
+            .map_err(|e| anyhow::anyhow!("binding listener {} on {}: {e}", l.name, l.bind_addr()))
+    };
+    let client = config
+        .client_listener()
+        .ok_or_else(|| anyhow::anyhow!("listeners is empty"))?;
+    let inter = config.inter_broker_listener();
+    for extra in config
         .parsed_listeners()
-        .into_iter()
-        .find(|l| Some(&l.name) != inter.as_ref())
-        .ok_or_else(|| anyhow::anyhow!("listeners has no client listener"))?;
-    let socket = std::net::TcpListener::bind(listener.bind_addr())
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", listener.bind_addr()))?;
+        .iter()
+        .filter(|l| l.name != client.name && l.name != inter)
+    {
+        tracing::warn!(listener = %extra.name, "weir serves clients on one listener ({}); {} is not served", client.name, extra.name);
+    }
+    let sockets = crate::broker_node::NodeSockets {
+        client: bind(&client)?,
+        inter_broker: match config.parsed_listeners().iter().find(|l| l.name == inter) {
+            Some(l) if l.name != client.name => Some(bind(l)?),
+            _ => None,
+        },
+    };
+    let inter_addr = match &sockets.inter_broker {
+        Some(s) => Some(s.local_addr()?),
+        None => None,
+    };
+    let policy = crate::broker_node::ControlledShutdownPolicy::from_config(&config);
     actix_rt::System::new().block_on(async move {
         let workers: Vec<actix::Arbiter> = (0..std::thread::available_parallelism()
             .map(|n| n.get())
@@ -229,30 +251,37 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             .collect();
         let env = crate::broker_node::NodeEnv {
             embedded: None,
-            transport: crate::transport::peer::LocalTransport::new(
-                crate::transport::LinkFaults::new(),
-            ),
+            seam: crate::broker_node::Seam::Tcp,
             workers: workers.iter().map(actix::Arbiter::handle).collect(),
         };
-        let node = crate::broker_node::BrokerNode::start(config, socket, &env).await?;
+        let node = crate::broker_node::BrokerNode::start_on(config, sockets, &env).await?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "broker {} listening on {}", node.id, node.addr)?;
+            if let Some(addr) = inter_addr {
+                writeln!(out, "inter-broker listener {addr}")?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
         wait_for_termination().await;
+        let started = std::time::Instant::now();
         tracing::info!(broker = node.id, "shutting down");
-        node.stop_listener();
-        match node.broker.send(crate::actors::broker::Shutdown).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "unclean broker shutdown"),
-            Err(e) => tracing::warn!(error = %e, "broker actor already stopped"),
-        }
+        let result = node.shutdown(policy).await;
         for w in &workers {
             w.stop();
         }
-        Ok(())
+        match result {
+            Ok(()) => {
+                tracing::info!(
+                    broker = node.id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "stopped"
+                );
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!("unclean broker shutdown: {e}")),
+        }
     })
 }
 

@@ -398,7 +398,7 @@ impl Actor for Broker {
 
 /// Kafka's UpdateMetadata type (KIP-866): a full snapshot replaces every topic, an
 /// incremental one changes only the partitions it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UpdateMetadataKind {
     Full,
     Incremental,
@@ -406,7 +406,7 @@ pub enum UpdateMetadataKind {
 
 /// One topic's partitions in an UpdateMetadata. A partition whose leader is
 /// [`LEADER_DURING_DELETE`] is removed (its topic is being deleted).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateMetadataTopicState {
     pub name: String,
     pub topic_id: Uuid,
@@ -414,7 +414,7 @@ pub struct UpdateMetadataTopicState {
 }
 
 /// The controller's metadata push to every broker.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct UpdateMetadata {
     pub controller_id: i32,
@@ -482,7 +482,7 @@ impl Handler<UpdateMetadata> for Broker {
 }
 
 /// One partition of a LeaderAndIsr request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderAndIsrPartitionState {
     pub topic: String,
     pub topic_id: Uuid,
@@ -498,7 +498,7 @@ pub struct LeaderAndIsrPartitionState {
 }
 
 /// The controller's leadership decisions for partitions this broker hosts.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>")]
 pub struct LeaderAndIsr {
     pub controller_id: i32,
@@ -626,7 +626,7 @@ impl Broker {
     }
 }
 
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>")]
 pub struct StopReplica {
     pub controller_id: i32,
@@ -707,7 +707,7 @@ impl Handler<StopReplica> for Broker {
 
 /// Kafka's topic config change notification: the controller recorded new overrides for a
 /// topic; re-derive its effective config and hand it to the local replicas.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct TopicConfigChanged {
     pub topic: String,
@@ -984,6 +984,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 10_000 + id as u16,
             rack: None,
+            listeners: vec![],
         }
     }
 

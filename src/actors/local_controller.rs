@@ -593,7 +593,7 @@ impl Handler<Activate> for LocalController {
 
 /// One topic of a CreateTopics request (-1 for `num_partitions`/`replication_factor` means
 /// the cluster default).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     pub num_partitions: i32,
@@ -616,7 +616,7 @@ impl NewTopic {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreatedTopic {
     pub topic_id: Uuid,
     pub num_partitions: i32,
@@ -624,14 +624,14 @@ pub struct CreatedTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreateTopicOutcome {
     pub name: String,
     pub result: Result<CreatedTopic, ApiError>,
 }
 
 /// CreateTopics (also Metadata's auto-creation).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Vec<CreateTopicOutcome>")]
 pub struct CreateTopics {
     pub topics: Vec<NewTopic>,
@@ -714,20 +714,20 @@ impl Handler<CreateTopics> for LocalController {
 }
 
 /// A topic named by name or (DeleteTopics v6) by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TopicRef {
     Name(String),
     Id(Uuid),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeleteTopicOutcome {
     pub name: Option<String>,
     pub topic_id: Uuid,
     pub error: Option<ApiError>,
 }
 
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Vec<DeleteTopicOutcome>")]
 pub struct DeleteTopics {
     pub topics: Vec<TopicRef>,
@@ -866,7 +866,7 @@ impl Handler<DeleteTopics> for LocalController {
 }
 
 /// One topic of a CreatePartitions request: grow to `count` partitions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewPartitions {
     pub name: String,
     pub count: i32,
@@ -874,7 +874,7 @@ pub struct NewPartitions {
     pub assignments: Option<Vec<Vec<i32>>>,
 }
 
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Vec<(String, Result<(), ApiError>)>")]
 pub struct CreatePartitions {
     pub topics: Vec<NewPartitions>,
@@ -985,7 +985,7 @@ impl Handler<CreatePartitions> for LocalController {
 }
 
 /// IncrementalAlterConfigs' operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlterConfigOp {
     Set,
     Delete,
@@ -1006,7 +1006,7 @@ impl AlterConfigOp {
 }
 
 /// How a topic's overrides change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigChange {
     /// AlterConfigs: the given overrides replace all existing ones.
     Replace(Vec<(String, Option<String>)>),
@@ -1014,7 +1014,7 @@ pub enum ConfigChange {
     Incremental(Vec<(String, AlterConfigOp, Option<String>)>),
 }
 
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "Vec<(String, Result<(), ApiError>)>")]
 pub struct AlterTopicConfigs {
     pub changes: Vec<(String, ConfigChange)>,
@@ -1340,6 +1340,7 @@ mod tests {
                     host: "127.0.0.1".into(),
                     port: 20_000 + id as u16,
                     rack: None,
+                    listeners: vec![],
                 },
                 addr: broker.start(),
             });

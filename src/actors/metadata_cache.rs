@@ -24,13 +24,44 @@ pub const LEADER_DURING_DELETE: i32 = -2;
 /// Topics Kafka treats as internal (Metadata reports `is_internal`).
 pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
-/// One broker as clients see it: where to connect.
+/// One broker: where clients connect (`host`/`port`, the endpoint Metadata reports) and,
+/// as in Kafka's UpdateMetadata, every listener it registered, so that brokers find each
+/// other's inter-broker listener through the controller's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerEndpoint {
     pub id: i32,
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Every advertised listener, by name (empty when only the client endpoint is known).
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+/// One named listener of a broker (Kafka's UpdateMetadataEndpoint).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListenerEndpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerEndpoint {
+    /// The `host:port` of the listener called `name`, if the broker registered one.
+    pub fn listener(&self, name: &str) -> Option<String> {
+        self.listeners
+            .iter()
+            .find(|l| l.listener == name)
+            .map(|l| host_port(&l.host, l.port))
+    }
+}
+
+/// `host:port`, bracketing an IPv6 host.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// One partition's leadership as the controller last decided it.
@@ -251,6 +282,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 1,
                 rack: None,
+                listeners: vec![],
             },
         );
         cache.replace(next);

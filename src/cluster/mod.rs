@@ -41,9 +41,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::actors::broker::{Broker, BrokerShared, Shutdown};
+use crate::actors::broker::{Broker, BrokerShared};
 use crate::actors::coordination::{CoordinationConfig, EmbeddedCoordination};
-use crate::broker_node::{BrokerNode, NodeEnv};
+use crate::broker_node::{BrokerNode, ControlledShutdownPolicy, NodeEnv, Seam};
 use crate::config::{properties, BrokerConfig};
 use crate::transport::peer::LocalTransport;
 use crate::transport::LinkFaults;
@@ -58,6 +58,9 @@ const SAFE_DEFAULTS: &[(&str, u16)] = &[
     ("min.insync.replicas", 2),
     ("offsets.topic.replication.factor", 3),
 ];
+
+/// How long [`Cluster::shutdown`] waits for each broker's controlled shutdown.
+const CONTROLLED_SHUTDOWN_STEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The host every in-process broker listens on.
 const HOST: &str = "127.0.0.1";
@@ -153,21 +156,47 @@ impl Cluster {
         &self.data_dir
     }
 
-    /// A clean shutdown: stop accepting, close connections, close every log, write the
-    /// checkpoints and the clean-shutdown markers, stop the worker threads.
+    /// A clean shutdown, broker by broker as a rolling stop of Kafka brokers: each one's
+    /// controlled shutdown moves its leaderships to the brokers still running (the
+    /// controller's broker goes last, so the controller does not move meanwhile), then it
+    /// closes every log, writes the checkpoints and the clean-shutdown markers, and closes its
+    /// coordination session. Faults are healed first; then the worker threads stop.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        for b in &self.brokers {
-            b.node.stop_listener();
-        }
+        self.transport.faults().heal_all();
         let mut errors = Vec::new();
-        for b in self.brokers.iter().filter(|b| b.state != BrokerState::Down) {
+        let mut order: Vec<&RunningBroker> = self
+            .brokers
+            .iter()
+            .filter(|b| b.state != BrokerState::Down)
+            .collect();
+        let controller = order
+            .first()
+            .map(|b| b.shared.metadata.snapshot().controller_id);
+        order.sort_by_key(|b| (Some(b.id) == controller, b.id));
+        for b in order {
             if b.state == BrokerState::Paused {
                 let _ = b.node.resume().await;
             }
-            match b.broker.send(Shutdown).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(format!("broker {}: {e}", b.id)),
-                Err(e) => errors.push(format!("broker {}: {e}", b.id)),
+            // One bounded attempt: a stopping cluster does not wait out retries (a crashed
+            // controller, say); the broker then stops uncontrolled, as Kafka's would.
+            let policy = ControlledShutdownPolicy::from_config(&b.config);
+            if policy.enabled {
+                let attempt = b.node.controlled_shutdown(ControlledShutdownPolicy {
+                    attempts: 1,
+                    ..policy
+                });
+                match tokio::time::timeout(CONTROLLED_SHUTDOWN_STEP, attempt).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(broker = b.id, error = %e, "uncontrolled stop"),
+                    Err(_) => tracing::warn!(broker = b.id, "the controller did not answer the controlled shutdown in time; uncontrolled stop"),
+                }
+            }
+            let uncontrolled = ControlledShutdownPolicy {
+                enabled: false,
+                ..policy
+            };
+            if let Err(e) = b.node.shutdown(uncontrolled).await {
+                errors.push(format!("broker {}: {e}", b.id));
             }
         }
         if let Some(service) = &self.embedded {
@@ -257,6 +286,7 @@ impl ClusterBuilder {
             "broker.id",
             "listeners",
             "advertised.listeners",
+            "inter.broker.listener.name",
             "log.dirs",
             "log.dir",
         ] {
@@ -301,6 +331,7 @@ impl ClusterBuilder {
             config.broker_id = id;
             config.listeners = vec![format!("PLAINTEXT://{HOST}:{}", addr.port())];
             config.advertised_listeners = Vec::new();
+            config.inter_broker_listener_name = None;
             config.log_dirs = vec![data_dir.join(format!("broker-{id}")).display().to_string()];
             config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             configs.push((config, socket));
@@ -333,7 +364,7 @@ impl ClusterBuilder {
         let transport = LocalTransport::new(LinkFaults::new());
         let env = NodeEnv {
             embedded: embedded.clone(),
-            transport: transport.clone(),
+            seam: Seam::Local(transport.clone()),
             workers: handles.clone(),
         };
         let started_configs: Vec<BrokerConfig> = configs.iter().map(|(c, _)| c.clone()).collect();

@@ -240,6 +240,7 @@ config_struct! {
         leader_imbalance_per_broker_percentage: i32 = "leader.imbalance.per.broker.percentage", 10;
         controlled_shutdown_enable: bool = "controlled.shutdown.enable", true;
         controlled_shutdown_max_retries: i32 = "controlled.shutdown.max.retries", 3;
+        controlled_shutdown_retry_backoff_ms: i64 = "controlled.shutdown.retry.backoff.ms", 5000;
         controller_socket_timeout_ms: i32 = "controller.socket.timeout.ms", 30_000;
         transactional_id_expiration_ms: i32 = "transactional.id.expiration.ms", 604_800_000;
         producer_id_expiration_ms: i32 = "producer.id.expiration.ms", 86_400_000;
@@ -448,6 +449,15 @@ impl BrokerConfig {
             Listener::parse(listener)
                 .map_err(|reason| invalid("advertised.listeners", listener.clone(), &reason))?;
         }
+        if let Some(name) = &self.inter_broker_listener_name {
+            if !self.parsed_listeners().iter().any(|l| &l.name == name) {
+                return Err(invalid(
+                    "inter.broker.listener.name",
+                    name.clone(),
+                    "must name one of the listeners",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -479,6 +489,34 @@ impl BrokerConfig {
             .iter()
             .filter_map(|l| Listener::parse(l).ok())
             .collect()
+    }
+
+    /// The name of the listener brokers talk to each other on: `inter.broker.listener.name`,
+    /// else (as Kafka derives it from `security.inter.broker.protocol=PLAINTEXT`) the listener
+    /// called PLAINTEXT, else the first one.
+    pub fn inter_broker_listener(&self) -> String {
+        if let Some(name) = &self.inter_broker_listener_name {
+            return name.clone();
+        }
+        let listeners = self.parsed_listeners();
+        listeners
+            .iter()
+            .find(|l| l.name == "PLAINTEXT")
+            .or(listeners.first())
+            .map(|l| l.name.clone())
+            .unwrap_or_else(|| "PLAINTEXT".into())
+    }
+
+    /// The listener clients are served on: the first one that is not the inter-broker
+    /// listener, else the inter-broker listener itself (then shared by clients and peers).
+    pub fn client_listener(&self) -> Option<Listener> {
+        let inter = self.inter_broker_listener();
+        let listeners = self.parsed_listeners();
+        listeners
+            .iter()
+            .find(|l| l.name != inter)
+            .or(listeners.first())
+            .cloned()
     }
 
     /// The listeners clients are told about: `advertised.listeners`, else `listeners`.

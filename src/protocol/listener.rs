@@ -26,9 +26,28 @@ pub async fn accept_loop(
     listener: std::net::TcpListener,
     ctx: Arc<ApiContext>,
     workers: Vec<ArbiterHandle>,
-    mut shutdown: watch::Receiver<NodeRun>,
+    shutdown: watch::Receiver<NodeRun>,
 ) {
     let limits = ConnectionLimits::from_config(&ctx.config);
+    accept_with(listener, workers, shutdown, move |stream, stop| {
+        connection::serve(stream, ctx.clone(), limits, stop)
+    })
+    .await
+}
+
+/// Accepts until `shutdown` turns [`NodeRun::Stopped`], serving each connection with `serve`
+/// on one of `workers` (round robin; empty means the current arbiter). A listener shared by
+/// Kafka clients and peer brokers routes each connection by its first bytes in `serve`.
+pub async fn accept_with<F, Fut>(
+    listener: std::net::TcpListener,
+    workers: Vec<ArbiterHandle>,
+    mut shutdown: watch::Receiver<NodeRun>,
+    serve: F,
+) where
+    F: Fn(TcpStream, watch::Receiver<NodeRun>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
     let local = listener.local_addr().ok();
     if let Err(e) = listener.set_nonblocking(true) {
         tracing::error!(error = %e, "cannot make the listener non-blocking");
@@ -56,10 +75,9 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let ctx = ctx.clone();
         let stop = shutdown.clone();
         if workers.is_empty() {
-            tokio::spawn(connection::serve(stream, ctx, limits, stop));
+            tokio::spawn(serve(stream, stop));
             continue;
         }
         // A tokio stream belongs to the runtime that accepted it: move the socket itself.
@@ -72,9 +90,10 @@ pub async fn accept_loop(
         };
         let worker = &workers[next % workers.len()];
         next += 1;
+        let serve = serve.clone();
         worker.spawn(async move {
             match TcpStream::from_std(std_stream) {
-                Ok(stream) => connection::serve(stream, ctx, limits, stop).await,
+                Ok(stream) => serve(stream, stop).await,
                 Err(e) => tracing::warn!(error = %e, "cannot adopt a connection"),
             }
         });

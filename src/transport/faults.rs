@@ -199,7 +199,9 @@ impl LinkFaults {
 }
 
 /// How a lost message looks to its sender.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum LinkFailure {
     #[error("the link is cut")]
     Cut,

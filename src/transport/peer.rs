@@ -6,7 +6,8 @@
 //! controller, and follower fetches. Senders hold a [`Peers`] handle and call a typed method
 //! (`peers.leader_and_isr(to, msg)`); receivers register a [`PeerHandler`]. Between them sits a
 //! [`PeerTransport`]: [`LocalTransport`] in one process (through the link faults of the
-//! in-process cluster), TCP across processes.
+//! in-process cluster), [`super::tcp::TcpTransport`] across processes (the same messages,
+//! serialized: every payload type derives serde).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,7 +18,7 @@ use futures::future::BoxFuture;
 use super::faults::{LinkFailure, LinkFaults, Node};
 
 /// Why a request got no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TransportError {
     #[error("broker {0} is unknown to the transport")]
     UnknownBroker(i32),
@@ -31,17 +32,19 @@ pub enum TransportError {
     Mismatch { to: i32, detail: String },
     #[error("transport error talking to broker {to}: {detail}")]
     Io { to: i32, detail: String },
+    #[error("broker {to} refused the request: {reason}")]
+    Refused { to: i32, reason: String },
 }
 
 /// Declares the request and response enums and one typed call per request kind.
 macro_rules! peer_calls {
     ($( $(#[doc = $doc:literal])* $method:ident : $variant:ident ( $req:ty ) -> $resp:ty ; )*) => {
         /// Every request one broker can send another.
-        #[derive(Debug, Clone)]
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
         pub enum PeerRequest { $( $(#[doc = $doc])* $variant($req), )* }
 
         /// The answer to each [`PeerRequest`] kind, same variant name.
-        #[derive(Debug)]
+        #[derive(Debug, serde::Serialize, serde::Deserialize)]
         pub enum PeerResponse { $( $variant($resp), )* }
 
         impl PeerRequest {
@@ -77,6 +80,22 @@ use crate::actors::local_controller::{
 use crate::actors::replication::{ReplicaFetch, ReplicaFetchResponse};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
+
+impl PeerRequest {
+    /// The broker the request says it comes from, for the kinds that name their sender: a
+    /// receiver across processes checks it against the connection's admitted identity.
+    pub fn claimed_sender(&self) -> Option<i32> {
+        match self {
+            PeerRequest::LeaderAndIsr(m) => Some(m.controller_id),
+            PeerRequest::UpdateMetadata(m) => Some(m.controller_id),
+            PeerRequest::StopReplica(m) => Some(m.controller_id),
+            PeerRequest::AlterPartition(m) => Some(m.broker_id),
+            PeerRequest::ControlledShutdown(m) => Some(m.broker_id),
+            PeerRequest::ReplicaFetch(m) => Some(m.replica_id),
+            _ => None,
+        }
+    }
+}
 
 /// Per-partition outcomes of LeaderAndIsr and StopReplica.
 pub type PartitionResults = Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>;

@@ -261,6 +261,40 @@ def verify_survive(bootstrap, ack_file):
     verify_survivors(read_acks(ack_file), consumed)
 
 
+def produce_paced(p, topic, prefix, ack_file, on_error, more, window, burst, flush_s):
+    """Produces keys `<prefix><i>` (values `value_of(i)`) while `more(i)`, at most `burst`
+    per 10 ms poll and `window` unacknowledged, logging every acknowledgement to `ack_file`
+    (`partition offset key`); `on_error(err)` for each record that failed for good. Returns
+    (records sent, records acknowledged) once everything is flushed."""
+    pending = []
+    acked = [0]
+
+    def delivered(err, msg):
+        if err is None:
+            pending.append("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
+            acked[0] += 1
+        else:
+            on_error(err)
+
+    i = 0
+    while more(i):
+        for _ in range(burst):
+            if not more(i) or i - acked[0] >= window:
+                break
+            try:
+                p.produce(topic, key=prefix + b"%d" % i, value=value_of(i), on_delivery=delivered)
+                i += 1
+            except BufferError:
+                break
+        p.poll(0.01)
+        if pending:
+            append_acks(ack_file, pending)
+            pending.clear()
+    assert p.flush(flush_s) == 0, "records still in flight"
+    append_acks(ack_file, pending)
+    return i, acked[0]
+
+
 IDEMPOTENT_TOPIC = "idempotent"
 # The failover run: 200 000 records into 6 partitions with the cluster's default replication
 # (3, min.insync.replicas 2 under `weir cluster`), acks=all (librdkafka's default).
@@ -283,33 +317,9 @@ def idempotent(bootstrap, ack_file, event_file=None, topic=IDEMPOTENT_TOPIC, rec
         # librdkafka logs `REQTMOUT ... Timed out ProduceRequest in flight` at warning level.
         config["logger"] = timeout_logger("rdkafka", event_file, "Timed out ProduceRequest")
     p = Producer(config)
-    pending = []
     errors = []
-    acked = [0]
-
-    def delivered(err, msg):
-        if err is None:
-            pending.append("%d %d %s\n" % (msg.partition(), msg.offset(), msg.key().decode()))
-            acked[0] += 1
-        else:
-            errors.append(err)
-
-    i = 0
-    while i < records:
-        for _ in range(200):
-            if i == records or i - acked[0] >= UNACKNOWLEDGED:
-                break
-            try:
-                p.produce(topic, key=b"s%d" % i, value=value_of(i), on_delivery=delivered)
-                i += 1
-            except BufferError:
-                break
-        p.poll(0.01)
-        if pending:
-            append_acks(ack_file, pending)
-            pending.clear()
-    assert p.flush(180) == 0, "records still in flight"
-    append_acks(ack_file, pending)
+    i, _ = produce_paced(p, topic, b"s", ack_file, errors.append,
+                         more=lambda i: i < records, window=UNACKNOWLEDGED, burst=200, flush_s=180)
     assert not errors, "%d delivery errors, first %s" % (len(errors), errors[0])
     ok("idempotent produced %d" % i)
 

@@ -2,70 +2,19 @@
 //! `weir coordinator`, electing a controller, creating topics through it, and serving Kafka
 //! clients; what they write is Kafka's layout, readable with ZooKeeper's own CLI.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::coordination::harness::{start_binary, start_zookeeper};
+use crate::multinode::{zk_get, BrokerProcess};
 use crate::support::{free_port, require_program};
-
-/// A `weir broker` process, killed on drop.
-struct BrokerProcess {
-    child: Child,
-    id: i32,
-    addr: String,
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Starts `weir broker` with `sets` and waits for its `ready` line.
 fn start_broker(sets: &[String]) -> BrokerProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-    command.arg("broker");
-    for set in sets {
-        command.args(["--set", set]);
-    }
-    let mut child = command
-        .env("WEIR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn weir broker");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut id = -1;
-    let mut addr = String::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("weir broker did not print `ready` within 60 s");
-        if let Some(rest) = line.strip_prefix("broker ") {
-            let mut parts = rest.split(" listening on ");
-            id = parts
-                .next()
-                .and_then(|i| i.parse().ok())
-                .expect("broker id");
-            addr = parts.next().expect("address").to_string();
-        }
-        if line == "ready" {
-            break;
-        }
-    }
-    BrokerProcess { child, id, addr }
+    let mut broker = BrokerProcess::new(sets.to_vec(), vec![]);
+    broker.start();
+    broker
 }
 
 fn kcat(args: &[&str]) -> String {
@@ -80,26 +29,6 @@ fn kcat(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// ZooKeeper's own CLI: `get PATH`, the data line.
-fn zk_get(port: u16, path: &str) -> String {
-    let out = Command::new("java")
-        .args([
-            "-cp",
-            "/usr/share/java/*",
-            "org.apache.zookeeper.ZooKeeperMain",
-            "-server",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["get", path])
-        .output()
-        .expect("run ZooKeeperMain");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn broker_sets(zookeeper_connect: &str, dir: &Path, extra: &[&str]) -> Vec<String> {
@@ -133,27 +62,18 @@ async fn weir_broker_on_real_zookeeper_writes_kafkas_znodes_and_serves_clients()
         broker.id > 1000,
         "broker.id=-1 generates an id above reserved.broker.max.id"
     );
-    produce_and_consume(&broker.addr, "orders", dir.path());
+    produce_and_consume(&broker.client, "orders", dir.path());
 
     // Case 1 and 3 in Kafka's own layout, as ZooKeeper's CLI shows it.
-    let registration: serde_json::Value = serde_json::from_str(&zk_get(
-        zk_port,
-        &format!("/kafka/brokers/ids/{}", broker.id),
-    ))
-    .unwrap();
+    let registration = zk_get(zk_port, &format!("/kafka/brokers/ids/{}", broker.id));
     assert_eq!(registration["version"], 5);
     assert_eq!(
         registration["endpoints"][0],
-        format!("PLAINTEXT://{}", broker.addr)
+        format!("PLAINTEXT://{}", broker.client)
     );
-    let controller: serde_json::Value =
-        serde_json::from_str(&zk_get(zk_port, "/kafka/controller")).unwrap();
+    let controller = zk_get(zk_port, "/kafka/controller");
     assert_eq!(controller["brokerid"], broker.id);
-    let state: serde_json::Value = serde_json::from_str(&zk_get(
-        zk_port,
-        "/kafka/brokers/topics/orders/partitions/0/state",
-    ))
-    .unwrap();
+    let state = zk_get(zk_port, "/kafka/brokers/topics/orders/partitions/0/state");
     assert_eq!(state["leader"], broker.id);
     assert_eq!(state["isr"][0], broker.id);
     assert_eq!(state["leader_epoch"], 0);
@@ -166,7 +86,7 @@ async fn weir_broker_on_real_zookeeper_writes_kafkas_znodes_and_serves_clients()
     assert_eq!(broker.id, id);
     let got = kcat(&[
         "-b",
-        &broker.addr,
+        &broker.client,
         "-C",
         "-t",
         "orders",
@@ -189,8 +109,8 @@ async fn weir_broker_on_a_weir_coordinator_serves_clients() {
         &["broker.id=7"],
     ));
     assert_eq!(broker.id, 7);
-    produce_and_consume(&broker.addr, "payments", dir.path());
-    let metadata = kcat(&["-b", &broker.addr, "-L"]);
+    produce_and_consume(&broker.client, "payments", dir.path());
+    let metadata = kcat(&["-b", &broker.client, "-L"]);
     assert!(
         metadata.contains("broker 7 at") && metadata.contains("(controller)"),
         "{metadata}"

@@ -18,7 +18,7 @@ mod rdkafka_client;
 mod restart;
 mod versions;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -93,16 +93,7 @@ impl Weir {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start weir");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = crate::support::stdout_lines(child.stdout.take().expect("stdout"));
         let deadline = Instant::now() + STARTUP;
         let mut brokers = Vec::new();
         loop {

@@ -8,6 +8,7 @@ mod wire;
 mod control_plane;
 mod coordination;
 mod kafka_clients;
+mod multinode;
 mod perf;
 mod replication;
 mod storage;

@@ -1,7 +1,24 @@
 //! Shared test plumbing: free ports, deadlines, external tools.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// A child's stdout as lines, read on a thread of their own (so the child never blocks on a
+/// full pipe), until it closes.
+pub fn stdout_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
 
 /// A free loopback TCP port (bound then released; the OS does not hand it out again soon).
 pub fn free_port() -> u16 {

@@ -36,7 +36,9 @@ use crate::actors::local_controller::{
     AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
     CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
 };
-use crate::actors::metadata_cache::{validate_topic_name, BrokerEndpoint, LEADER_DURING_DELETE};
+use crate::actors::metadata_cache::{
+    validate_topic_name, BrokerEndpoint, ListenerEndpoint, LEADER_DURING_DELETE,
+};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
@@ -94,6 +96,8 @@ pub struct Controller {
     session: CoordinationClient,
     /// The broker ↔ coordination link is cut (fault injection); a renewed session starts cut.
     link_cut: bool,
+    /// Set by [`CloseSession`]: the events of the closing session are no longer handled.
+    closing: bool,
 }
 
 impl Controller {
@@ -105,6 +109,7 @@ impl Controller {
         Self {
             session: client.clone(),
             link_cut: false,
+            closing: false,
             core: Some(Core {
                 deps: Arc::new(deps),
                 zk: KafkaZkClient::new(client),
@@ -225,6 +230,9 @@ impl Handler<Startup> for Controller {
 
 impl StreamHandler<SessionEvent> for Controller {
     fn handle(&mut self, event: SessionEvent, ctx: &mut Self::Context) {
+        if self.closing {
+            return;
+        }
         let Some(mut core) = self.core.take() else {
             return;
         };
@@ -314,6 +322,31 @@ impl Handler<SessionFault> for Controller {
             }
         }
         Ok(())
+    }
+}
+
+/// A clean stop (the last step of a controlled shutdown): close the coordination session, so
+/// the broker's ephemerals (`/brokers/ids/<id>`, `/controller` if it holds it) go at once and
+/// the cluster reacts without waiting for the session timeout, then stop the actor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct CloseSession;
+
+impl Handler<CloseSession> for Controller {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: CloseSession, _: &mut Self::Context) -> Self::Result {
+        self.closing = true;
+        let session = self.session.clone();
+        Box::pin(
+            async move {
+                if let Err(e) = session.close().await {
+                    tracing::debug!(error = %e, "closing the coordination session failed");
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
     }
 }
 
@@ -709,6 +742,14 @@ impl Core {
                 host,
                 port,
                 rack: registration.rack.clone(),
+                listeners: endpoints
+                    .into_iter()
+                    .map(|(listener, host, port)| ListenerEndpoint {
+                        listener,
+                        host,
+                        port,
+                    })
+                    .collect(),
             },
             epoch,
         }
@@ -1969,11 +2010,19 @@ impl Core {
             .shutting_down
             .insert(msg.broker_id);
         self.commit_changes(changes, false).await;
+        // As Kafka's controller answers: the replicated partitions the broker still leads (a
+        // partition with one replica has nowhere to go, so waiting for it would not help).
         let ctx = &self.active_ref().ctx;
         Ok(ctx
             .states
             .iter()
             .filter(|(_, s)| s.leader == msg.broker_id)
+            .filter(|((t, p), _)| {
+                ctx.topics
+                    .get(t)
+                    .and_then(|info| info.assignment.get(p))
+                    .is_some_and(|replicas| replicas.len() > 1)
+            })
             .map(|((t, p), _)| TopicPartition {
                 topic: t.clone(),
                 partition: *p,

@@ -460,6 +460,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9000 + id as u16,
                 rack: None,
+                listeners: vec![],
             },
             epoch: id as i64,
         }

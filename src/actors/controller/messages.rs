@@ -9,7 +9,7 @@ use crate::storage::TopicPartition;
 
 /// One partition of an AlterPartition request (KIP-497): the leader proposes a new ISR at the
 /// leader and partition epochs it knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AlterPartitionItem {
     pub topic: String,
     pub partition: i32,
@@ -19,7 +19,7 @@ pub struct AlterPartitionItem {
 }
 
 /// The state the controller recorded for an accepted proposal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionLeadership {
     pub leader: i32,
     pub leader_epoch: i32,
@@ -28,7 +28,7 @@ pub struct PartitionLeadership {
 }
 
 /// Leader → controller: ISR changes for partitions it leads.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "AlterPartitionResult")]
 pub struct AlterPartition {
     pub broker_id: i32,
@@ -43,7 +43,7 @@ pub type AlterPartitionResult =
 
 /// Broker → controller: move leadership off me before I stop. The answer lists the
 /// partitions it still leads; the broker retries until none remain (or gives up).
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "ControlledShutdownResult")]
 pub struct ControlledShutdown {
     pub broker_id: i32,
@@ -54,14 +54,14 @@ pub type ControlledShutdownResult = Result<Vec<TopicPartition>, ApiError>;
 
 /// ElectLeaders (KIP-460): preferred or unclean election for the listed partitions, or for
 /// every partition when `partitions` is `None`.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "ElectLeadersResult")]
 pub struct ElectLeaders {
     pub partitions: Option<Vec<TopicPartition>>,
     pub election: ElectionType,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ElectionType {
     Preferred,
     Unclean,

@@ -11,7 +11,10 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
+
+pub use crate::transport::framing::FrameError;
+use crate::transport::framing::Framing;
 
 use super::error::CoordinationError;
 use super::types::{Request, Response, SessionEvent, SessionId};
@@ -22,8 +25,11 @@ pub const PROTOCOL_VERSION: u8 = 1;
 /// The largest frame either side accepts: a multi of a few maximal (1 MiB) znodes fits.
 pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 
-/// What a frame's buffer starts with before its bytes arrive.
-const READ_CHUNK: usize = 64 * 1024;
+/// This protocol's frames.
+const FRAMING: Framing = Framing {
+    version: PROTOCOL_VERSION,
+    max_len: MAX_FRAME_LEN,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMessage {
@@ -68,65 +74,16 @@ pub enum ServerMessage {
     Event(SessionEvent),
 }
 
-/// Why a frame could not be read; every one of them ends the connection.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
-    TooLong(usize),
-    #[error("empty frame")]
-    Empty,
-    #[error("protocol version {0}, expected {PROTOCOL_VERSION}")]
-    Version(u8),
-    #[error("undecodable message: {0}")]
-    Decode(#[from] rmp_serde::decode::Error),
-}
-
 /// Encodes one message as a whole frame.
 pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-    let mut frame = vec![0u8; 5];
-    frame[4] = PROTOCOL_VERSION;
-    rmp_serde::encode::write(&mut frame, message)?;
-    let len = (frame.len() - 4) as u32;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
-    Ok(frame)
+    FRAMING.encode(message)
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<T: DeserializeOwned>(
     reader: &mut (impl AsyncRead + Unpin),
 ) -> Result<Option<T>, FrameError> {
-    let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len == 0 {
-        return Err(FrameError::Empty);
-    }
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLong(len));
-    }
-    // Grown as the bytes arrive: a peer that declares a large frame and then stalls holds
-    // no more memory than it has sent.
-    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
-    (&mut *reader)
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .await?;
-    if body.len() < len {
-        return Err(FrameError::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("frame ends after {} of {len} bytes", body.len()),
-        )));
-    }
-    if body[0] != PROTOCOL_VERSION {
-        return Err(FrameError::Version(body[0]));
-    }
-    Ok(Some(rmp_serde::from_slice(&body[1..])?))
+    FRAMING.read(reader).await
 }
 
 #[cfg(test)]
@@ -181,13 +138,13 @@ mod tests {
         let oversized = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes();
         assert!(matches!(
             read_frame::<ClientMessage>(&mut oversized.as_slice()).await,
-            Err(FrameError::TooLong(_))
+            Err(FrameError::TooLong { .. })
         ));
         let mut wrong_version = encode_frame(&ClientMessage::Ping { xid: 1 }).unwrap();
         wrong_version[4] = 99;
         assert!(matches!(
             read_frame::<ClientMessage>(&mut wrong_version.as_slice()).await,
-            Err(FrameError::Version(99))
+            Err(FrameError::Version { got: 99, .. })
         ));
         let garbage = [0u8, 0, 0, 3, PROTOCOL_VERSION, 0xc1, 0xff];
         assert!(matches!(

@@ -285,6 +285,7 @@ mod tests {
                     host: "127.0.0.1".into(),
                     port: 10_001,
                     rack: None,
+                    listeners: vec![],
                 }],
             })
             .await

@@ -243,13 +243,13 @@ impl Drop for ChildGuard {
 
 /// `weir coordinator` on `port`, waited for until it prints its address.
 pub async fn start_binary(port: u16, data_dir: &Path) -> ChildGuard {
+    start_binary_on(&format!("127.0.0.1:{port}"), data_dir).await
+}
+
+/// `weir coordinator` listening on `listen` (`host:port`).
+pub async fn start_binary_on(listen: &str, data_dir: &Path) -> ChildGuard {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "coordinator",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
+        .args(["coordinator", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .env("WEIR_COORDINATOR_TICK_MS", TICK.as_millis().to_string())
         .env("WEIR_LOG", "warn")
@@ -268,7 +268,7 @@ pub async fn start_binary(port: u16, data_dir: &Path) -> ChildGuard {
         .expect("weir coordinator printed nothing within 20 s")
         .expect("reader task")
         .expect("read stdout");
-    assert_eq!(line.trim(), format!("listening 127.0.0.1:{port}"));
+    assert_eq!(line.trim(), format!("listening {listen}"));
     guard
 }
 
