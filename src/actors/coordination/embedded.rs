@@ -12,6 +12,7 @@
 //! held meanwhile (or only `Expired`). [`EmbeddedCoordination::expire_session`] expires a
 //! session at once.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -25,8 +26,8 @@ use super::error::{CoordinationError, Result};
 use super::persistence;
 use super::session::{ClientRequest, Close, Ping, SessionSink, SinkTarget};
 use super::tree::{
-    ExpireSession, GetStatus, ListSessions, LogSetup, OpenSession, SessionHandle, SessionInfo,
-    SetLink, Shutdown, TreeActor, TreeConfig, TreeStatus,
+    ExpireSession, GetStatus, ListSessions, ListWatches, LogSetup, OpenSession, SessionHandle,
+    SessionInfo, SetLink, Shutdown, TreeActor, TreeConfig, TreeStatus, WatchInfo,
 };
 use super::types::{Request, Response, SessionEvent, SessionId, SessionState};
 
@@ -192,6 +193,14 @@ impl EmbeddedCoordination {
     pub async fn status(&self) -> Result<TreeStatus> {
         self.tree
             .send(GetStatus)
+            .await
+            .map_err(|_| CoordinationError::ConnectionLoss)
+    }
+
+    /// The watches each session has set (ZooKeeper's `wchc`).
+    pub async fn watches(&self) -> Result<BTreeMap<SessionId, Vec<WatchInfo>>> {
+        self.tree
+            .send(ListWatches)
             .await
             .map_err(|_| CoordinationError::ConnectionLoss)
     }

@@ -20,7 +20,7 @@
 //! so a session hears at most once per registration, and a deleted node's data and child
 //! watchers of one session hear one `NodeDeleted`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -171,6 +171,20 @@ pub struct ListSessions;
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "TreeStatus")]
 pub struct GetStatus;
+
+/// The watches each session has set (ZooKeeper's `wchc` four-letter command).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "BTreeMap<SessionId, Vec<WatchInfo>>")]
+pub struct ListWatches;
+
+/// One watch a session has set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WatchInfo {
+    /// Fired by the node's creation, change or deletion (`get_data`/`exists`).
+    Data(String),
+    /// Fired by a child's creation or deletion (`get_children`).
+    Children(String),
+}
 
 /// From the log writer.
 #[derive(Message, Debug)]
@@ -713,6 +727,32 @@ impl Handler<ListSessions> for TreeActor {
             .collect();
         list.sort_by_key(|s| s.id);
         MessageResult(list)
+    }
+}
+
+impl Handler<ListWatches> for TreeActor {
+    type Result = MessageResult<ListWatches>;
+
+    fn handle(&mut self, _: ListWatches, _: &mut Context<Self>) -> Self::Result {
+        let mut out: BTreeMap<SessionId, Vec<WatchInfo>> = BTreeMap::new();
+        for (path, sessions) in &self.data_watches {
+            for s in sessions {
+                out.entry(*s)
+                    .or_default()
+                    .push(WatchInfo::Data(path.clone()));
+            }
+        }
+        for (path, sessions) in &self.child_watches {
+            for s in sessions {
+                out.entry(*s)
+                    .or_default()
+                    .push(WatchInfo::Children(path.clone()));
+            }
+        }
+        for watches in out.values_mut() {
+            watches.sort();
+        }
+        MessageResult(out)
     }
 }
 
