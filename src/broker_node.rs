@@ -113,7 +113,7 @@ impl BrokerNode {
         let broker_epoch = Arc::new(AtomicI64::new(-1));
         let peers = Peers::new(
             id,
-            env.transport.clone(),
+            crate::observe::seam::traced(env.transport.clone()),
             Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
         );
         let (broker, shared) = Broker::open(config.clone(), Some(&cluster_id), env.workers.clone())
@@ -200,6 +200,7 @@ impl BrokerNode {
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         let (run, running) = watch::channel(NodeRun::Serving);
+        crate::metrics::serve(&ctx, run.subscribe())?;
         actix::spawn(listener::accept_loop(
             socket,
             ctx,

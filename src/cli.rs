@@ -25,6 +25,11 @@ pub enum Command {
     Broker(BrokerArgs),
     /// The standalone coordination service.
     Coordinator(CoordinatorArgs),
+    /// Message traces: `weir trace render FILE` draws one.
+    Trace {
+        #[command(subcommand)]
+        command: crate::trace::command::TraceCommand,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -44,6 +49,8 @@ pub struct ClusterArgs {
     /// `key=value`, applied to every broker after the file; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    #[command(flatten)]
+    pub trace: crate::trace::command::TraceFlags,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -91,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Cluster(args) => run_cluster(args),
         Command::Broker(args) => run_broker(args),
         Command::Coordinator(args) => run_coordinator(args),
+        Command::Trace { command } => crate::trace::command::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,12 +124,18 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let (key, value) = crate::config::parse_set(set)?;
         builder = builder.set(key, value);
     }
+    let recording = args.trace.start()?;
     actix_rt::System::new().block_on(async move {
         let mut cluster = builder.start().await?;
         {
             let mut out = std::io::stdout().lock();
             for b in cluster.brokers() {
                 writeln!(out, "broker {} listening on {}", b.id, b.addr)?;
+            }
+            for b in cluster.brokers() {
+                if let Some(addr) = crate::metrics::endpoint_addr(b.id) {
+                    writeln!(out, "broker {} metrics on http://{addr}/metrics", b.id)?;
+                }
             }
             writeln!(out, "ready")?;
             out.flush()?;
@@ -130,6 +144,11 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let status = cluster.status();
         tracing::info!("shutting down");
         cluster.shutdown().await?;
+        if let Some(recording) = recording {
+            let path = recording.path().display().to_string();
+            let summary = recording.finish()?;
+            tracing::info!(%path, written = summary.written, dropped = summary.dropped, "message trace written");
+        }
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
