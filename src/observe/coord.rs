@@ -2,9 +2,10 @@
 //! ZooKeeper's operation names: `create`, `setData`, `multi`, …) and its answer, and every
 //! watch event and session-state change a broker receives.
 //!
-//! Requests are named by session. A session becomes its broker's (`b<N>`) once it creates
-//! `/brokers/ids/<N>`; requests before that (the top-level paths, the cluster id) carry
-//! `session:<id>` and the renderer renames them from the same registration.
+//! Requests are named by session: a session is its broker's (`b<N>`) once the broker's
+//! controller actor has seen an event of it (its first `SyncConnected` arrives at start) or
+//! it created `/brokers/ids/<N>`; requests before that carry `session:<id>`, and the renderer
+//! renames them from the registration.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,15 +56,6 @@ pub fn request(client: &CoordinationClient, request: &Request) -> Option<Traced>
         return None;
     }
     Some(record_request(client.session_id(), request))
-}
-
-fn op_name(op: &Op) -> &'static str {
-    match op {
-        Op::Check { .. } => "check",
-        Op::Create { .. } => "create",
-        Op::SetData { .. } => "setData",
-        Op::Delete { .. } => "delete",
-    }
 }
 
 fn request_name(r: &Request) -> &'static str {
@@ -149,20 +141,38 @@ fn record_request(session: i64, request: &Request) -> Traced {
             let main = ops.iter().find(|o| !matches!(o, Op::Check { .. })).or(ops.first());
             if let Some(op) = main {
                 e.path = Some(op.path().to_string());
-                if let Op::Create { path, data, .. } | Op::SetData { path, data, .. } = op {
-                    read_state(&mut e, path, data);
+            }
+            let states: Vec<(&str, &[u8])> = ops
+                .iter()
+                .filter_map(|o| match o {
+                    Op::Create { path, data, .. } | Op::SetData { path, data, .. }
+                        if state_znode(path).is_some() =>
+                    {
+                        Some((path.as_str(), data.as_slice()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            match states.as_slice() {
+                [(path, data)] => read_state(&mut e, path, data),
+                many => {
+                    e.set_partitions(many.iter().filter_map(|(p, _)| state_znode(p)));
                 }
             }
-            const SHOWN: usize = 4;
-            let mut listed: Vec<String> = ops
-                .iter()
-                .take(SHOWN)
-                .map(|o| format!("{} {}", op_name(o), o.path()))
-                .collect();
-            if ops.len() > SHOWN {
-                listed.push(format!("… {} ops", ops.len()));
+            let mut detail = vec![format!("{} ops", ops.len())];
+            if ops.iter().any(|o| matches!(o, Op::Check { .. })) {
+                detail.push(format!(
+                    "fenced by {}",
+                    ops.iter()
+                        .find(|o| matches!(o, Op::Check { .. }))
+                        .map(|o| o.path())
+                        .unwrap_or_default()
+                ));
             }
-            e.detail = Some(listed.join(", "));
+            if !states.is_empty() {
+                detail.push(format!("writes {} partition state znodes", states.len()));
+            }
+            e.detail = Some(detail.join(", "));
         }
     }
     trace::emit(e);
@@ -203,9 +213,14 @@ fn record_response(traced: Traced, result: &Result<Response, CoordinationError>)
     trace::emit(e);
 }
 
-/// Records a watch event or session-state change delivered to broker `broker`.
+/// Records a watch event or session-state change delivered to broker `broker` on `session`.
+/// Always notes whose session it is (a map insert per session event, which are rare), so a
+/// trace started later still names the broker behind each session.
 #[inline]
-pub fn session_event(broker: i32, event: &SessionEvent) {
+pub fn session_event(broker: i32, session: i64, event: &SessionEvent) {
+    if matches!(event, SessionEvent::State(_)) {
+        set_owner(session, broker);
+    }
     if trace::enabled() {
         let e = match event {
             SessionEvent::Watch(w) => {

@@ -70,7 +70,11 @@ fn observe(broker: i32, tp: &TopicPartition, role: &Role, next: &PartitionProgre
         return;
     }
     let kind = match (&previous, seen.role) {
+        // A replica opened before it has a role: nothing to tell yet.
+        (None, None) => return,
         (_, None) => "ReplicaOffline",
+        // First sight: the role may be new or older than the trace.
+        (None, _) => "ReplicaState",
         (Some(b), r) if b.role == r && b.leader_epoch == seen.leader_epoch => {
             if b.isr != seen.isr {
                 "IsrChange"
