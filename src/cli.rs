@@ -25,6 +25,8 @@ pub enum Command {
     Broker(BrokerArgs),
     /// The standalone coordination service.
     Coordinator(CoordinatorArgs),
+    /// The seed's flows, run on an in-process cluster with a trace and a diagram.
+    Demo(crate::demo::DemoArgs),
     /// Message traces: `weir trace render FILE` draws one.
     Trace {
         #[command(subcommand)]
@@ -99,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Broker(args) => run_broker(args),
         Command::Coordinator(args) => run_coordinator(args),
         Command::Trace { command } => crate::trace::command::run(command),
+        Command::Demo(args) => crate::demo::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ pub mod broker_node;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod metrics;
 pub mod observe;
 pub mod protocol;

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::Decodable;
 
 use crate::actors::metadata_cache::MetadataCache;
 use crate::protocol::api::{ApiContext, Reply};
-use crate::trace::event::{actor, kafka_error_name, Category, Event};
+use crate::trace::event::{actor, kafka_error_name, plural, Category, Event};
 use crate::trace::{self};
 
 /// One request being observed, from dispatch to its answer.
@@ -189,7 +189,11 @@ fn describe_request(e: &mut Event, request: &dyn Any, ctx: &ApiContext) {
         } else {
             r.acks.to_string()
         };
-        e.detail = Some(format!("acks={acks}, {records} records, {bytes} bytes"));
+        e.detail = Some(format!(
+            "acks={acks}, {}, {}",
+            plural(records, "record"),
+            plural(bytes as i64, "byte")
+        ));
     } else if let Some(r) = request.downcast_ref::<FetchRequest>() {
         let snapshot = ctx.metadata.snapshot();
         let names: Vec<String> = r
@@ -413,7 +417,11 @@ fn describe_response(e: &mut Event, response: &dyn Any) {
             .map(record_count)
             .sum();
         if bytes > 0 {
-            e.detail = Some(format!("{records} records, {bytes} bytes"));
+            e.detail = Some(format!(
+                "{}, {}",
+                plural(records, "record"),
+                plural(bytes as i64, "byte")
+            ));
         }
         e.error = first_error(std::iter::once(r.error_code).chain(parts.iter().map(|p| p.error_code)));
     } else if let Some(r) = response.downcast_ref::<MetadataResponse>() {

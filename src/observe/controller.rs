@@ -10,7 +10,11 @@ use crate::trace::event::{actor, Category, Event};
 use crate::trace::{self};
 
 fn ids(set: &BTreeSet<i32>) -> String {
-    let v: Vec<String> = set.iter().map(i32::to_string).collect();
+    ids_of(&set.iter().copied().collect::<Vec<_>>())
+}
+
+fn ids_of(v: &[i32]) -> String {
+    let v: Vec<String> = v.iter().map(i32::to_string).collect();
     format!("[{}]", v.join(","))
 }
 
@@ -105,8 +109,10 @@ pub fn decided(
             e.leader = Some(change.state.leader);
             e.leader_epoch = Some(change.state.leader_epoch);
             e.isr = Some(change.state.isr.clone());
-            if let Some(b) = before {
-                e.detail = Some(format!("was leader {}", b.leader));
+            match (kind, before) {
+                ("ElectLeader", Some(b)) => e.detail = Some(format!("(was leader {})", b.leader)),
+                ("ChangeIsr", Some(b)) => e.detail = Some(format!("(was ISR {})", ids_of(&b.isr))),
+                _ => {}
             }
             trace::emit(e);
         }

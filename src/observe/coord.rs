@@ -28,11 +28,20 @@ fn owner_of(session: i64) -> Option<i32> {
 }
 
 fn set_owner(session: i64, broker: i32) {
-    OWNERS
+    let previous = OWNERS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(session, broker);
+    // Tell the renderer, which names the session's earlier requests after the broker.
+    if previous != Some(broker) && trace::enabled() {
+        trace::emit(Event::new(
+            Category::Meta,
+            actor::session(session),
+            actor::broker(broker),
+            "SessionBound",
+        ));
+    }
 }
 
 fn session_actor(session: i64) -> String {
@@ -170,7 +179,10 @@ fn record_request(session: i64, request: &Request) -> Traced {
                 ));
             }
             if !states.is_empty() {
-                detail.push(format!("writes {} partition state znodes", states.len()));
+                detail.push(format!(
+                    "writes {}",
+                    crate::trace::event::plural(states.len() as i64, "partition state znode")
+                ));
             }
             e.detail = Some(detail.join(", "));
         }

@@ -45,7 +45,7 @@ pub fn command(fault: &Fault) -> (String, String, &'static str) {
             (format!("drop {from} {to} {percent}"), node(from), "drop")
         }
         Fault::Heal(Some((a, b))) => (format!("heal {a} {b}"), node(a), "heal"),
-        Fault::Heal(None) => ("heal".into(), actor::CONSOLE.to_string(), "heal"),
+        Fault::Heal(None) => ("heal all links".into(), actor::CONSOLE.to_string(), "heal"),
     }
 }
 
@@ -55,8 +55,10 @@ impl Cluster {
         let traced = trace::enabled().then(|| {
             let (text, target, kind) = command(&fault);
             let id = trace::next_id();
+            // The label reads as the command: the kind, then its arguments.
+            let arguments = text.strip_prefix(kind).unwrap_or_default().trim();
             let mut e = Event::new(Category::Fault, actor::CONSOLE, target.clone(), kind)
-                .with_detail(text);
+                .with_detail(arguments);
             e.id = Some(id);
             trace::emit(e);
             (id, target, kind)
@@ -91,12 +93,12 @@ mod tests {
             "cut 3 coord",
             "delay 1 2 250",
             "drop 2 3 12.5",
-            "heal",
             "heal 1 2",
         ] {
             let fault: Fault = line.parse().unwrap();
             assert_eq!(command(&fault).0, line);
         }
+        assert_eq!(command(&Fault::Heal(None)).0, "heal all links");
         let (_, target, kind) = command(&Fault::Delay {
             from: Node::Broker(1),
             to: Node::Broker(2),

@@ -1,107 +1,73 @@
-//! Replica state, observed: each time a replica publishes its progress, the role, leader
-//! epoch, ISR and high-water mark are compared with what was last seen for it; a change is a
-//! trace event (a note over the replica's broker) and, on a leader whose ISR moved within one
-//! leader epoch, an ISR shrink or expansion for the metrics (Kafka's `IsrShrinksPerSec`,
-//! `IsrExpandsPerSec`). A change of the log end offset alone is not an event: it moves on
-//! every append, and the high-water mark that follows it is the state readers care about.
+//! Replica state, observed: each time a replica publishes its progress, the new progress is
+//! compared with the one it replaces; a change of role or leader epoch (a LeaderAndIsr made
+//! it leader or follower), of the ISR size (a leader's ISR shrank or expanded) or of the
+//! high-water mark is a trace event (a note over the replica's broker), and an ISR change is
+//! counted for the metrics (Kafka's `IsrShrinksPerSec`, `IsrExpandsPerSec`). A change of the
+//! log end offset alone is not an event: it moves on every append, and the high-water mark
+//! that follows it is the state readers care about.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use tokio::sync::watch;
 
 use crate::actors::replica::{PartitionProgress, Role};
 use crate::storage::TopicPartition;
 use crate::trace::event::{actor, Category, Event};
 use crate::trace::{self};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    /// `Some(None)` leader, `Some(Some(l))` follower of `l`, `None` offline.
-    role: Option<Option<i32>>,
-    leader_epoch: i32,
-    isr: Vec<i32>,
-    hwm: i64,
-}
-
-/// Last seen state by (broker, partition). A std Mutex: held for one map access.
-static SEEN: Mutex<Option<HashMap<(i32, TopicPartition), Seen>>> = Mutex::new(None);
-
-/// Called by a replica each time it recomputes its progress.
+/// Called by a replica each time it recomputes its progress, before publishing `next` on
+/// `published` (which still holds the previous progress).
 #[inline]
-pub fn progress(broker: i32, tp: &TopicPartition, role: &Role, next: &PartitionProgress) {
+pub fn progress(
+    broker: i32,
+    tp: &TopicPartition,
+    role: &Role,
+    published: &watch::Sender<PartitionProgress>,
+    next: &PartitionProgress,
+) {
     if super::enabled() {
-        observe(broker, tp, role, next);
+        let previous = *published.borrow();
+        observe(broker, tp, role, &previous, next);
     }
 }
 
-fn observe(broker: i32, tp: &TopicPartition, role: &Role, next: &PartitionProgress) {
-    let seen = Seen {
-        role: match role {
-            Role::Offline => None,
-            Role::Leader(_) => Some(None),
-            Role::Follower { leader } => Some(Some(*leader)),
-        },
-        leader_epoch: next.leader_epoch,
-        isr: match role {
-            Role::Leader(l) => l.isr.clone(),
-            _ => Vec::new(),
-        },
-        hwm: next.high_watermark,
-    };
-    let previous = {
-        let mut guard = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-        let map = guard.get_or_insert_with(HashMap::new);
-        let key = (broker, tp.clone());
-        if map.get(&key) == Some(&seen) {
-            return;
-        }
-        map.insert(key, seen.clone())
-    };
-    // Kafka counts ISR changes a leader makes within its epoch.
-    if let Some(before) = &previous {
-        if seen.role == Some(None)
-            && before.role == Some(None)
-            && before.leader_epoch == seen.leader_epoch
-            && before.isr != seen.isr
-        {
-            crate::metrics::isr_changed(broker, seen.isr.len() < before.isr.len());
-        }
+fn observe(
+    broker: i32,
+    tp: &TopicPartition,
+    role: &Role,
+    previous: &PartitionProgress,
+    next: &PartitionProgress,
+) {
+    let role_changed =
+        previous.leader_epoch != next.leader_epoch || previous.is_leader != next.is_leader;
+    // Kafka counts the ISR changes a leader makes within its epoch.
+    let isr_changed = !role_changed && next.is_leader && previous.isr_size != next.isr_size;
+    if isr_changed {
+        crate::metrics::isr_changed(broker, next.isr_size < previous.isr_size);
     }
-    if !trace::enabled() {
+    let hwm_changed = previous.high_watermark != next.high_watermark;
+    if !trace::enabled() || !(role_changed || isr_changed || hwm_changed) {
         return;
     }
-    let kind = match (&previous, seen.role) {
-        // A replica opened before it has a role: nothing to tell yet.
-        (None, None) => return,
-        (_, None) => "ReplicaOffline",
-        // First sight: the role may be new or older than the trace.
-        (None, _) => "ReplicaState",
-        (Some(b), r) if b.role == r && b.leader_epoch == seen.leader_epoch => {
-            if b.isr != seen.isr {
-                "IsrChange"
-            } else {
-                "HighWatermark"
-            }
-        }
-        (_, Some(None)) => "BecomeLeader",
-        (_, Some(Some(_))) => "BecomeFollower",
+    let kind = match role {
+        // Opened, not yet told its role: nothing to tell.
+        Role::Offline if previous.leader_epoch < 0 => return,
+        Role::Offline => "ReplicaOffline",
+        Role::Leader(_) if role_changed => "BecomeLeader",
+        Role::Follower { .. } if role_changed => "BecomeFollower",
+        _ if isr_changed => "IsrChange",
+        _ => "HighWatermark",
     };
     let mut e = Event::note(Category::Replica, actor::broker(broker), kind)
         .with_partitions([(tp.topic.as_str(), tp.partition)]);
-    e.leader = match seen.role {
-        Some(None) => Some(broker),
-        Some(Some(l)) => Some(l),
-        None => None,
-    };
-    e.leader_epoch = Some(seen.leader_epoch);
-    if seen.role == Some(None) {
-        e.isr = Some(seen.isr.clone());
+    match role {
+        Role::Leader(l) => {
+            e.leader = Some(broker);
+            e.isr = Some(l.isr.clone());
+        }
+        Role::Follower { leader } => e.leader = Some(*leader),
+        Role::Offline => {}
     }
-    e.hwm = Some(seen.hwm);
+    e.leader_epoch = Some(next.leader_epoch);
+    e.hwm = Some(next.high_watermark);
     e.leo = Some(next.log_end_offset);
     trace::emit(e);
-}
-
-/// Forgets what was seen (a new trace or metrics run starts from scratch).
-pub fn reset() {
-    SEEN.lock().unwrap_or_else(|p| p.into_inner()).take();
 }

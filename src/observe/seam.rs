@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::protocol::error::ApiError;
-use crate::trace::event::{actor, kafka_error_name, Category, Event};
+use crate::trace::event::{actor, kafka_error_name, plural, Category, Event};
 use crate::trace::{self};
 use crate::transport::peer::{
     PartitionResults, PeerRequest, PeerResponse, PeerTransport, TransportError,
@@ -90,6 +90,18 @@ impl Drop for Unanswered {
         }
     }
 }
+
+/// The `error` of a response that never came from the peer: the transport's verdict. The
+/// renderer draws these as notes over the sender.
+pub const TRANSPORT_ERRORS: &[&str] = &[
+    "UNREACHABLE",
+    "LINK_FAILED",
+    "TIMEOUT",
+    "CLOSED",
+    "MISMATCH",
+    "IO",
+    "ABANDONED",
+];
 
 fn api_error_name(e: &ApiError) -> String {
     kafka_error_name(e.code)
@@ -320,20 +332,22 @@ pub fn describe_response(
         PeerResponse::ReplicaFetch(r) => {
             e = e.with_partitions(r.partitions.iter().map(|p| (p.tp.topic.as_str(), p.tp.partition)));
             if let [p] = r.partitions.as_slice() {
-                e.hwm = Some(p.high_watermark);
-                e.leo = Some(p.log_end_offset);
+                if p.error.is_none() {
+                    e.hwm = Some(p.high_watermark);
+                    e.leo = Some(p.log_end_offset);
+                }
                 if let Some(d) = p.diverging_epoch {
                     e.detail = Some(format!(
                         "diverging: epoch {} ends at {}",
                         d.epoch, d.end_offset
                     ));
                 } else if !p.records.is_empty() {
-                    e.detail = Some(format!("{} bytes", p.records.len()));
+                    e.detail = Some(plural(p.records.len() as i64, "byte"));
                 }
             } else {
                 let bytes: usize = r.partitions.iter().map(|p| p.records.len()).sum();
                 if bytes > 0 {
-                    e.detail = Some(format!("{bytes} bytes"));
+                    e.detail = Some(plural(bytes as i64, "byte"));
                 }
             }
             e.error = r

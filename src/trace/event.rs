@@ -247,6 +247,16 @@ pub mod actor {
     }
 }
 
+/// `1 record`, `3 records`.
+pub fn plural(n: impl Into<i64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Kafka's name for an error code (`NOT_LEADER_OR_FOLLOWER`), or the number when unknown.
 pub fn kafka_error_name(code: i16) -> String {
     match kafka_protocol::error::ResponseError::try_from_code(code).map(|e| format!("{e:?}")) {

@@ -6,9 +6,9 @@
 //!   `/brokers/ids/<N>` is broker N's, also for what it did before registering);
 //! - keeps the events inside the requested window, topic/partition and actors (a response is
 //!   kept with its request; faults are kept whenever their actors are, as context);
-//! - folds chatter: between two other events, repeated `ReplicaFetch`, `Fetch` and
-//!   `Heartbeat` requests and responses on one link become one line with a count
-//!   (`b2->>b1: ReplicaFetch ×12`).
+//! - folds chatter: repeated `ReplicaFetch`, `Fetch` and `Heartbeat` requests and responses
+//!   on one link become one line with a count (`b2->>b1: ReplicaFetch ×12`), until the
+//!   poller does something else ([`lines`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -80,6 +80,9 @@ pub struct Line {
     pub from: String,
     pub to: String,
     pub cat: Category,
+    /// Drawn as a note over `from` (a decision, a state change, a failed exchange) rather
+    /// than an arrow.
+    pub note: bool,
     pub response: bool,
     pub label: String,
     /// How many events the line stands for (1 unless folded).
@@ -90,6 +93,9 @@ pub struct Line {
 pub fn resolve_sessions(events: &mut [Event]) {
     let mut owners: HashMap<String, String> = HashMap::new();
     for e in events.iter() {
+        if e.cat == Category::Meta && e.kind == "SessionBound" {
+            owners.insert(e.from.clone(), e.to.clone());
+        }
         if e.cat == Category::Coord && e.kind == "create" && e.from.starts_with("session:") {
             if let Some(id) = e
                 .path
@@ -123,12 +129,9 @@ fn actor_matches(patterns: &[String], name: &str) -> bool {
 
 /// The events `view` keeps, in order.
 pub fn select(events: &[Event], view: &View) -> Vec<Event> {
-    let mut events: Vec<Event> = events
-        .iter()
-        .filter(|e| e.cat != Category::Meta)
-        .cloned()
-        .collect();
+    let mut events = events.to_vec();
     resolve_sessions(&mut events);
+    events.retain(|e| e.cat != Category::Meta);
     let mut kept_requests: HashSet<u64> = HashSet::new();
     let mut out = Vec::new();
     for e in events {
@@ -154,53 +157,86 @@ pub fn select(events: &[Event], view: &View) -> Vec<Event> {
     out
 }
 
+/// Fetches and heartbeats that went as usual: no error, no records carried.
 fn is_chatter(e: &Event) -> bool {
-    CHATTER.contains(&e.kind.as_str()) && e.error.is_none()
+    CHATTER.contains(&e.kind.as_str())
+        && e.error.is_none()
+        && !(e.is_response() && e.detail.as_deref().is_some_and(|d| d.contains("bytes")))
 }
 
 /// The diagram's lines for `events` (already selected), chatter folded when `fold`.
+///
+/// Chatter is folded per poller (the follower or client that keeps asking): repeated
+/// fetches or heartbeats on one link become one line, drawn where the first was, with a
+/// count, until the poller takes part in anything else (a fetch that brings records, an
+/// error, a role change, a new request), after which its chatter starts a new line. So
+/// each folded line sits between the events that explain it.
 pub fn lines(events: &[Event], fold: bool) -> Vec<Line> {
-    let mut out = Vec::new();
-    // Chatter since the last other event, by link and direction, in order of first sight.
-    let mut pending: Vec<((String, String, String, bool), Line)> = Vec::new();
-    let flush = |pending: &mut Vec<((String, String, String, bool), Line)>, out: &mut Vec<Line>| {
-        for (_, mut line) in pending.drain(..) {
-            if line.count > 1 {
-                line.label = format!("{} ×{}", line.label, line.count);
-            }
-            out.push(line);
-        }
-    };
+    let mut out: Vec<Line> = Vec::new();
+    // Open folds: (from, to, kind, response) → (index in `out`, poller).
+    let mut open: Vec<((String, String, String, bool), usize, String)> = Vec::new();
     for e in events {
-        let line = Line {
-            t_us: e.t_us,
-            from: e.from.clone(),
-            to: e.to.clone(),
-            cat: e.cat,
-            response: e.is_response(),
-            label: label(e),
-            count: 1,
+        let failed = e.is_response()
+            && e.error
+                .as_deref()
+                .is_some_and(|err| crate::observe::seam::TRANSPORT_ERRORS.contains(&err));
+        let line = if failed {
+            // No answer came: a note over the sender says what it saw.
+            Line {
+                t_us: e.t_us,
+                from: e.to.clone(),
+                to: e.to.clone(),
+                cat: e.cat,
+                note: true,
+                response: true,
+                label: format!(
+                    "{} to {} failed: {}{}",
+                    e.kind,
+                    e.from,
+                    e.error.as_deref().unwrap_or_default(),
+                    e.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                ),
+                count: 1,
+            }
+        } else {
+            Line {
+                t_us: e.t_us,
+                from: e.from.clone(),
+                to: e.to.clone(),
+                cat: e.cat,
+                note: e.is_note() && e.id.is_none() && e.reply_to.is_none(),
+                response: e.is_response(),
+                label: label(e),
+                count: 1,
+            }
         };
         if fold && is_chatter(e) {
             let key = (e.from.clone(), e.to.clone(), e.kind.clone(), e.is_response());
-            match pending.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, folded)) => {
-                    folded.count += 1;
-                    // A folded line shows what the chatter amounts to, not one exchange.
-                    folded.label = if folded.response {
-                        format!("{} response", e.kind)
-                    } else {
-                        e.kind.clone()
-                    };
-                }
-                None => pending.push((key, line)),
+            if let Some((_, at, _)) = open.iter().find(|(k, _, _)| *k == key) {
+                let folded = &mut out[*at];
+                folded.count += 1;
+                // A folded line shows what the chatter amounts to, not one exchange.
+                folded.label = if folded.response {
+                    format!("{} response", e.kind)
+                } else {
+                    e.kind.clone()
+                };
+                continue;
             }
+            let poller = if e.is_response() { &e.to } else { &e.from };
+            open.push((key, out.len(), poller.clone()));
+            out.push(line);
             continue;
         }
-        flush(&mut pending, &mut out);
+        // The poller did something else: its chatter from here on is a new line.
+        open.retain(|(_, _, poller)| *poller != line.from && *poller != line.to);
         out.push(line);
     }
-    flush(&mut pending, &mut out);
+    for line in &mut out {
+        if line.count > 1 {
+            line.label = format!("{} ×{}", line.label, line.count);
+        }
+    }
     out
 }
 
@@ -319,7 +355,7 @@ pub fn mermaid(lines: &[Line]) -> String {
     for l in lines {
         let (from, to) = (mermaid_id(&l.from), mermaid_id(&l.to));
         let text = mermaid_text(&l.label);
-        if l.from == l.to {
+        if l.note {
             let _ = writeln!(out, "    Note over {from}: {text}");
         } else {
             let arrow = match (l.response, l.cat) {
@@ -343,7 +379,7 @@ pub fn text(lines: &[Line]) -> String {
         .unwrap_or(0);
     let mut out = String::new();
     for l in lines {
-        let ends = if l.from == l.to {
+        let ends = if l.note {
             format!("[{}]", l.from)
         } else if l.response {
             format!("{} <- {}", l.to, l.from)
