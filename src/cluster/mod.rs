@@ -302,7 +302,13 @@ impl ClusterBuilder {
             config.listeners = vec![format!("PLAINTEXT://{HOST}:{}", addr.port())];
             config.advertised_listeners = Vec::new();
             config.log_dirs = vec![data_dir.join(format!("broker-{id}")).display().to_string()];
-            config.metrics_port = config.metrics_port.map(|p| if p == 0 { 0 } else { p.saturating_add(i as u16) });
+            config.metrics_port = config.metrics_port.map(|p| {
+                if p == 0 {
+                    0
+                } else {
+                    p.saturating_add(i as u16)
+                }
+            });
             config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             configs.push((config, socket));
         }

@@ -158,7 +158,7 @@ impl Client {
             .with_context(|| format!("{api:?}: the broker closed the connection"))?;
         let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))?;
         anyhow::ensure!(header.correlation_id == id, "answer to another request");
-        Ok(R::decode(&mut frame, version)?)
+        R::decode(&mut frame, version)
     }
 
     /// Metadata v9 for `topics` (all topics when empty), without auto-creation.
@@ -170,7 +170,10 @@ impl Client {
                 Some(
                     topics
                         .iter()
-                        .map(|t| metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                        .map(|t| {
+                            metadata_request::MetadataRequestTopic::default()
+                                .with_name(Some(topic_name(t)))
+                        })
                         .collect(),
                 )
             })
@@ -204,7 +207,8 @@ impl Client {
         replication_factor: i16,
         assignment: Option<&[Vec<i32>]>,
     ) -> anyhow::Result<i16> {
-        let mut creatable = create_topics_request::CreatableTopic::default().with_name(topic_name(topic));
+        let mut creatable =
+            create_topics_request::CreatableTopic::default().with_name(topic_name(topic));
         match assignment {
             Some(replicas) => {
                 creatable = creatable
@@ -249,9 +253,11 @@ impl Client {
             .with_timeout_ms(timeout_ms)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(topic_name(topic))
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(batch(records)))])]);
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch(records))),
+                ])]);
         if acks == 0 {
             self.send(ApiKey::Produce, 9, &request).await?;
             return Ok(None);
@@ -334,9 +340,10 @@ impl Client {
             .with_rebalance_timeout_ms(30_000)
             .with_member_id(str_bytes(member_id))
             .with_protocol_type(str_bytes("consumer"))
-            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                .with_name(str_bytes("range"))
-                .with_metadata(subscription(topics))]);
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(str_bytes("range"))
+            .with_metadata(subscription(topics))]);
         self.call(ApiKey::JoinGroup, 5, &request).await
     }
 
@@ -393,21 +400,22 @@ impl Client {
             .with_group_id(GroupId(str_bytes(group)))
             .with_generation_id_or_member_epoch(generation)
             .with_member_id(str_bytes(member_id))
-            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
-                .with_name(topic_name(topic))
-                .with_partitions(
-                    offsets
-                        .iter()
-                        .map(|(p, o)| {
-                            offset_commit_request::OffsetCommitRequestPartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(*o)
-                        })
-                        .collect(),
-                )]);
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(
+                        offsets
+                            .iter()
+                            .map(|(p, o)| {
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(*o)
+                            })
+                            .collect(),
+                    ),
+            ]);
         let r: OffsetCommitResponse = self.call(ApiKey::OffsetCommit, 7, &request).await?;
-        Ok(r
-            .topics
+        Ok(r.topics
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .find(|c| *c != 0)
@@ -423,19 +431,24 @@ impl Client {
     ) -> anyhow::Result<Vec<(i32, i64)>> {
         let request = OffsetFetchRequest::default()
             .with_group_id(GroupId(str_bytes(group)))
-            .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
-                .with_name(topic_name(topic))
-                .with_partition_indexes(partitions.to_vec())]));
+            .with_topics(Some(vec![
+                offset_fetch_request::OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(partitions.to_vec()),
+            ]));
         let r: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 5, &request).await?;
         anyhow::ensure!(
             r.error_code == 0,
             "OffsetFetch: {}",
             crate::trace::event::kafka_error_name(r.error_code)
         );
-        Ok(r
-            .topics
+        Ok(r.topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset))
+            })
             .collect())
     }
 }
@@ -565,7 +578,10 @@ mod tests {
             (b"foobar", -790332482),
             (b"a-little-bit-long-string", -985981536),
             (b"a-little-bit-longer-string", -1486304829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             (b"abc", 479470107),
         ] {
             assert_eq!(murmur2(input) as i32, expected, "{input:?}");
@@ -588,6 +604,9 @@ mod tests {
     #[test]
     fn subscriptions_and_assignments_round_trip() {
         assert_eq!(subscribed_topics(&subscription(&["orders"])), ["orders"]);
-        assert_eq!(assigned_partitions(&assignment("orders", &[1, 3]), "orders"), [1, 3]);
+        assert_eq!(
+            assigned_partitions(&assignment("orders", &[1, 3]), "orders"),
+            [1, 3]
+        );
     }
 }

@@ -120,6 +120,7 @@ mod tests {
             to: to.into(),
             cat: Category::Seam,
             note: from == to,
+            lost: false,
             response: false,
             label: label.into(),
             count: 1,
@@ -130,22 +131,32 @@ mod tests {
     fn patterns_match_arrows_notes_roles_and_globs() {
         let roles: BTreeMap<String, String> = [("controller".to_string(), "b2".to_string())].into();
         let lines = vec![
-            line("client:admin", "b1", "CreateTopics orders 3 partitions, RF 3"),
+            line(
+                "client:admin",
+                "b1",
+                "CreateTopics orders 3 partitions, RF 3",
+            ),
             line("b1", "b2", "CreateTopics orders"),
             line("b2", "b2", "PlaceReplicas orders 0→[2,3,1]"),
             line("b2", "b3", "LeaderAndIsr orders-0 leader 2"),
         ];
         assert!(glob("create /brokers", "create /brokers"));
         assert!(!glob("create /brokers", "create /brokers/ids/1 ephemeral"));
-        assert!(glob("create /brokers/ids/*ephemeral", "create /brokers/ids/1 ephemeral"));
+        assert!(glob(
+            "create /brokers/ids/*ephemeral",
+            "create /brokers/ids/1 ephemeral"
+        ));
         let expected = [
             "client:admin -> b* : CreateTopics orders*RF 3",
-            "* -> @controller : CreateTopics",
+            "* -> @controller : CreateTopics*",
             "@controller : PlaceReplicas*",
             "@controller -> * : LeaderAndIsr*",
         ];
         assert_eq!(check(&lines, &expected, &roles), Ok(()));
-        let out_of_order = ["@controller -> * : LeaderAndIsr*", "@controller : PlaceReplicas*"];
+        let out_of_order = [
+            "@controller -> * : LeaderAndIsr*",
+            "@controller : PlaceReplicas*",
+        ];
         assert!(check(&lines, &out_of_order, &roles)
             .unwrap_err()
             .contains("does not follow"));

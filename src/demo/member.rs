@@ -130,7 +130,11 @@ async fn run(config: &MemberConfig, tx: &watch::Sender<MemberState>) -> anyhow::
         let generation = join.generation_id;
         // The leader member computes everyone's assignment (the coordinator only relays it).
         let assignments = if join.leader == join.member_id {
-            let members: Vec<String> = join.members.iter().map(|m| m.member_id.to_string()).collect();
+            let members: Vec<String> = join
+                .members
+                .iter()
+                .map(|m| m.member_id.to_string())
+                .collect();
             client::range_assign(&members, config.partitions)
                 .into_iter()
                 .map(|(m, ps)| (m, client::assignment(&config.topic, &ps)))
@@ -197,7 +201,11 @@ async fn consume(
         .committed(&config.group, &config.topic, partitions)
         .await?;
     let mut bootstrap = Client::connect(config.bootstrap, &config.name).await?;
-    let leaders: BTreeMap<i32, i32> = bootstrap.leaders(&config.topic).await?.into_iter().collect();
+    let leaders: BTreeMap<i32, i32> = bootstrap
+        .leaders(&config.topic)
+        .await?
+        .into_iter()
+        .collect();
     let mut resumed = Vec::new();
     let mut commits = Vec::new();
     for p in partitions {
@@ -217,7 +225,13 @@ async fn consume(
         commits.push((*p, next));
     }
     let error = coordinator
-        .commit(&config.group, generation, member_id, &config.topic, &commits)
+        .commit(
+            &config.group,
+            generation,
+            member_id,
+            &config.topic,
+            &commits,
+        )
         .await?;
     anyhow::ensure!(
         error == code::NONE || error == code::REBALANCE_IN_PROGRESS,

@@ -160,7 +160,11 @@ impl Stage {
     }
 
     pub fn addrs(&self) -> BTreeMap<i32, SocketAddr> {
-        self.cluster.brokers().iter().map(|b| (b.id, b.addr)).collect()
+        self.cluster
+            .brokers()
+            .iter()
+            .map(|b| (b.id, b.addr))
+            .collect()
     }
 
     /// A client of broker `broker` named `client_id` in the diagram.
@@ -203,8 +207,10 @@ impl Stage {
 
     /// The controller, once the cluster agrees on one.
     pub async fn controller(&self) -> anyhow::Result<i32> {
-        self.wait("a controller", |s| (s.controller >= 0).then_some(s.controller))
-            .await
+        self.wait("a controller", |s| {
+            (s.controller >= 0).then_some(s.controller)
+        })
+        .await
     }
 }
 
@@ -359,7 +365,11 @@ pub fn markdown(r: &Report) -> String {
          (`tests/it/demos.rs`) on every run"
     );
     if !r.roles.is_empty() {
-        let roles: Vec<String> = r.roles.iter().map(|(k, v)| format!("`@{k}` = {v}")).collect();
+        let roles: Vec<String> = r
+            .roles
+            .iter()
+            .map(|(k, v)| format!("`@{k}` = {v}"))
+            .collect();
         let _ = write!(md, "; in this run {}", roles.join(", "));
     }
     let _ = writeln!(md, ":\n");
@@ -402,7 +412,11 @@ pub fn main(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         vec![find(&args.name).with_context(|| {
             let names: Vec<&str> = all().iter().map(|d| d.name).collect();
-            format!("no demo `{}`; the demos are {}", args.name, names.join(", "))
+            format!(
+                "no demo `{}`; the demos are {}",
+                args.name,
+                names.join(", ")
+            )
         })?]
     };
     actix_rt::System::new().block_on(async move {

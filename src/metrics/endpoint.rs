@@ -51,7 +51,10 @@ fn bind(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 
 /// Starts broker `ctx.broker_id`'s endpoint if `metrics.port` is set, on the host of its
 /// first listener; it runs until `run` turns [`NodeRun::Stopped`]. Returns the bound address.
-pub fn serve(ctx: &ApiContext, run: watch::Receiver<NodeRun>) -> anyhow::Result<Option<SocketAddr>> {
+pub fn serve(
+    ctx: &ApiContext,
+    run: watch::Receiver<NodeRun>,
+) -> anyhow::Result<Option<SocketAddr>> {
     let Some(port) = ctx.config.metrics_port else {
         return Ok(None);
     };
@@ -199,9 +202,12 @@ pub async fn fetch(addr: SocketAddr) -> anyhow::Result<String> {
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")
         .await?;
     let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
-        .await
-        .context("reading the scrape timed out")??;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .context("reading the scrape timed out")??;
     let (head, body) = response
         .split_once("\r\n\r\n")
         .context("the answer has no header end")?;

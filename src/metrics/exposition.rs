@@ -115,7 +115,11 @@ pub async fn scrape(view: &BrokerView) -> String {
 
     // Replication health.
     let mut replicas = view.replicas.all();
-    replicas.sort_by(|a, b| a.0.topic.cmp(&b.0.topic).then(a.0.partition.cmp(&b.0.partition)));
+    replicas.sort_by(|a, b| {
+        a.0.topic
+            .cmp(&b.0.topic)
+            .then(a.0.partition.cmp(&b.0.partition))
+    });
     let under_replicated = replicas
         .iter()
         .filter(|(tp, h)| {
@@ -133,9 +137,16 @@ pub async fn scrape(view: &BrokerView) -> String {
         "gauge",
         "Partitions this broker leads whose ISR is smaller than their replica set.",
     );
-    w.sample("weir_under_replicated_partitions", &[], under_replicated as f64);
+    w.sample(
+        "weir_under_replicated_partitions",
+        &[],
+        under_replicated as f64,
+    );
 
-    let active = m.active_controller.load(Ordering::Relaxed);
+    // The controller actor's own word, confirmed by the metadata it sent (which a leftover
+    // flag of a crashed earlier life of this broker would contradict).
+    let active =
+        m.active_controller.load(Ordering::Relaxed) && snapshot.controller_id == view.broker_id;
     let offline = if active {
         snapshot
             .topics
@@ -184,11 +195,8 @@ pub async fn scrape(view: &BrokerView) -> String {
     );
 
     // Requests.
-    let requests: BTreeMap<String, super::ApiStats> = m
-        .requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let requests: BTreeMap<String, super::ApiStats> =
+        m.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
     w.family(
         "weir_requests_total",
         "counter",
@@ -218,7 +226,11 @@ pub async fn scrape(view: &BrokerView) -> String {
             &[("api", api), ("le", "+Inf")],
             s.count as f64,
         );
-        w.sample("weir_request_duration_seconds_sum", &[("api", api)], s.sum_seconds);
+        w.sample(
+            "weir_request_duration_seconds_sum",
+            &[("api", api)],
+            s.sum_seconds,
+        );
         w.sample(
             "weir_request_duration_seconds_count",
             &[("api", api)],
@@ -286,7 +298,11 @@ pub async fn scrape(view: &BrokerView) -> String {
         let partition = partition.to_string();
         w.sample(
             "weir_consumer_group_lag",
-            &[("group", &group), ("topic", &topic), ("partition", &partition)],
+            &[
+                ("group", &group),
+                ("topic", &topic),
+                ("partition", &partition),
+            ],
             lag as f64,
         );
     }

@@ -104,13 +104,19 @@ pub fn broker(id: i32) -> Arc<BrokerMetrics> {
         .clone()
 }
 
-/// A broker (re)starting: its counters start from zero, as a new process's would.
+/// A broker (re)starting: its counters start from zero, as a new process's would. Whether
+/// it is the active controller is kept: its controller may have been elected before the
+/// endpoint started (the scrape also checks the broker's metadata, so a flag left over from
+/// a crashed life does not count).
 pub fn reset(id: i32) {
-    REGISTRY
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(HashMap::new)
-        .insert(id, Arc::default());
+    let mut registry = REGISTRY.write().unwrap_or_else(|p| p.into_inner());
+    let registry = registry.get_or_insert_with(HashMap::new);
+    let active = registry
+        .get(&id)
+        .is_some_and(|m| m.active_controller.load(Ordering::Relaxed));
+    let fresh = BrokerMetrics::default();
+    fresh.active_controller.store(active, Ordering::Relaxed);
+    registry.insert(id, Arc::new(fresh));
 }
 
 /// Broker `broker`'s controller became (or stopped being) the active controller. Kept

@@ -168,7 +168,11 @@ fn describe_request(e: &mut Event, request: &dyn Any, ctx: &ApiContext) {
         let tps: Vec<(&str, i32)> = r
             .topic_data
             .iter()
-            .flat_map(|t| t.partition_data.iter().map(|p| (topic_name(&t.name), p.index)))
+            .flat_map(|t| {
+                t.partition_data
+                    .iter()
+                    .map(|p| (topic_name(&t.name), p.index))
+            })
             .collect();
         e.set_partitions(tps);
         let bytes: usize = r
@@ -257,7 +261,11 @@ fn describe_request(e: &mut Event, request: &dyn Any, ctx: &ApiContext) {
         let tps: Vec<(&str, i32)> = r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| (topic_name(&t.name), p.partition_index)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (topic_name(&t.name), p.partition_index))
+            })
             .collect();
         e.set_partitions(tps);
     } else if let Some(r) = request.downcast_ref::<FindCoordinatorRequest>() {
@@ -297,7 +305,10 @@ fn describe_request(e: &mut Event, request: &dyn Any, ctx: &ApiContext) {
         let members: Vec<&str> = if r.members.is_empty() {
             vec![short_member(&r.member_id)]
         } else {
-            r.members.iter().map(|m| short_member(&m.member_id)).collect()
+            r.members
+                .iter()
+                .map(|m| short_member(&m.member_id))
+                .collect()
         };
         e.detail = Some(format!(
             "group {}, member {}",
@@ -308,7 +319,11 @@ fn describe_request(e: &mut Event, request: &dyn Any, ctx: &ApiContext) {
         let tps: Vec<(&str, i32)> = r
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| (topic_name(&t.name), p.partition_index)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (topic_name(&t.name), p.partition_index))
+            })
             .collect();
         e.set_partitions(tps);
         let offsets: Vec<String> = r
@@ -387,7 +402,11 @@ fn describe_response(e: &mut Event, response: &dyn Any) {
         let tps: Vec<(&str, i32)> = r
             .responses
             .iter()
-            .flat_map(|t| t.partition_responses.iter().map(|p| (topic_name(&t.name), p.index)))
+            .flat_map(|t| {
+                t.partition_responses
+                    .iter()
+                    .map(|p| (topic_name(&t.name), p.index))
+            })
             .collect();
         e.set_partitions(tps);
         let parts: Vec<&produce_response::PartitionProduceResponse> = r
@@ -423,7 +442,8 @@ fn describe_response(e: &mut Event, response: &dyn Any) {
                 plural(bytes as i64, "byte")
             ));
         }
-        e.error = first_error(std::iter::once(r.error_code).chain(parts.iter().map(|p| p.error_code)));
+        e.error =
+            first_error(std::iter::once(r.error_code).chain(parts.iter().map(|p| p.error_code)));
     } else if let Some(r) = response.downcast_ref::<MetadataResponse>() {
         let mut leaders: Vec<String> = Vec::new();
         for t in &r.topics {
@@ -466,7 +486,11 @@ fn describe_response(e: &mut Event, response: &dyn Any) {
             e.detail = Some(format!("coordinator {}", r.node_id.0));
         } else {
             e.error = first_error(r.coordinators.iter().map(|c| c.error_code));
-            let nodes: Vec<String> = r.coordinators.iter().map(|c| c.node_id.0.to_string()).collect();
+            let nodes: Vec<String> = r
+                .coordinators
+                .iter()
+                .map(|c| c.node_id.0.to_string())
+                .collect();
             e.detail = Some(format!("coordinator {}", nodes.join(", ")));
         }
     } else if let Some(r) = response.downcast_ref::<JoinGroupResponse>() {
@@ -489,9 +513,15 @@ fn describe_response(e: &mut Event, response: &dyn Any) {
     } else if let Some(r) = response.downcast_ref::<HeartbeatResponse>() {
         e.error = error(r.error_code);
     } else if let Some(r) = response.downcast_ref::<LeaveGroupResponse>() {
-        e.error = first_error(std::iter::once(r.error_code).chain(r.members.iter().map(|m| m.error_code)));
+        e.error = first_error(
+            std::iter::once(r.error_code).chain(r.members.iter().map(|m| m.error_code)),
+        );
     } else if let Some(r) = response.downcast_ref::<OffsetCommitResponse>() {
-        e.error = first_error(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
+        e.error = first_error(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        );
     } else if let Some(r) = response.downcast_ref::<OffsetFetchResponse>() {
         e.error = error(r.error_code);
     }

@@ -22,7 +22,11 @@ fn ids_of(v: &[i32]) -> String {
 #[inline]
 pub fn elected(broker: i32, epoch: i32) {
     if trace::enabled() {
-        let mut e = Event::note(Category::Controller, actor::broker(broker), "ControllerElected");
+        let mut e = Event::note(
+            Category::Controller,
+            actor::broker(broker),
+            "ControllerElected",
+        );
         e.controller_epoch = Some(epoch);
         trace::emit(e);
     }
@@ -47,8 +51,12 @@ pub fn resigned(broker: i32) {
 pub fn brokers_failed(controller: i32, dead: &BTreeSet<i32>) {
     if trace::enabled() {
         trace::emit(
-            Event::note(Category::Controller, actor::broker(controller), "BrokersFailed")
-                .with_detail(ids(dead)),
+            Event::note(
+                Category::Controller,
+                actor::broker(controller),
+                "BrokersFailed",
+            )
+            .with_detail(ids(dead)),
         );
     }
 }
@@ -58,8 +66,12 @@ pub fn brokers_failed(controller: i32, dead: &BTreeSet<i32>) {
 pub fn brokers_joined(controller: i32, joined: &BTreeSet<i32>) {
     if trace::enabled() {
         trace::emit(
-            Event::note(Category::Controller, actor::broker(controller), "BrokersJoined")
-                .with_detail(ids(joined)),
+            Event::note(
+                Category::Controller,
+                actor::broker(controller),
+                "BrokersJoined",
+            )
+            .with_detail(ids(joined)),
         );
     }
 }
@@ -80,8 +92,12 @@ pub fn placed(controller: i32, topic: &str, assignment: &BTreeMap<i32, Vec<i32>>
         if assignment.len() > SHOWN {
             parts.push(format!("… {} partitions", assignment.len()));
         }
-        let mut e = Event::note(Category::Controller, actor::broker(controller), "PlaceReplicas")
-            .with_detail(parts.join(" "));
+        let mut e = Event::note(
+            Category::Controller,
+            actor::broker(controller),
+            "PlaceReplicas",
+        )
+        .with_detail(parts.join(" "));
         e.topic = Some(topic.to_string());
         trace::emit(e);
     }

@@ -129,7 +129,11 @@ fn record_request(session: i64, request: &Request) -> Traced {
                 e.detail = Some(format!("{mode:?}").to_lowercase());
             }
         }
-        Request::SetData { path, data, version } => {
+        Request::SetData {
+            path,
+            data,
+            version,
+        } => {
             e.path = Some(path.clone());
             read_state(&mut e, path, data);
             if let Some(v) = version {
@@ -147,7 +151,10 @@ fn record_request(session: i64, request: &Request) -> Traced {
         }
         Request::Multi(ops) => {
             // The path a reader looks for is the first write; the checks are fencing.
-            let main = ops.iter().find(|o| !matches!(o, Op::Check { .. })).or(ops.first());
+            let main = ops
+                .iter()
+                .find(|o| !matches!(o, Op::Check { .. }))
+                .or(ops.first());
             if let Some(op) = main {
                 e.path = Some(op.path().to_string());
             }
@@ -284,6 +291,9 @@ mod tests {
             }),
             "NodeExists"
         );
-        assert_eq!(error_name(&CoordinationError::SessionExpired), "SessionExpired");
+        assert_eq!(
+            error_name(&CoordinationError::SessionExpired),
+            "SessionExpired"
+        );
     }
 }

@@ -149,23 +149,26 @@ pub fn describe_request(from: i32, to: i32, id: u64, request: &PeerRequest) -> E
                 }
             }
             let live: Vec<String> = m.live_brokers.iter().map(|b| b.id.to_string()).collect();
-            e.detail = Some(format!(
-                "{:?}, live brokers [{}]",
-                m.kind,
-                live.join(",")
-            ));
+            e.detail = Some(format!("{:?}, live brokers [{}]", m.kind, live.join(",")));
         }
         PeerRequest::StopReplica(m) => {
             e.controller_epoch = Some(m.controller_epoch);
-            e = e.with_partitions(m.partitions.iter().map(|tp| (tp.topic.as_str(), tp.partition)));
+            e = e.with_partitions(
+                m.partitions
+                    .iter()
+                    .map(|tp| (tp.topic.as_str(), tp.partition)),
+            );
             if m.delete {
                 e.detail = Some("delete".into());
             }
         }
         PeerRequest::TopicConfigChanged(m) => {
             e.topic = Some(m.topic.clone());
-            let overrides: Vec<String> =
-                m.overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let overrides: Vec<String> = m
+                .overrides
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             e.detail = Some(overrides.join(", "));
         }
         PeerRequest::AlterPartition(m) => {
@@ -224,7 +227,11 @@ pub fn describe_request(from: i32, to: i32, id: u64, request: &PeerRequest) -> E
             }
         }
         PeerRequest::ReplicaFetch(m) => {
-            e = e.with_partitions(m.partitions.iter().map(|p| (p.tp.topic.as_str(), p.tp.partition)));
+            e = e.with_partitions(
+                m.partitions
+                    .iter()
+                    .map(|p| (p.tp.topic.as_str(), p.tp.partition)),
+            );
             if let [p] = m.partitions.as_slice() {
                 e.offset = Some(p.fetch_offset);
                 e.leader_epoch = Some(p.current_leader_epoch);
@@ -271,7 +278,10 @@ pub fn describe_response(
                 }
                 .into(),
             );
-            e.detail = Some(err.to_string());
+            e.detail = Some(match err {
+                TransportError::Link { failure, .. } => failure.to_string(),
+                other => other.to_string(),
+            });
             return e;
         }
     };
@@ -285,7 +295,11 @@ pub fn describe_response(
         PeerResponse::AlterPartition(r) => match r {
             Err(err) => e.error = Some(api_error_name(err)),
             Ok(parts) => {
-                e = e.with_partitions(parts.iter().map(|(tp, _)| (tp.topic.as_str(), tp.partition)));
+                e = e.with_partitions(
+                    parts
+                        .iter()
+                        .map(|(tp, _)| (tp.topic.as_str(), tp.partition)),
+                );
                 if let [(_, one)] = parts.as_slice() {
                     match one {
                         Ok(l) => {
@@ -330,7 +344,11 @@ pub fn describe_response(
             }
         },
         PeerResponse::ReplicaFetch(r) => {
-            e = e.with_partitions(r.partitions.iter().map(|p| (p.tp.topic.as_str(), p.tp.partition)));
+            e = e.with_partitions(
+                r.partitions
+                    .iter()
+                    .map(|p| (p.tp.topic.as_str(), p.tp.partition)),
+            );
             if let [p] = r.partitions.as_slice() {
                 if p.error.is_none() {
                     e.hwm = Some(p.high_watermark);

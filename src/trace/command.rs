@@ -31,7 +31,9 @@ impl TraceFlags {
             return Ok(None);
         };
         let filter = match &self.trace_filter {
-            Some(expr) => Filter::parse(expr).map_err(|e| anyhow::anyhow!("--trace-filter: {e}"))?,
+            Some(expr) => {
+                Filter::parse(expr).map_err(|e| anyhow::anyhow!("--trace-filter: {e}"))?
+            }
             None => Filter::default(),
         };
         super::start(

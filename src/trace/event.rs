@@ -284,7 +284,8 @@ mod tests {
 
     #[test]
     fn unset_fields_are_left_out_of_the_json_line() {
-        let e = Event::new(Category::Seam, "b1", "b2", "LeaderAndIsr").with_partitions([("orders", 0)]);
+        let e =
+            Event::new(Category::Seam, "b1", "b2", "LeaderAndIsr").with_partitions([("orders", 0)]);
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(
             json,

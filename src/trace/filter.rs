@@ -180,21 +180,31 @@ mod tests {
         assert!(f.keeps(&event(Category::Seam, "b1", "b2", "LeaderAndIsr")));
         assert!(!f.keeps(&event(Category::Seam, "b2", "b1", "ReplicaFetch")));
         assert!(!f.keeps(&event(Category::Client, "client", "b1", "Produce")));
-        assert!(f.keeps(&event(Category::Controller, "b1", "b1", "ControllerElected")));
+        assert!(f.keeps(&event(
+            Category::Controller,
+            "b1",
+            "b1",
+            "ControllerElected"
+        )));
     }
 
     #[test]
     fn topic_and_partition_match_single_and_listed_partitions() {
         let f = Filter::parse("topic=orders partition=1").unwrap();
-        let one = event(Category::Seam, "b1", "b2", "LeaderAndIsr").with_partitions([("orders", 1)]);
+        let one =
+            event(Category::Seam, "b1", "b2", "LeaderAndIsr").with_partitions([("orders", 1)]);
         let many = event(Category::Seam, "b1", "b2", "LeaderAndIsr")
             .with_partitions([("orders", 0), ("orders", 1)]);
-        let other = event(Category::Seam, "b1", "b2", "LeaderAndIsr").with_partitions([("orders", 0)]);
+        let other =
+            event(Category::Seam, "b1", "b2", "LeaderAndIsr").with_partitions([("orders", 0)]);
         let none = event(Category::Controller, "b1", "b1", "ControllerElected");
         assert!(f.keeps(&one));
         assert!(f.keeps(&many));
         assert!(!f.keeps(&other));
-        assert!(!f.keeps(&none), "an event without a topic does not match topic=");
+        assert!(
+            !f.keeps(&none),
+            "an event without a topic does not match topic="
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@
 //! One recording runs at a time in a process ([`start`] refuses a second one): the hooks are
 //! process-wide, like a `tracing` subscriber.
 
-pub mod event;
 pub mod command;
+pub mod event;
 pub mod filter;
 pub mod render;
 
@@ -253,8 +253,7 @@ fn write_loop(
             shared.refill(add as i64, rate);
         }
         let dropped = shared.dropped.load(Ordering::Relaxed);
-        if dropped > reported_dropped && now.duration_since(last_report) >= Duration::from_secs(1)
-        {
+        if dropped > reported_dropped && now.duration_since(last_report) >= Duration::from_secs(1) {
             let mut e = shared.meta("TraceDropped");
             e.count = Some(dropped);
             out.write(&e)?;

@@ -83,6 +83,8 @@ pub struct Line {
     /// Drawn as a note over `from` (a decision, a state change, a failed exchange) rather
     /// than an arrow.
     pub note: bool,
+    /// A request that never got an answer from its peer (the link failed): drawn crossed.
+    pub lost: bool,
     pub response: bool,
     pub label: String,
     /// How many events the line stands for (1 unless folded).
@@ -138,9 +140,9 @@ pub fn select(events: &[Event], view: &View) -> Vec<Event> {
         if view.from_us.is_some_and(|t| e.t_us < t) || view.to_us.is_some_and(|t| e.t_us > t) {
             continue;
         }
-        if !view.actors.is_empty()
-            && !(actor_matches(&view.actors, &e.from) && actor_matches(&view.actors, &e.to))
-        {
+        let both_ends_shown =
+            actor_matches(&view.actors, &e.from) && actor_matches(&view.actors, &e.to);
+        if !view.actors.is_empty() && !both_ends_shown {
             continue;
         }
         if let Some(topic) = &view.topic {
@@ -164,6 +166,9 @@ fn is_chatter(e: &Event) -> bool {
         && !(e.is_response() && e.detail.as_deref().is_some_and(|d| d.contains("bytes")))
 }
 
+/// A folded line's link: (from, to, kind, is a response).
+type FoldKey = (String, String, String, bool);
+
 /// The diagram's lines for `events` (already selected), chatter folded when `fold`.
 ///
 /// Chatter is folded per poller (the follower or client that keeps asking): repeated
@@ -173,14 +178,21 @@ fn is_chatter(e: &Event) -> bool {
 /// each folded line sits between the events that explain it.
 pub fn lines(events: &[Event], fold: bool) -> Vec<Line> {
     let mut out: Vec<Line> = Vec::new();
-    // Open folds: (from, to, kind, response) → (index in `out`, poller).
-    let mut open: Vec<((String, String, String, bool), usize, String)> = Vec::new();
-    for e in events {
-        let failed = e.is_response()
+    let is_lost = |e: &Event| {
+        e.is_response()
             && e.error
                 .as_deref()
-                .is_some_and(|err| crate::observe::seam::TRANSPORT_ERRORS.contains(&err));
-        let line = if failed {
+                .is_some_and(|err| crate::observe::seam::TRANSPORT_ERRORS.contains(&err))
+    };
+    let lost: HashSet<u64> = events
+        .iter()
+        .filter(|e| is_lost(e))
+        .filter_map(|e| e.reply_to)
+        .collect();
+    // Open folds: (from, to, kind, response) → (index in `out`, poller).
+    let mut open: Vec<(FoldKey, usize, String)> = Vec::new();
+    for e in events {
+        let line = if is_lost(e) {
             // No answer came: a note over the sender says what it saw.
             Line {
                 t_us: e.t_us,
@@ -188,13 +200,16 @@ pub fn lines(events: &[Event], fold: bool) -> Vec<Line> {
                 to: e.to.clone(),
                 cat: e.cat,
                 note: true,
+                lost: false,
                 response: true,
                 label: format!(
-                    "{} to {} failed: {}{}",
+                    "{} to {}: {}",
                     e.kind,
                     e.from,
-                    e.error.as_deref().unwrap_or_default(),
-                    e.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                    e.detail
+                        .clone()
+                        .or_else(|| e.error.clone())
+                        .unwrap_or_default()
                 ),
                 count: 1,
             }
@@ -205,13 +220,19 @@ pub fn lines(events: &[Event], fold: bool) -> Vec<Line> {
                 to: e.to.clone(),
                 cat: e.cat,
                 note: e.is_note() && e.id.is_none() && e.reply_to.is_none(),
+                lost: e.id.is_some_and(|id| lost.contains(&id)),
                 response: e.is_response(),
                 label: label(e),
                 count: 1,
             }
         };
-        if fold && is_chatter(e) {
-            let key = (e.from.clone(), e.to.clone(), e.kind.clone(), e.is_response());
+        if fold && is_chatter(e) && !line.lost {
+            let key = (
+                e.from.clone(),
+                e.to.clone(),
+                e.kind.clone(),
+                e.is_response(),
+            );
             if let Some((_, at, _)) = open.iter().find(|(k, _, _)| *k == key) {
                 let folded = &mut out[*at];
                 folded.count += 1;
@@ -252,7 +273,11 @@ pub fn label(e: &Event) -> String {
             if e.partitions.len() <= 3 {
                 parts.push(e.partitions.join(", "));
             } else {
-                let topic = e.topic.as_deref().map(|t| format!(" of {t}")).unwrap_or_default();
+                let topic = e
+                    .topic
+                    .as_deref()
+                    .map(|t| format!(" of {t}"))
+                    .unwrap_or_default();
                 parts.push(format!("{} partitions{topic}", e.partitions.len()));
             }
         }
@@ -350,7 +375,12 @@ fn mermaid_text(s: &str) -> String {
 pub fn mermaid(lines: &[Line]) -> String {
     let mut out = String::from("sequenceDiagram\n");
     for p in participants(lines) {
-        let _ = writeln!(out, "    participant {} as {}", mermaid_id(&p), display_name(&p));
+        let _ = writeln!(
+            out,
+            "    participant {} as {}",
+            mermaid_id(&p),
+            display_name(&p)
+        );
     }
     for l in lines {
         let (from, to) = (mermaid_id(&l.from), mermaid_id(&l.to));
@@ -359,6 +389,7 @@ pub fn mermaid(lines: &[Line]) -> String {
             let _ = writeln!(out, "    Note over {from}: {text}");
         } else {
             let arrow = match (l.response, l.cat) {
+                _ if l.lost => "-x",
                 (true, _) => "-->>",
                 // One-way: a fired watch, a fault.
                 (false, Category::Watch | Category::Fault) => "-)",
@@ -383,6 +414,8 @@ pub fn text(lines: &[Line]) -> String {
             format!("[{}]", l.from)
         } else if l.response {
             format!("{} <- {}", l.to, l.from)
+        } else if l.lost {
+            format!("{} -x {}", l.from, l.to)
         } else {
             format!("{} -> {}", l.from, l.to)
         };

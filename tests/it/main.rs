@@ -7,6 +7,8 @@ mod wire;
 
 mod control_plane;
 mod coordination;
+mod demos;
 mod kafka_clients;
+mod observability;
 mod replication;
 mod storage;

@@ -228,7 +228,11 @@ impl StreamHandler<SessionEvent> for Controller {
         let Some(mut core) = self.core.take() else {
             return;
         };
-        crate::observe::coord::session_event(core.deps.broker_id, self.session.session_id(), &event);
+        crate::observe::coord::session_event(
+            core.deps.broker_id,
+            self.session.session_id(),
+            &event,
+        );
         let addr = ctx.address();
         let work = async move {
             match event {

@@ -58,8 +58,10 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
             .await?
             == 0
     );
-    s.wait_partition("acks", 0, "a full ISR", |x| x.leader == leader && x.isr.len() == 3)
-        .await?;
+    s.wait_partition("acks", 0, "a full ISR", |x| {
+        x.leader == leader && x.isr.len() == 3
+    })
+    .await?;
     s.role("leader", leader);
     s.role("controller", controller);
     s.start_trace()?;
@@ -143,7 +145,9 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     let after = s
-        .wait_partition("acks", 0, "a new leader", |x| x.leader >= 0 && x.leader != leader)
+        .wait_partition("acks", 0, "a new leader", |x| {
+            x.leader >= 0 && x.leader != leader
+        })
         .await?;
     let new_leader = after.leader;
     s.role("new_leader", new_leader);
@@ -180,9 +184,7 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
          — the window the seed warns about. Every acks=all record survived.",
         values.join(", ")
     ));
-    s.kafka(
-        "Kafka's producers default to acks=all (Java since 3.0, librdkafka since 1.x), not 1.",
-    );
+    s.kafka("Kafka's producers default to acks=all (Java since 3.0, librdkafka since 1.x), not 1.");
     s.kafka(
         "acks=all waits for the current ISR, however small; min.insync.replicas is what makes it \
          safe: with fewer ISR members the leader refuses up front (NOT_ENOUGH_REPLICAS). Here \

@@ -42,8 +42,10 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
     let mut states = Vec::new();
     for p in 0..3 {
         states.push(
-            s.wait_partition("orders", p, "a full ISR", |x| x.leader >= 0 && x.isr.len() == 3)
-                .await?,
+            s.wait_partition("orders", p, "a full ISR", |x| {
+                x.leader >= 0 && x.isr.len() == 3
+            })
+            .await?,
         );
     }
     // The victim leads a partition and is not the controller (Case 4 without a controller
@@ -112,7 +114,11 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
         .produce("orders", p, -1, &[value("after")], 10_000)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no answer"))?;
-    anyhow::ensure!(r.error_code == 0, "producing after failover: {}", r.error_code);
+    anyhow::ensure!(
+        r.error_code == 0,
+        "producing after failover: {}",
+        r.error_code
+    );
     s.say(format!(
         "Step 4.6: a producer's connection to broker {victim} failed; it refreshed its \
          metadata (leader of orders-{p}: broker {new_leader}) and retried there: offset {}.",

@@ -55,7 +55,11 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
                 x.leader >= 0 && x.isr.len() == 3
             })
             .await?;
-        placement.push(format!("orders-{p} → {} (leader {})", ids(&st.replicas), st.leader));
+        placement.push(format!(
+            "orders-{p} → {} (leader {})",
+            ids(&st.replicas),
+            st.leader
+        ));
     }
     s.say(format!(
         "Step 3.3: the controller placed the replicas in memory: {}.",

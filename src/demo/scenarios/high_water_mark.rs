@@ -12,7 +12,8 @@ pub const DEMO: Demo = Demo {
     name: "high-water-mark",
     title: "The high-water mark",
     seed: "Steps 15.1–15.5",
-    sets: &[],
+    // The follower retries a failed fetch soon, so the cut shows in the diagram.
+    sets: &[("replica.fetch.backoff.ms", "200")],
     trace_from_start: false,
     expect: &[
         "console -> @follower : cut*",
@@ -20,11 +21,12 @@ pub const DEMO: Demo = Demo {
         "@leader -> client:producer : Produce*offset 4*ok",
         "client:consumer -> @leader : Fetch hwm-0*offset 0*",
         "@leader -> client:consumer : Fetch*HWM 4*4 records*",
+        "@follower : ReplicaFetch to b*: the link is cut",
         "console -> @follower : heal*",
         "@follower -> @leader : ReplicaFetch hwm-0*offset 4*",
         "@leader : HighWatermark hwm-0*HWM 5*",
         "client:consumer -> @leader : Fetch hwm-0*offset 4*",
-        "@leader -> client:consumer : Fetch*HWM 5*1 records*",
+        "@leader -> client:consumer : Fetch*HWM 5*1 record,*",
     ],
     hide: &[],
     run,
@@ -45,8 +47,10 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
             .await?
             == 0
     );
-    s.wait_partition("hwm", 0, "ISR [1,2]", |x| x.leader == leader && x.isr.len() == 2)
-        .await?;
+    s.wait_partition("hwm", 0, "ISR [1,2]", |x| {
+        x.leader == leader && x.isr.len() == 2
+    })
+    .await?;
     let mut producer = s.client(leader, "producer").await?;
     for i in 0..4 {
         let r = producer
@@ -95,8 +99,17 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
          stays hidden although the leader has it, so no consumer can read a record a failover \
          to B2 would lose.",
     );
+    // Let the cut last a moment: the follower's fetches fail and are retried meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    s.say(
+        "While the link is cut the follower's fetches fail; its fetcher retries after \
+         replica.fetch.backoff.ms (200 ms here).",
+    );
     s.cluster
-        .inject(Fault::Heal(Some((Node::Broker(follower), Node::Broker(leader)))))
+        .inject(Fault::Heal(Some((
+            Node::Broker(follower),
+            Node::Broker(leader),
+        ))))
         .await
         .map_err(anyhow::Error::msg)?;
     s.wait_partition("hwm", 0, "HWM 5", |x| x.high_watermark == 5)

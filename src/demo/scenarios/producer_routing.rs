@@ -37,8 +37,10 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
     let mut admin = s.client(controller, "admin").await?;
     anyhow::ensure!(admin.create_topic("orders", 3, 3, None).await? == 0);
     for p in 0..3 {
-        s.wait_partition("orders", p, "a full ISR", |x| x.leader >= 0 && x.isr.len() == 3)
-            .await?;
+        s.wait_partition("orders", p, "a full ISR", |x| {
+            x.leader >= 0 && x.isr.len() == 3
+        })
+        .await?;
     }
     let bootstrap = 1;
     s.role("bootstrap", bootstrap);

@@ -69,7 +69,10 @@ async fn settled(members: &[&MemberHandle], after: i32) -> anyhow::Result<Vec<Me
         {
             return Ok(states);
         }
-        anyhow::ensure!(Instant::now() < deadline, "the group did not settle: {states:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the group did not settle: {states:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -81,9 +84,11 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
     let mut leaders = Vec::new();
     for p in 0..4 {
         leaders.push(
-            s.wait_partition("orders", p, "a full ISR", |x| x.leader >= 0 && x.isr.len() == 3)
-                .await?
-                .leader,
+            s.wait_partition("orders", p, "a full ISR", |x| {
+                x.leader >= 0 && x.isr.len() == 3
+            })
+            .await?
+            .leader,
         );
     }
     // Two records in every partition before anyone consumes.
@@ -91,7 +96,13 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
         let mut producer = s.client(*leader, "producer").await?;
         for i in 0..2 {
             let r = producer
-                .produce("orders", p as i32, -1, &[value(&format!("p{p}-{i}"))], 10_000)
+                .produce(
+                    "orders",
+                    p as i32,
+                    -1,
+                    &[value(&format!("p{p}-{i}"))],
+                    10_000,
+                )
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no answer"))?;
             anyhow::ensure!(r.error_code == 0);
