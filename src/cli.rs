@@ -63,6 +63,8 @@ pub struct BrokerArgs {
     /// `key=value`, applied after the file; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    #[command(flatten)]
+    pub trace: crate::trace::command::TraceFlags,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -202,6 +204,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("listeners has no client listener"))?;
     let socket = std::net::TcpListener::bind(listener.bind_addr())
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", listener.bind_addr()))?;
+    let recording = args.trace.start()?;
     actix_rt::System::new().block_on(async move {
         let workers: Vec<actix::Arbiter> = (0..std::thread::available_parallelism()
             .map(|n| n.get())
@@ -220,6 +223,9 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "broker {} listening on {}", node.id, node.addr)?;
+            if let Some(addr) = crate::metrics::endpoint_addr(node.id) {
+                writeln!(out, "broker {} metrics on http://{addr}/metrics", node.id)?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
@@ -233,6 +239,14 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         }
         for w in &workers {
             w.stop();
+        }
+        if let Some(recording) = recording {
+            let summary = recording.finish()?;
+            tracing::info!(
+                written = summary.written,
+                dropped = summary.dropped,
+                "message trace written"
+            );
         }
         Ok(())
     })

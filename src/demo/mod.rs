@@ -205,6 +205,41 @@ impl Stage {
         .await
     }
 
+    /// Creates `topic` through the controller — `partitions` partitions of 3 replicas, or the
+    /// given replica lists — and waits until every partition has a leader and a full ISR.
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        assignment: Option<&[Vec<i32>]>,
+    ) -> anyhow::Result<Vec<PartitionStatus>> {
+        let controller = self.controller().await?;
+        let mut admin = self.client(controller, "admin").await?;
+        let (count, rf) = match assignment {
+            Some(a) => (a.len() as i32, -1),
+            None => (partitions, 3),
+        };
+        let code = admin
+            .create_topic(
+                topic,
+                if assignment.is_some() { -1 } else { count },
+                rf,
+                assignment,
+            )
+            .await?;
+        anyhow::ensure!(code == 0, "creating {topic}: error {code}");
+        let mut states = Vec::new();
+        for p in 0..count {
+            states.push(
+                self.wait_partition(topic, p, "a leader and a full ISR", |x| {
+                    x.leader >= 0 && x.isr.len() == x.replicas.len()
+                })
+                .await?,
+            );
+        }
+        Ok(states)
+    }
+
     /// The controller, once the cluster agrees on one.
     pub async fn controller(&self) -> anyhow::Result<i32> {
         self.wait("a controller", |s| {

@@ -542,31 +542,11 @@ mod tests {
 
     #[test]
     fn record_counts_come_from_the_batch_headers() {
-        use kafka_protocol::records::*;
-        let records: Vec<Record> = (0..3)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: -1,
-                timestamp: 0,
-                key: None,
-                value: Some(bytes::Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
+        use crate::demo::client::batch;
+        let v = |s: &'static str| (None, bytes::Bytes::from_static(s.as_bytes()));
         let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        RecordBatchEncoder::encode(&mut buf, &records[..1], &options).unwrap();
+        buf.extend_from_slice(&batch(&[v("a"), v("b"), v("c")]));
+        buf.extend_from_slice(&batch(&[v("d")]));
         assert_eq!(record_count(&buf.freeze()), 4);
     }
 }

@@ -51,17 +51,8 @@ async fn script(s: &mut Stage) -> anyhow::Result<()> {
     let followers: Vec<i32> = (1..=3).filter(|b| *b != leader).collect();
     let mut replicas = vec![leader];
     replicas.extend(&followers);
-    let mut admin = s.client(controller, "admin").await?;
-    anyhow::ensure!(
-        admin
-            .create_topic("acks", -1, -1, Some(std::slice::from_ref(&replicas)))
-            .await?
-            == 0
-    );
-    s.wait_partition("acks", 0, "a full ISR", |x| {
-        x.leader == leader && x.isr.len() == 3
-    })
-    .await?;
+    s.create_topic("acks", 1, Some(std::slice::from_ref(&replicas)))
+        .await?;
     s.role("leader", leader);
     s.role("controller", controller);
     s.start_trace()?;

@@ -37,17 +37,7 @@ fn run(stage: &mut Stage) -> LocalBoxFuture<'_, anyhow::Result<()>> {
 
 async fn script(s: &mut Stage) -> anyhow::Result<()> {
     let controller = s.controller().await?;
-    let mut admin = s.client(controller, "admin").await?;
-    anyhow::ensure!(admin.create_topic("orders", 3, 3, None).await? == 0);
-    let mut states = Vec::new();
-    for p in 0..3 {
-        states.push(
-            s.wait_partition("orders", p, "a full ISR", |x| {
-                x.leader >= 0 && x.isr.len() == 3
-            })
-            .await?,
-        );
-    }
+    let states = s.create_topic("orders", 3, None).await?;
     // The victim leads a partition and is not the controller (Case 4 without a controller
     // failover).
     let target = states

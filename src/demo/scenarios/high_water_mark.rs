@@ -37,20 +37,10 @@ fn run(stage: &mut Stage) -> LocalBoxFuture<'_, anyhow::Result<()>> {
 }
 
 async fn script(s: &mut Stage) -> anyhow::Result<()> {
-    let controller = s.controller().await?;
     // The seed's example: P0 with ISR {B1 leader, B2 follower}.
     let (leader, follower) = (1, 2);
-    let mut admin = s.client(controller, "admin").await?;
-    anyhow::ensure!(
-        admin
-            .create_topic("hwm", -1, -1, Some(&[vec![leader, follower]]))
-            .await?
-            == 0
-    );
-    s.wait_partition("hwm", 0, "ISR [1,2]", |x| {
-        x.leader == leader && x.isr.len() == 2
-    })
-    .await?;
+    s.create_topic("hwm", 1, Some(&[vec![leader, follower]]))
+        .await?;
     let mut producer = s.client(leader, "producer").await?;
     for i in 0..4 {
         let r = producer

@@ -34,14 +34,7 @@ fn run(stage: &mut Stage) -> LocalBoxFuture<'_, anyhow::Result<()>> {
 
 async fn script(s: &mut Stage) -> anyhow::Result<()> {
     let controller = s.controller().await?;
-    let mut admin = s.client(controller, "admin").await?;
-    anyhow::ensure!(admin.create_topic("orders", 3, 3, None).await? == 0);
-    for p in 0..3 {
-        s.wait_partition("orders", p, "a full ISR", |x| {
-            x.leader >= 0 && x.isr.len() == 3
-        })
-        .await?;
-    }
+    s.create_topic("orders", 3, None).await?;
     let bootstrap = 1;
     s.role("bootstrap", bootstrap);
     s.role("controller", controller);

@@ -78,19 +78,12 @@ async fn settled(members: &[&MemberHandle], after: i32) -> anyhow::Result<Vec<Me
 }
 
 async fn script(s: &mut Stage) -> anyhow::Result<()> {
-    let controller = s.controller().await?;
-    let mut admin = s.client(controller, "admin").await?;
-    anyhow::ensure!(admin.create_topic("orders", 4, 3, None).await? == 0);
-    let mut leaders = Vec::new();
-    for p in 0..4 {
-        leaders.push(
-            s.wait_partition("orders", p, "a full ISR", |x| {
-                x.leader >= 0 && x.isr.len() == 3
-            })
-            .await?
-            .leader,
-        );
-    }
+    let leaders: Vec<i32> = s
+        .create_topic("orders", 4, None)
+        .await?
+        .iter()
+        .map(|p| p.leader)
+        .collect();
     // Two records in every partition before anyone consumes.
     for (p, leader) in leaders.iter().enumerate() {
         let mut producer = s.client(*leader, "producer").await?;
