@@ -394,7 +394,7 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(md, "- {k}");
         }
     }
-    let _ = writeln!(
+    let _ = write!(
         md,
         "\n## The messages the case names\n\nChecked in this order by the test suite \
          (`tests/it/demos.rs`) on every run"
