@@ -252,7 +252,7 @@ impl BrokerNode {
         };
         let peers = Peers::new(
             id,
-            seam.transport(),
+            crate::observe::seam::traced(seam.transport()),
             Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
         );
         let (router, directory) = broker_group_router(&config, &shared);
@@ -375,6 +375,7 @@ impl BrokerNode {
             groups: router,
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
+        crate::metrics::serve(&ctx, run.subscribe())?;
         // [compaction] The log cleaner of this broker's compacted logs; stops with the node.
         let mut until_stopped = run.subscribe();
         LogCleaner::start_for_broker(&ctx.config, shared.replicas.clone(), async move {

@@ -32,6 +32,13 @@ pub enum Command {
     /// Load tool (not in this build: `cargo build --release --features perf`).
     #[cfg(not(feature = "perf"))]
     Perf(PerfUnavailable),
+    /// The seed's flows, run on an in-process cluster with a trace and a diagram.
+    Demo(crate::demo::DemoArgs),
+    /// Message traces: `weir trace render FILE` draws one.
+    Trace {
+        #[command(subcommand)]
+        command: crate::trace::command::TraceCommand,
+    },
 }
 
 /// `weir perf` in a build without the `perf` feature: takes any arguments, explains.
@@ -59,6 +66,8 @@ pub struct ClusterArgs {
     /// `key=value`, applied to every broker after the file; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    #[command(flatten)]
+    pub trace: crate::trace::command::TraceFlags,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -69,6 +78,8 @@ pub struct BrokerArgs {
     /// `key=value`, applied after the file; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
+    #[command(flatten)]
+    pub trace: crate::trace::command::TraceFlags,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -131,6 +142,8 @@ pub fn main() -> ExitCode {
         Command::Perf(_) => Err(anyhow::anyhow!(
             "weir perf is not in this build; build it with `cargo build --release --features perf` (librdkafka's C build needs cmake)"
         )),
+        Command::Trace { command } => crate::trace::command::run(command),
+        Command::Demo(args) => crate::demo::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,12 +169,18 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let (key, value) = crate::config::parse_set(set)?;
         builder = builder.set(key, value);
     }
+    let recording = args.trace.start()?;
     actix_rt::System::new().block_on(async move {
         let mut cluster = builder.start().await?;
         {
             let mut out = std::io::stdout().lock();
             for b in cluster.brokers() {
                 writeln!(out, "broker {} listening on {}", b.id, b.addr)?;
+            }
+            for b in cluster.brokers() {
+                if let Some(addr) = crate::metrics::endpoint_addr(b.id) {
+                    writeln!(out, "broker {} metrics on http://{addr}/metrics", b.id)?;
+                }
             }
             writeln!(out, "ready")?;
             out.flush()?;
@@ -170,6 +189,11 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         let status = cluster.status();
         tracing::info!("shutting down");
         cluster.shutdown().await?;
+        if let Some(recording) = recording {
+            let path = recording.path().display().to_string();
+            let summary = recording.finish()?;
+            tracing::info!(%path, written = summary.written, dropped = summary.dropped, "message trace written");
+        }
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
@@ -242,6 +266,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         None => None,
     };
     let policy = crate::broker_node::ControlledShutdownPolicy::from_config(&config);
+    let recording = args.trace.start()?;
     actix_rt::System::new().block_on(async move {
         let workers: Vec<actix::Arbiter> = (0..std::thread::available_parallelism()
             .map(|n| n.get())
@@ -261,6 +286,9 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             if let Some(addr) = inter_addr {
                 writeln!(out, "inter-broker listener {addr}")?;
             }
+            if let Some(addr) = crate::metrics::endpoint_addr(node.id) {
+                writeln!(out, "broker {} metrics on http://{addr}/metrics", node.id)?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
@@ -270,6 +298,14 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
         let result = node.shutdown(policy).await;
         for w in &workers {
             w.stop();
+        }
+        if let Some(recording) = recording {
+            let summary = recording.finish()?;
+            tracing::info!(
+                written = summary.written,
+                dropped = summary.dropped,
+                "message trace written"
+            );
         }
         match result {
             Ok(()) => {

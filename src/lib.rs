@@ -10,9 +10,13 @@ pub mod broker_node;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod observe;
 #[cfg(feature = "perf")]
 pub mod perf;
 pub mod protocol;
 pub mod storage;
+pub mod trace;
 pub mod transport;
 pub mod znodes;

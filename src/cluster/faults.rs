@@ -156,8 +156,8 @@ impl Cluster {
         }
     }
 
-    /// Injects one fault; the error says why it could not be.
-    pub async fn inject(&mut self, fault: Fault) -> Result<(), String> {
+    /// Applies one fault ([`Cluster::inject`] records it in the trace, then calls this).
+    pub(crate) async fn apply_fault(&mut self, fault: Fault) -> Result<(), String> {
         tracing::info!(?fault, "injecting fault");
         let faults = self.transport.faults().clone();
         let link_check = |from: Node, to: Node| -> Result<(), String> {

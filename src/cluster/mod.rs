@@ -333,6 +333,13 @@ impl ClusterBuilder {
             config.advertised_listeners = Vec::new();
             config.inter_broker_listener_name = None;
             config.log_dirs = vec![data_dir.join(format!("broker-{id}")).display().to_string()];
+            config.metrics_port = config.metrics_port.map(|p| {
+                if p == 0 {
+                    0
+                } else {
+                    p.saturating_add(i as u16)
+                }
+            });
             config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             configs.push((config, socket));
         }

@@ -7,8 +7,10 @@ mod wire;
 
 mod control_plane;
 mod coordination;
+mod demos;
 mod kafka_clients;
 mod multinode;
+mod observability;
 mod perf;
 mod replication;
 mod storage;

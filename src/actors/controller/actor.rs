@@ -236,6 +236,11 @@ impl StreamHandler<SessionEvent> for Controller {
         let Some(mut core) = self.core.take() else {
             return;
         };
+        crate::observe::coord::session_event(
+            core.deps.broker_id,
+            self.session.session_id(),
+            &event,
+        );
         let addr = ctx.address();
         let work = async move {
             match event {
@@ -629,6 +634,7 @@ impl Core {
                 // The watch on /controller set above was for its creation; keep one on it.
                 self.zk.get_controller_id(true).await?;
                 tracing::info!(broker = id, epoch, "elected controller");
+                crate::observe::controller::elected(id, epoch);
                 self.on_controller_failover(epoch, epoch_version).await?;
             }
             None => {
@@ -646,6 +652,7 @@ impl Core {
     fn resign(&mut self) {
         if self.active.take().is_some() {
             tracing::info!(broker = self.id(), "resigned as controller");
+            crate::observe::controller::resigned(self.id());
         }
     }
 
@@ -925,6 +932,7 @@ impl Core {
 
     async fn on_brokers_failure(&mut self, dead: &BTreeSet<i32>) {
         tracing::info!(controller = self.id(), ?dead, "brokers failed");
+        crate::observe::controller::brokers_failed(self.id(), dead);
         let changes = self.active_ref().ctx.on_brokers_failed(dead);
         let active = self.active.as_mut().expect("active");
         for id in dead {
@@ -938,6 +946,7 @@ impl Core {
     async fn on_brokers_startup(&mut self, brokers: Vec<LiveBroker>) {
         let ids: BTreeSet<i32> = brokers.iter().map(|b| b.endpoint.id).collect();
         tracing::info!(controller = self.id(), ?ids, "brokers joined");
+        crate::observe::controller::brokers_joined(self.id(), &ids);
         let active = self.active.as_mut().expect("active");
         for b in brokers {
             active.channels.add_broker(b.endpoint.id);
@@ -1048,6 +1057,7 @@ impl Core {
         if changes.is_empty() {
             return changes;
         }
+        crate::observe::controller::decided(self.id(), &changes, &self.active_ref().ctx.states);
         let epoch_version = self.active_ref().epoch_version;
         let mut written = Vec::new();
         for change in changes {
@@ -1481,6 +1491,7 @@ impl Core {
         }
         let epoch_version = self.active_ref().epoch_version;
         let states = self.active_ref().ctx.initial_states(&assignment);
+        crate::observe::controller::placed(self.id(), &topic.name, &assignment);
         let mut ops = Vec::new();
         if !overrides.is_empty() {
             ops.extend(

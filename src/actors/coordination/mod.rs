@@ -233,15 +233,18 @@ impl std::fmt::Debug for SessionEvents {
 impl CoordinationClient {
     /// Sends one request through the backend, applying the chroot both ways.
     pub async fn call(&self, request: Request) -> Result<Response> {
+        let traced = crate::observe::coord::request(self, &request);
         let request = self.chroot.prefix_request(request);
         let result = match &self.backend {
             Backend::Embedded(c) => c.call(request).await,
             Backend::Remote(c) => c.call(request).await,
             Backend::ZooKeeper(c) => c.call(request).await,
         };
-        result
+        let result = result
             .map(|r| self.chroot.strip_response(r))
-            .map_err(|e| self.chroot.strip_error(e))
+            .map_err(|e| self.chroot.strip_error(e));
+        crate::observe::coord::response(traced, &result);
+        result
     }
 
     fn unexpected(response: Response) -> CoordinationError {

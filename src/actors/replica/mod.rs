@@ -402,6 +402,13 @@ impl Replica {
             isr_size,
             stopped: false,
         };
+        crate::observe::replica::progress(
+            self.broker_id,
+            &self.tp,
+            &self.role,
+            &self.progress,
+            &next,
+        );
         self.progress.send_if_modified(|current| {
             if *current == next {
                 false

@@ -313,9 +313,12 @@ fn serve<A: KafkaApi>(
         .map_err(|e| CloseConnection(format!("malformed {api:?} v{version} request: {e}")))?;
     let request = A::Request::decode(&mut buf, version)
         .map_err(|e| CloseConnection(format!("malformed {api:?} v{version} request: {e}")))?;
+    let observed = crate::observe::client::start(ctx, api, &header, &request);
     let pending = A::handle(ctx, &header, request);
     Ok(async move {
-        match pending.await {
+        let reply = pending.await;
+        crate::observe::client::finish(observed, &reply);
+        match reply {
             Reply::Respond(response) => {
                 encode_response::<A>(api, version, correlation_id, &response)
             }
