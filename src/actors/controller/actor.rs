@@ -2840,6 +2840,101 @@ mod tests {
         );
     }
 
+    #[actix::test]
+    async fn only_the_controller_watches_brokers_and_topics_the_others_watch_the_controller() {
+        use crate::actors::coordination::tree::WatchInfo;
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        create_topic(&h, active.broker_id, "watched", 1).await[0]
+            .result
+            .as_ref()
+            .unwrap();
+        // Session ids, by broker, from the registrations' ephemeral owners.
+        let mut session_of = BTreeMap::new();
+        for id in 1..=3 {
+            let stat = h
+                .observer
+                .exists(&paths::broker(id), false)
+                .await
+                .unwrap()
+                .unwrap();
+            session_of.insert(id, stat.ephemeral_owner);
+        }
+        let watches = h.service.watches().await.unwrap();
+        let of = |id: i32| watches.get(&session_of[&id]).cloned().unwrap_or_default();
+        let controller = of(active.broker_id);
+        for expected in [
+            WatchInfo::Children(paths::BROKER_IDS.into()),
+            WatchInfo::Children(paths::BROKER_TOPICS.into()),
+            WatchInfo::Children(paths::DELETE_TOPICS.into()),
+            WatchInfo::Children(paths::CONFIG_CHANGES.into()),
+            WatchInfo::Data(paths::CONTROLLER.into()),
+        ] {
+            assert!(
+                controller.contains(&expected),
+                "controller lacks {expected:?}: {controller:?}"
+            );
+        }
+        for id in (1..=3).filter(|id| *id != active.broker_id) {
+            // Case 1, Step 1.4: an ordinary broker watches `/controller` and nothing else.
+            assert_eq!(
+                of(id),
+                vec![WatchInfo::Data(paths::CONTROLLER.into())],
+                "broker {id}"
+            );
+        }
+    }
+
+    #[actix::test]
+    async fn a_new_broker_gets_the_whole_cluster_in_one_update_metadata() {
+        let mut h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        create_topic(&h, active.broker_id, "before", 2).await[0]
+            .result
+            .as_ref()
+            .unwrap();
+        // Case 2: broker 4 starts with nothing; the controller sends it every broker and
+        // every topic, with leaders, ISRs and leader epochs, in one full UpdateMetadata.
+        start_broker(&mut h, 4).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let full = loop {
+            let found = h.recorders[&4]
+                .seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|r| match r {
+                    PeerRequest::UpdateMetadata(u)
+                        if u.kind == UpdateMetadataKind::Full && u.live_brokers.len() == 4 =>
+                    {
+                        Some(u.clone())
+                    }
+                    _ => None,
+                });
+            if let Some(full) = found {
+                break full;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no full UpdateMetadata"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(full.controller_id, active.broker_id);
+        let topic = full
+            .topic_states
+            .iter()
+            .find(|t| t.name == "before")
+            .expect("the topic");
+        assert_eq!(topic.partitions.len(), 2);
+        for p in &topic.partitions {
+            assert!(
+                p.leader >= 0 && !p.isr.is_empty() && p.leader_epoch >= 0,
+                "{p:?}"
+            );
+        }
+    }
+
     #[derive(Message)]
     #[rtype(result = "()")]
     struct StopForTest;
