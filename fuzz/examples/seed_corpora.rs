@@ -422,7 +422,8 @@ fn kafka_requests(root: &Path) {
 fn record_batches(root: &Path) {
     let mut seeds = Seeds::new(root, "record_batch");
     for compression in COMPRESSIONS {
-        for (flags, n) in [(3u8, 1), (2, 5)] {
+        // Flags: bit 0 keys required, bit 1 the default max.message.bytes, bit 2 CRC fixed.
+        for (flags, n) in [(3u8, 1), (6, 5)] {
             let mut input = vec![flags];
             input.extend_from_slice(&client_batch(n, compression));
             seeds.add(&format!("{compression:?}-{n}"), &input);
@@ -474,7 +475,12 @@ fn log_dirs(root: &Path) {
         packed.extend_from_slice(&bytes);
     }
     // Unclean from offset 0 (full recovery), clean, and unclean past a recovery point.
-    for (name, flags, recovery_point) in [("unclean", 0u8, 0u8), ("clean", 1, 0), ("rp", 0, 9)] {
+    for (name, flags, recovery_point) in [
+        ("unclean", 0u8, 0u8),
+        ("unclean-crc-fixed", 2, 0),
+        ("clean", 1, 0),
+        ("rp", 0, 9),
+    ] {
         let mut input = vec![flags, recovery_point];
         input.extend_from_slice(&packed);
         seeds.add(name, &input);

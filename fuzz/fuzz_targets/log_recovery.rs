@@ -6,7 +6,8 @@
 //! Input: `[flags u8][recovery point u8]`, then files, each `[kind u8][base offset u16 BE]
 //! [length u16 BE][bytes]` (the last one's bytes may be short). kind % 4: 0 `.log`,
 //! 1 `.index`, 2 `.timeindex`, 3 `leader-epoch-checkpoint`. Flags bit 0: the log dir was
-//! shut down cleanly (nothing is recovered; only no-panic is checked).
+//! shut down cleanly (nothing is recovered; only no-panic is checked); bit 1: the harness
+//! fixes the CRCs of the `.log` files' batches (so mutations get past the CRC check).
 #![no_main]
 
 use std::path::Path;
@@ -18,7 +19,7 @@ use weir::storage::batch::{self, BatchHeader};
 use weir::storage::leader_epoch::LeaderEpochFileCache;
 use weir::storage::log::{LogLoadParams, PartitionLog, TopicPartition};
 
-fn write_files(dir: &Path, mut data: &[u8]) {
+fn write_files(dir: &Path, mut data: &[u8], fix_crcs: bool) {
     while data.len() >= 5 {
         let kind = data[0] % 4;
         let base = u16::from_be_bytes([data[1], data[2]]) as i64;
@@ -32,6 +33,10 @@ fn write_files(dir: &Path, mut data: &[u8]) {
             2 => format!("{base:020}.timeindex"),
             _ => LeaderEpochFileCache::FILE_NAME.to_string(),
         };
+        let mut bytes = bytes.to_vec();
+        if kind == 0 && fix_crcs {
+            weir_fuzz::fix_crcs(&mut bytes);
+        }
         std::fs::write(dir.join(name), bytes).expect("write a fuzzed file");
     }
 }
@@ -110,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
     let root = tempfile::tempdir().expect("temp dir");
     let dir = root.path().join("fuzz-0");
     std::fs::create_dir(&dir).expect("partition dir");
-    write_files(&dir, &data[2..]);
+    write_files(&dir, &data[2..], data[0] & 2 == 2);
     let tp = TopicPartition::new("fuzz", 0);
     let config = config();
     let Ok(mut log) = PartitionLog::load(&dir, tp.clone(), &config, params(recovery_point, clean))

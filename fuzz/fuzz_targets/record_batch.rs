@@ -1,5 +1,6 @@
 //! A produce request's records through the client-validation path (Kafka's LogValidator),
-//! compressed batches included. The first byte picks the topic settings; the rest is the
+//! compressed batches included. The first byte picks the topic settings and whether the
+//! harness fixes the CRC first (so mutations get past the CRC check); the rest is the
 //! partition's `records` field as a client sends it.
 #![no_main]
 
@@ -14,8 +15,12 @@ fuzz_target!(|data: &[u8]| {
     let require_keys = settings & 1 == 1;
     // max.message.bytes: the default, or small enough that the fuzzer reaches the limit.
     let max_batch_bytes = if settings & 2 == 2 { 1_048_588 } else { 256 };
+    let mut records = records.to_vec();
+    if settings & 4 == 4 {
+        weir_fuzz::fix_crcs(&mut records);
+    }
     let Ok(valid) = batch::validate_client_batches(
-        Bytes::copy_from_slice(records),
+        Bytes::copy_from_slice(&records),
         max_batch_bytes,
         require_keys,
     ) else {
