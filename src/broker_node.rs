@@ -36,12 +36,12 @@ use crate::actors::controller::actor::{CloseSession, CurrentSession, SessionClie
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
 use crate::actors::controller::messages::ControlledShutdown;
+use crate::actors::controller::producer_ids::ProducerIdManager;
 use crate::actors::controller::producer_ids::ZkProducerIdAllocator;
 use crate::actors::controller::zk_client::KafkaZkClient;
 use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
-use crate::actors::local_controller::ProducerIdManager;
 use crate::actors::log_cleaner::LogCleaner;
 use crate::actors::metadata_cache::{host_port, MetadataCache};
 use crate::config::BrokerConfig;

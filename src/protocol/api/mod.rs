@@ -43,7 +43,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::actors::broker::{Broker, LocalReplicas};
-use crate::actors::local_controller::ControllerLink;
+use crate::actors::controller::messages::ControllerLink;
 use crate::actors::metadata_cache::{MetadataCache, MetadataSnapshot};
 use crate::config::{BrokerConfig, TopicConfig};
 
