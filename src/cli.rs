@@ -128,10 +128,46 @@ fn tune_allocator() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as the JVM does for Kafka
+/// (HotSpot's `MaxFDLimit`, on by default): every partition replica holds its active
+/// segment's `.log` open, so a broker with thousands of partitions needs more descriptors
+/// than the common soft default of 1024, while the hard limit is usually far higher.
+/// Returns the limit in force.
+fn raise_open_file_limit() -> Option<libc::rlim_t> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 pub fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging();
+    if let Some(limit) = raise_open_file_limit() {
+        tracing::debug!(limit, "open file limit");
+    }
     let result = match cli.command {
         Command::Cluster(args) => run_cluster(args),
         Command::Broker(args) => run_broker(args),
