@@ -110,6 +110,43 @@ fn ids(list: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Joins group `readers` on `orders`, reads the 5 records, commits offset 3, and stays a
+/// member until told to leave.
+fn consume_and_commit(bootstrap: &str, leave: std::sync::mpsc::Receiver<()>) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "readers")
+        .set("client.id", "reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["orders"]).expect("subscribe");
+    let deadline = Instant::now() + DEADLINE;
+    let mut read = 0;
+    while read < 5 {
+        assert!(Instant::now() < deadline, "read {read} of 5 records");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m.expect("a record");
+            read += 1;
+        }
+    }
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("orders", 0, Offset::Offset(3))
+        .unwrap();
+    consumer
+        .commit(&offsets, CommitMode::Sync)
+        .expect("commit offset 3");
+    // Polling keeps the member in the group (librdkafka heartbeats meanwhile).
+    while leave.try_recv().is_err() {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    consumer.unsubscribe();
+}
+
 #[actix::test]
 async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_leader() {
     crate::support::init_test_logging();
@@ -121,6 +158,8 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
         .worker_threads(2)
         .set("zookeeper.session.timeout.ms", "2000")
         .set("replica.lag.time.max.ms", "1000")
+        .set("offsets.topic.num.partitions", "1")
+        .set("group.initial.rebalance.delay.ms", "0")
         .start()
         .await
         .expect("cluster starts");
@@ -213,7 +252,34 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
     .await;
     screenshot(&browser, "2-produced.png").await;
 
-    // 3. Crash the leader from the page: a new leader from the ISR, a shrunk ISR.
+    // 3. A consumer group (librdkafka, on a thread of its own: it blocks) reads, commits
+    // offset 3 of 5 and stays a member: the page shows it stable, its assignment and lag 2.
+    let bootstrap = addrs
+        .iter()
+        .map(|(_, a)| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (leave_tx, leave_rx) = std::sync::mpsc::channel::<()>();
+    let consumer = std::thread::spawn(move || consume_and_commit(&bootstrap, leave_rx));
+    let group = "[data-group=\"readers\"]";
+    wait_text(
+        &browser,
+        &format!("{group} .lag"),
+        "the group's lag of 2",
+        |t| t == "2",
+    )
+    .await;
+    let header = text(&browser, &format!("{group} h3"))
+        .await
+        .unwrap_or_default();
+    assert!(header.contains("Stable"), "group header {header:?}");
+    let assignment = text(&browser, &format!("{group} .assignment")).await;
+    assert_eq!(assignment.as_deref(), Some("orders-0"));
+    screenshot(&browser, "3-group.png").await;
+    let _ = leave_tx.send(());
+    consumer.join().expect("the consumer thread");
+
+    // 4. Crash the leader from the page: a new leader from the ISR, a shrunk ISR.
     let crashed = Instant::now();
     browser
         .find(Locator::Css(&format!(
@@ -252,10 +318,10 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
         text(&browser, &format!("{row} .health")).await.as_deref(),
         Some("under-replicated")
     );
-    screenshot(&browser, "3-failover.png").await;
+    screenshot(&browser, "4-failover.png").await;
     eprintln!("crash clicked -> new leader {new_leader} and ISR [{isr}] on screen in {failover:?}");
 
-    // 4. Accessibility basics, computed in the page.
+    // 5. Accessibility basics, computed in the page.
     let audit = browser
         .execute(
             r#"
@@ -299,7 +365,7 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
         "secondary text contrast {audit}"
     );
 
-    // 5. The keyboard: Tab from the crash button reaches the restart button; Enter presses it.
+    // 6. The keyboard: Tab from the crash button reaches the restart button; Enter presses it.
     browser
         .execute(
             "document.querySelector(arguments[0]).focus();",
@@ -343,7 +409,7 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
         (card.attr("data-state").await.ok()?? == "up").then_some(())
     })
     .await;
-    screenshot(&browser, "4-restarted.png").await;
+    screenshot(&browser, "5-restarted.png").await;
 
     browser.close().await.expect("close the browser");
     let _ = stop_tx.send(());

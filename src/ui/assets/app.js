@@ -206,7 +206,7 @@ function renderGroups(s) {
         el("thead", {}, el("tr", {}, ...["Member", "Client", "Host", "Assignment"].map((t) => el("th", { scope: "col", text: t })))),
         el("tbody", {}, ...g.members.map((m) => el("tr", {},
           el("td", { text: m.member_id }), el("td", { text: m.client_id }), el("td", { text: m.client_host }),
-          el("td", { text: m.assignment.join(", ") || "(rebalancing)" })))));
+          el("td", { class: "assignment", text: m.assignment.join(", ") || "(rebalancing)" })))));
       const offsets = el("table", {},
         el("caption", { class: "visually-hidden", text: `Committed offsets of ${g.group_id}` }),
         el("thead", {}, el("tr", {}, ...["Partition", "Committed", "High-water mark", "Lag"].map((t) => el("th", { scope: "col", text: t })))),
