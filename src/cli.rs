@@ -184,9 +184,6 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
         };
         {
             let mut out = std::io::stdout().lock();
-            if let Some((server, _)) = &ui {
-                writeln!(out, "console on {}", server.url())?;
-            }
             for b in cluster.brokers() {
                 writeln!(out, "broker {} listening on {}", b.id, b.addr)?;
             }
@@ -194,6 +191,9 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                 if let Some(addr) = crate::metrics::endpoint_addr(b.id) {
                     writeln!(out, "broker {} metrics on http://{addr}/metrics", b.id)?;
                 }
+            }
+            if let Some((server, _)) = &ui {
+                writeln!(out, "console on {}", server.url())?;
             }
             writeln!(out, "ready")?;
             out.flush()?;

@@ -70,10 +70,11 @@ pub async fn serve(
                     Ok(_) => answer(cluster, &request.command).await,
                     Err(why) => format!("error {why}"),
                 };
-                let _ = request.reply.send(reply);
+                // The page sees the fault's effect no later than its answer.
                 if let Some(link) = &ui {
                     link.publish(&cluster.status_with_groups().await);
                 }
+                let _ = request.reply.send(reply);
             }
             _ = refresh.tick(), if ui.is_some() => {
                 if let Some(link) = &ui {

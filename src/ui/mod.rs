@@ -383,7 +383,8 @@ async fn events(
     let mut lost = 0u64;
     let mut flush = tokio::time::interval(TRACE_BATCH);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probe = [0u8; 64];
     loop {

@@ -16,7 +16,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use weir::cluster::Cluster;
 
-use crate::support::{free_port, require_program, wait_until_async};
+use crate::coordination::harness::start_binary;
+use crate::multinode::{node_sets, start_all, BrokerProcess};
+use crate::support::{free_port, require_program, wait_until, wait_until_async};
 use crate::wire::WireClient;
 
 /// Each on-screen change is awaited at most this long.
@@ -416,4 +418,121 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
     let cluster = owner.await.expect("the owner loop");
     drop(server);
     cluster.shutdown().await.expect("clean shutdown");
+}
+
+/// One plain HTTP/1.1 `request` to the console at `url` (`http://host:port/`): the status
+/// line and the body.
+pub fn http(url: &str, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the console");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a header end");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn weir_broker_with_ui_listener_serves_a_read_only_console_of_its_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let _coordinator = runtime.block_on(start_binary(port, &dir.path().join("coordination")));
+    let connect = format!("weir://127.0.0.1:{port}/weir");
+    let mut brokers: Vec<BrokerProcess> = (1..=2)
+        .map(|n| {
+            let mut extra = vec![
+                format!("broker.id={n}"),
+                format!("listeners=PLAINTEXT://127.0.0.1:{}", free_port()),
+                "default.replication.factor=2".into(),
+                "offsets.topic.replication.factor=2".into(),
+            ];
+            if n == 1 {
+                extra.push("ui.listener=127.0.0.1:0".into());
+            }
+            BrokerProcess::new(node_sets(&connect, dir.path(), n, extra), vec![])
+        })
+        .collect();
+    start_all(&mut brokers);
+    let console = brokers[0]
+        .console
+        .clone()
+        .expect("broker 1 prints its console's URL");
+    assert!(brokers[1].console.is_none());
+    let client = brokers[0].client.parse().expect("a client address");
+    let created = runtime.block_on(async {
+        WireClient::connect(client)
+            .await
+            .expect("connect")
+            .create_topic("orders", 1, 2, &[])
+            .await
+            .expect("create")
+    });
+    assert_eq!(created, 0);
+
+    let status = || -> serde_json::Value {
+        let (line, body) = http(&console, "GET /api/status HTTP/1.1\r\n\r\n");
+        assert_eq!(line, "HTTP/1.1 200 OK");
+        serde_json::from_str(&body).expect("status JSON")
+    };
+    let seen = wait_until(
+        "both brokers and orders-0 with a full ISR",
+        DEADLINE,
+        || {
+            let s = status();
+            let up = s["brokers"]
+                .as_array()?
+                .iter()
+                .filter(|b| b["state"] == "up")
+                .count();
+            let isr = s["partitions"]
+                .as_array()?
+                .iter()
+                .find(|p| p["topic"] == "orders")?["isr"]
+                .as_array()?
+                .len();
+            (up == 2 && isr == 2).then_some(s)
+        },
+    );
+    let controller = seen["controller"].as_i64().unwrap();
+    assert!(controller == 1 || controller == 2, "{seen}");
+    assert!(seen["controller_epoch"].as_i64().unwrap() >= 1);
+    let (line, page) = http(&console, "GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert!(page.contains("weir console"));
+    let (_, info) = http(&console, "GET /api/info HTTP/1.1\r\n\r\n");
+    assert!(
+        info.contains("\"faults\":false") && info.contains("broker 1"),
+        "{info}"
+    );
+    let body = r#"{"command":"crash 2"}"#;
+    let (line, _) = http(
+        &console,
+        &format!(
+            "POST /api/fault HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(
+        line, "HTTP/1.1 403 Forbidden",
+        "a broker's console is read-only"
+    );
+
+    // Broker 2 dies: broker 1's view marks it down once the controller has noticed.
+    brokers[1].kill9();
+    wait_until("broker 2 shown down", DEADLINE, || {
+        let s = status();
+        s["brokers"]
+            .as_array()?
+            .iter()
+            .any(|b| b["id"] == 2 && b["state"] == "down")
+            .then_some(())
+    });
 }
