@@ -25,7 +25,8 @@
 //!
 //! A fault is a state change a cross-site page could trigger with a plain form post, so the
 //! fault endpoint takes only `application/json` (which a browser sends cross-origin only
-//! after a CORS preflight this server never grants) and refuses a foreign `Origin`.
+//! after a CORS preflight this server never grants), refuses a foreign `Origin`, and a `Host`
+//! that is not an IP address or `localhost` (DNS rebinding).
 
 pub mod http;
 
@@ -294,6 +295,25 @@ async fn serve(
     }
 }
 
+/// Whether a `Host` header names an IP address or `localhost` (with or without a port): a
+/// page served under a DNS name could be a rebinding attack's, whose origin matches its host.
+fn is_local_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        // `[v6]:port`, `v4:port`, `name:port`; a bare v6 address has more colons.
+        Some((name, port))
+            if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':')
+                || name.ends_with(']') =>
+        {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.is_empty()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// `POST /api/fault`: the answer's status and JSON body.
 async fn fault(request: &Request, state: &State) -> (&'static str, Vec<u8>) {
     let Some(faults) = &state.faults else {
@@ -311,8 +331,14 @@ async fn fault(request: &Request, state: &State) -> (&'static str, Vec<u8>) {
             error_body("send application/json"),
         );
     }
+    let host = request.header("host").unwrap_or_default();
+    if !is_local_host(host) {
+        return (
+            "403 Forbidden",
+            error_body("faults are taken only at an IP address or localhost"),
+        );
+    }
     if let Some(origin) = request.header("origin") {
-        let host = request.header("host").unwrap_or_default();
         if origin != format!("http://{host}") {
             return (
                 "403 Forbidden",
@@ -478,9 +504,26 @@ mod tests {
             .map(|o| format!("Origin: {o}\r\n"))
             .unwrap_or_default();
         format!(
-            "POST /api/fault HTTP/1.1\r\nHost: weir\r\nContent-Type: {content_type}\r\n{origin}Content-Length: {}\r\n\r\n{body}",
+            "POST /api/fault HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n{origin}Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_count_as_local_hosts() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "::1",
+            "10.0.0.5",
+        ] {
+            assert!(is_local_host(host), "{host}");
+        }
+        for host in ["evil.example", "evil.example:8080", "127.0.0.1.nip.io:80"] {
+            assert!(!is_local_host(host), "{host}");
+        }
     }
 
     #[tokio::test]
@@ -621,6 +664,15 @@ mod tests {
             &post_fault("crash 1", "application/json", Some("http://evil.example")),
         )
         .await;
+        assert_eq!(line, "HTTP/1.1 403 Forbidden");
+        // A DNS-rebound page: its origin matches its host, a name rather than an address.
+        let rebound = post_fault(
+            "crash 1",
+            "application/json",
+            Some("http://evil.example:80"),
+        )
+        .replace("Host: 127.0.0.1", "Host: evil.example:80");
+        let (line, _) = call(addr, &rebound).await;
         assert_eq!(line, "HTTP/1.1 403 Forbidden");
     }
 }
