@@ -100,9 +100,10 @@ function renderBrokers(s) {
     ctl.hidden = !isController;
     setText(ctl, isController ? "controller" : "");
     setText(card.querySelector(".addr"), b.addr);
-    const leads = s.partitions.filter((p) => p.leader === b.id).length;
+    const leads = s.partitions.filter((p) => p.leader === b.id).map((p) => `${p.topic}-${p.partition}`);
     const hosts = s.partitions.filter((p) => p.replicas.includes(b.id)).length;
-    setText(card.querySelector(".load"), `leads ${leads}, replicates ${hosts} partitions`);
+    const named = leads.length ? `: ${leads.slice(0, 6).join(", ")}${leads.length > 6 ? ", …" : ""}` : "";
+    setText(card.querySelector(".load"), `leader of ${leads.length}${named}; replica of ${hosts} partitions`);
   }
   for (const card of [...list.children]) if (!keep.has(card.dataset.broker)) card.remove();
 
