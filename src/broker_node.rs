@@ -42,6 +42,7 @@ use crate::actors::controller::zk_client::KafkaZkClient;
 use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
+use crate::actors::group::GroupRouter;
 use crate::actors::log_cleaner::LogCleaner;
 use crate::actors::metadata_cache::{host_port, MetadataCache};
 use crate::config::BrokerConfig;
@@ -149,6 +150,8 @@ pub struct BrokerNode {
     pub broker: Addr<Broker>,
     pub controller: Addr<Controller>,
     pub shared: BrokerShared,
+    /// The group coordinators this broker runs (status pages read groups through it).
+    pub groups: GroupRouter,
     /// The broker epoch of the current registration (czxid of `/brokers/ids/<id>`).
     pub broker_epoch: Arc<AtomicI64>,
     /// Serving, paused or stopped: the listener and every client connection watch it.
@@ -372,7 +375,7 @@ impl BrokerNode {
             replicas: shared.replicas.clone(),
             broker: broker.clone(),
             controller: link,
-            groups: router,
+            groups: router.clone(),
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         crate::metrics::serve(&ctx, run.subscribe())?;
@@ -403,6 +406,7 @@ impl BrokerNode {
             broker,
             controller,
             shared,
+            groups: router,
             broker_epoch,
             run,
             seam,

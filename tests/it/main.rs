@@ -14,3 +14,4 @@ mod observability;
 mod perf;
 mod replication;
 mod storage;
+mod ui;
