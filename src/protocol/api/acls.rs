@@ -1,7 +1,8 @@
 //! DescribeAcls, CreateAcls and DeleteAcls, answered as a Kafka broker without an authorizer
 //! (`authorizer.class.name` empty, Kafka's default) answers them: SECURITY_DISABLED, so admin
 //! clients and test suites get Kafka's own "No Authorizer is configured" error instead of an
-//! unsupported API. Versions from 1: the ones `kafka-protocol` decodes and Kafka 4 keeps.
+//! unsupported API. v0, which `kafka-protocol` cannot decode, is answered the same way by
+//! [`super::legacy`].
 
 use std::sync::Arc;
 
@@ -18,8 +19,8 @@ use kafka_protocol::messages::{
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
 
 /// Kafka's messages, word for word (`KafkaApis.handleDescribeAcls` and friends).
-const DESCRIBE_MESSAGE: &str = "No Authorizer is configured on the broker";
-const CHANGE_MESSAGE: &str = "No Authorizer is configured.";
+pub(super) const DESCRIBE_MESSAGE: &str = "No Authorizer is configured on the broker";
+pub(super) const CHANGE_MESSAGE: &str = "No Authorizer is configured.";
 
 fn ready<R: Send + 'static>(response: R) -> BoxFuture<'static, Reply<R>> {
     futures::future::ready(Reply::Respond(response)).boxed()
@@ -29,7 +30,6 @@ pub struct DescribeAcls;
 
 impl KafkaApi for DescribeAcls {
     const KEY: ApiKey = ApiKey::DescribeAcls;
-    const MIN_VERSION: i16 = 1;
     const MAX_VERSION: i16 = 3;
     type Request = DescribeAclsRequest;
     type Response = DescribeAclsResponse;
@@ -55,7 +55,6 @@ pub struct CreateAcls;
 
 impl KafkaApi for CreateAcls {
     const KEY: ApiKey = ApiKey::CreateAcls;
-    const MIN_VERSION: i16 = 1;
     const MAX_VERSION: i16 = 3;
     type Request = CreateAclsRequest;
     type Response = CreateAclsResponse;
@@ -88,7 +87,6 @@ pub struct DeleteAcls;
 
 impl KafkaApi for DeleteAcls {
     const KEY: ApiKey = ApiKey::DeleteAcls;
-    const MIN_VERSION: i16 = 1;
     const MAX_VERSION: i16 = 3;
     type Request = DeleteAclsRequest;
     type Response = DeleteAclsResponse;
