@@ -64,6 +64,9 @@ pub struct PartitionHistory {
 pub struct History {
     pub partitions: BTreeMap<i32, PartitionHistory>,
     pub leaders_after_heal: Option<Duration>,
+    /// Partitions (of any topic) that never got a full, caught-up ISR after the heal, each
+    /// described with its leader, ISR and offsets; empty when all did.
+    pub unsettled: Vec<String>,
 }
 
 /// What the checker found. `violations` says each one in words; the counts add up over a run.
@@ -112,9 +115,15 @@ pub fn check(history: &History, leader_bound: Duration) -> Verdict {
         None => {
             v.leaderless = true;
             v.violations.push(format!(
-                "some partition had no leader, or no full ISR, long after the last heal (bound {leader_bound:?})"
+                "some partition had no leader long after the last heal (bound {leader_bound:?})"
             ));
         }
+    }
+    if !history.unsettled.is_empty() {
+        v.violations.push(format!(
+            "no full, caught-up ISR after the heal: {}",
+            history.unsettled.join("; ")
+        ));
     }
     v
 }
@@ -293,6 +302,7 @@ mod tests {
         History {
             partitions: [(0, p)].into_iter().collect(),
             leaders_after_heal: Some(Duration::from_secs(1)),
+            unsettled: Vec::new(),
         }
     }
 
@@ -403,6 +413,15 @@ mod tests {
         assert!(check(&h, BOUND).leaderless);
         h.leaders_after_heal = None;
         assert!(check(&h, BOUND).leaderless);
+    }
+
+    #[test]
+    fn a_partition_whose_isr_never_recovers_is_reported() {
+        let mut h = healthy();
+        h.unsettled.push("chaos-1-2 leader 1 ISR [1,2]".into());
+        let v = check(&h, BOUND);
+        assert!(!v.ok());
+        assert!(v.violations[0].contains("chaos-1-2 leader 1 ISR [1,2]"));
     }
 
     #[test]

@@ -430,6 +430,46 @@ fn settled(cluster: &Cluster, status: &ClusterStatus, topic: &str) -> bool {
         })
 }
 
+/// The partitions [`settled`] waits for, described: leader, ISR, replicas' log ends.
+fn unsettled(cluster: &Cluster, status: &ClusterStatus, topic: &str) -> Vec<String> {
+    status
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let ends: Vec<String> = p
+                .replicas
+                .iter()
+                .map(|r| {
+                    let end = cluster
+                        .broker(*r)
+                        .filter(|b| b.state == BrokerState::Up)
+                        .and_then(|b| b.shared.replicas.get(&p.topic, p.partition))
+                        .map(|h| h.progress().log_end_offset);
+                    format!("{r}:{}", end.map_or("-".into(), |e| e.to_string()))
+                })
+                .collect();
+            let lagging = p.topic == topic
+                && (p.high_watermark != p.log_end_offset
+                    || ends
+                        .iter()
+                        .any(|e| !e.ends_with(&format!(":{}", p.log_end_offset))));
+            (p.leader < 0 || p.isr.len() != p.replicas.len() || lagging).then(|| {
+                format!(
+                    "{}-{} leader {} epoch {} ISR {:?} HWM {} LEO {} replica ends [{}]",
+                    p.topic,
+                    p.partition,
+                    p.leader,
+                    p.leader_epoch,
+                    p.isr,
+                    p.high_watermark,
+                    p.log_end_offset,
+                    ends.join(" ")
+                )
+            })
+        })
+        .collect()
+}
+
 /// One round: the topic, the workload under the plan's faults, then the history.
 async fn play(
     cluster: &mut Cluster,
@@ -487,7 +527,12 @@ async fn play(
         workload::committed(&brokers, &group, &topic, config.partitions, config.settle).await?;
     let status = cluster.status();
     let mut history = History {
-        leaders_after_heal: leaders_after_heal.filter(|_| is_settled),
+        leaders_after_heal,
+        unsettled: if is_settled {
+            Vec::new()
+        } else {
+            unsettled(cluster, &status, &topic)
+        },
         ..History::default()
     };
     for p in status.partitions.iter().filter(|p| p.topic == topic) {
