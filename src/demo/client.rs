@@ -2,7 +2,9 @@
 //! scenario names, with the `client.id` that names the client in the diagram, and nothing is
 //! retried behind the scenario's back (a real client's retries are what the scenarios show,
 //! step by step). It speaks the protocol through the `kafka-protocol` crate, as the
-//! integration tests' client does.
+//! integration tests' client does. `weir chaos` builds its idempotent producer on it
+//! ([`Client::init_producer_id`], [`stamped_batch`], [`Client::produce_batch`]) and does
+//! its own retrying.
 
 use std::net::SocketAddr;
 use std::time::Duration;
