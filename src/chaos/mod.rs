@@ -359,8 +359,14 @@ fn concrete(cluster: &Cluster, topic: &str, action: &Action) -> Option<(Fault, S
     Some(fault)
 }
 
-/// Resumes every paused broker, restarts every crashed one, heals every link.
+/// Heals every link, then resumes every paused broker and restarts every crashed one. Links
+/// first: a broker restarted behind a cut or delayed link may legitimately wait for the
+/// controller's metadata longer than the restart waits.
 async fn heal_all(cluster: &mut Cluster) -> anyhow::Result<()> {
+    cluster
+        .inject(Fault::Heal(None))
+        .await
+        .map_err(|e| anyhow::anyhow!("healing the links: {e}"))?;
     let states: Vec<(i32, BrokerState)> =
         cluster.brokers().iter().map(|b| (b.id, b.state)).collect();
     for (id, state) in states {
@@ -374,10 +380,7 @@ async fn heal_all(cluster: &mut Cluster) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("healing broker {id}: {e}"))?;
     }
-    cluster
-        .inject(Fault::Heal(None))
-        .await
-        .map_err(|e| anyhow::anyhow!("healing the links: {e}"))
+    Ok(())
 }
 
 fn addresses(cluster: &Cluster) -> BTreeMap<i32, SocketAddr> {
