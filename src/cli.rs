@@ -34,6 +34,9 @@ pub enum Command {
     Perf(PerfUnavailable),
     /// The seed's flows, run on an in-process cluster with a trace and a diagram.
     Demo(crate::demo::DemoArgs),
+    /// Randomized fault schedules on an in-process cluster, checked for lost, duplicated or
+    /// divergent records: a line per round, then one JSON line.
+    Chaos(crate::chaos::ChaosArgs),
     /// Message traces: `weir trace render FILE` draws one.
     Trace {
         #[command(subcommand)]
@@ -186,6 +189,7 @@ pub fn main() -> ExitCode {
         )),
         Command::Trace { command } => crate::trace::command::run(command),
         Command::Demo(args) => crate::demo::main(args),
+        Command::Chaos(args) => crate::chaos::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

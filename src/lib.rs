@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod broker_node;
+pub mod chaos;
 pub mod cli;
 pub mod cluster;
 pub mod config;

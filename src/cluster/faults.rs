@@ -177,6 +177,9 @@ impl Cluster {
             Fault::Crash(id) => {
                 let node = self.running(id)?.node.clone();
                 node.crash().await;
+                // A killed process is no longer stopped: the broker that restarts on its
+                // files must not inherit the pause (its peer messages would wait forever).
+                faults.resume(Node::Broker(id));
                 self.set_state(id, BrokerState::Down);
             }
             Fault::Restart(id) => self.restart(id).await?,

@@ -5,6 +5,7 @@
 mod support;
 mod wire;
 
+mod chaos;
 mod control_plane;
 mod coordination;
 mod demos;
