@@ -47,7 +47,8 @@ use crate::actors::metadata_cache::{host_port, MetadataCache};
 use crate::config::BrokerConfig;
 use crate::protocol::api::ApiContext;
 use crate::protocol::connection::{self, ConnectionLimits};
-use crate::protocol::listener::{self, NodeRun};
+use crate::protocol::connection_quotas::{ConnectionQuotas, ListenerKind};
+use crate::protocol::listener::{self, Admission, NodeRun};
 use crate::storage::LogManager;
 use crate::transport::faults::Node;
 use crate::transport::peer::{LocalTransport, PeerHandler, PeerTransport, Peers};
@@ -313,6 +314,8 @@ impl BrokerNode {
         // Kafka clients of a listener shared with peers wait here until the broker serves.
         let (serving_tx, serving) = watch::channel::<Option<Arc<ApiContext>>>(None);
         let mut client_socket = Some(sockets.client);
+        // One count of connections for the whole broker, whichever listener they came on.
+        let quotas = ConnectionQuotas::from_config(&config);
         match &seam {
             NodeSeam::Local(transport) => transport.register(id, endpoint),
             NodeSeam::Tcp { transport, server } => {
@@ -322,8 +325,13 @@ impl BrokerNode {
                 let _ = server.set(peer_server.clone());
                 match sockets.inter_broker {
                     Some(socket) => {
+                        let admission = Admission {
+                            quotas: quotas.clone(),
+                            kind: ListenerKind::InterBroker,
+                        };
                         actix::spawn(listener::accept_with(
                             socket,
+                            admission,
                             env.workers.clone(),
                             running.clone(),
                             move |stream, _| peer_server.clone().serve(stream),
@@ -332,8 +340,15 @@ impl BrokerNode {
                     None => {
                         let limits = ConnectionLimits::from_config(&config);
                         let socket = client_socket.take().expect("the client socket");
+                        // Shared by clients and peers: counted as a client listener (stricter
+                        // than Kafka, which exempts the inter-broker listener).
+                        let admission = Admission {
+                            quotas: quotas.clone(),
+                            kind: ListenerKind::Client,
+                        };
                         actix::spawn(listener::accept_with(
                             socket,
+                            admission,
                             env.workers.clone(),
                             running.clone(),
                             move |stream, stop| {
@@ -386,6 +401,7 @@ impl BrokerNode {
                 actix::spawn(listener::accept_loop(
                     socket,
                     ctx,
+                    quotas,
                     env.workers.clone(),
                     running,
                 ));

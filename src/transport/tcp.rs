@@ -611,6 +611,7 @@ mod tests {
             max_frame_len: 1 << 20,
             max_in_flight: 16,
             handshake_timeout: Duration::from_secs(2),
+            frame_timeout: Duration::from_secs(2),
         }
     }
 
