@@ -32,7 +32,9 @@ use tokio::sync::watch;
 
 use crate::actors::broker::{self, Broker, BrokerShared};
 use crate::actors::controller::actor::Connector;
-use crate::actors::controller::actor::{CloseSession, CurrentSession, SessionClient, SessionFault};
+use crate::actors::controller::actor::{
+    CloseSession, CurrentSession, NotifyLogDirFailure, SessionClient, SessionFault,
+};
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
 use crate::actors::controller::messages::ControlledShutdown;
@@ -257,9 +259,15 @@ impl BrokerNode {
             Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
         );
         let (router, directory) = broker_group_router(&config, &shared);
+        let log_dir_events = controller_cell.clone();
         let broker = broker
             .with_group_router(router.clone())
             .with_replication(peers.clone(), broker_epoch.clone())
+            .with_log_dir_offline_listener(Arc::new(move |_dir| {
+                if let Some(controller) = log_dir_events.get() {
+                    controller.do_send(NotifyLogDirFailure);
+                }
+            }))
             .start();
 
         let advertised: Vec<(String, String, u16)> = config

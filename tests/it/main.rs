@@ -8,6 +8,8 @@ mod wire;
 mod control_plane;
 mod coordination;
 mod demos;
+mod full_disk;
+mod hardening;
 mod kafka_clients;
 mod multinode;
 mod observability;

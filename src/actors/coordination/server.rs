@@ -202,6 +202,8 @@ async fn serve_connection(
                 written.add_permits(1);
             }
         }
+        // The reader waiting for a permit stops too.
+        written.close();
         let _ = writer.shutdown().await;
     });
 
