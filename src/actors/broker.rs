@@ -1329,6 +1329,72 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_failed_log_dir_goes_offline_its_replicas_refuse_and_the_controller_is_told_once() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            log_dirs: vec![
+                a.path().display().to_string(),
+                b.path().display().to_string(),
+            ],
+            ..config(a.path())
+        };
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let listener = told.clone();
+        let (broker, shared) = Broker::open(config, Some("test-cluster"), vec![]).unwrap();
+        let broker = broker
+            .with_log_dir_offline_listener(Arc::new(move |dir| {
+                listener.lock().unwrap().push(dir);
+            }))
+            .start();
+        let topic_id = Uuid::new_v4();
+        // Two partitions, one per dir.
+        let results = broker
+            .send(leader_and_isr(1, topic_id, 2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(results.iter().all(|(_, e)| e.is_none()));
+        let failed = LogDirFailed {
+            log_dir: a.path().to_path_buf(),
+            reason: "test: no space left on device".into(),
+        };
+        broker.send(failed.clone()).await.unwrap();
+        broker.send(failed).await.unwrap();
+        assert_eq!(
+            *told.lock().unwrap(),
+            vec![a.path().to_path_buf()],
+            "told once"
+        );
+
+        let dirs = broker.send(DescribeLogDirs { topics: None }).await.unwrap();
+        let offline: Vec<_> = dirs.iter().filter(|d| d.offline).collect();
+        assert_eq!(offline.len(), 1);
+        assert_eq!(offline[0].dir, a.path());
+        assert!(offline[0].partitions.is_empty());
+        let online = dirs.iter().find(|d| !d.offline).unwrap();
+        assert_eq!(online.partitions.len(), 1);
+
+        // The controller's next LeaderAndIsr learns which replicas are offline.
+        let results = broker
+            .send(leader_and_isr(1, topic_id, 2))
+            .await
+            .unwrap()
+            .unwrap();
+        let storage_error = ResponseError::KafkaStorageError.code();
+        let online_tp = &online.partitions[0].tp;
+        for (tp, e) in &results {
+            let code = e.as_ref().map(|e| e.code);
+            if tp == online_tp {
+                assert_eq!(code, None, "{tp} lives in the online dir");
+            } else {
+                assert_eq!(code, Some(storage_error), "{tp} lives in the offline dir");
+            }
+        }
+        assert_eq!(shared.replicas.len(), 2);
+    }
+
+    #[actix::test]
     async fn leading_a_consumer_offsets_partition_starts_its_group_coordinator() {
         use crate::actors::group::directory::MetadataDirectory;
         use crate::actors::group::{GroupConfig, InMemoryGroupStore};

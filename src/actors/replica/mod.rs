@@ -1572,6 +1572,57 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_replica_whose_log_dir_goes_offline_answers_kafka_storage_error_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        append(&replica, &["a"]).await.unwrap();
+        let elsewhere = LogDirOffline {
+            log_dir: dir.path().join("another-dir"),
+        };
+        assert!(!replica.addr.send(elsewhere).await.unwrap());
+        append(&replica, &["b"]).await.unwrap();
+        let here = LogDirOffline {
+            log_dir: dir.path().to_path_buf(),
+        };
+        assert!(replica.addr.send(here).await.unwrap());
+        let storage_error = ResponseError::KafkaStorageError.code();
+        assert_eq!(
+            append(&replica, &["c"]).await.unwrap_err().code,
+            storage_error
+        );
+        let again = replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.unwrap_err().code,
+            storage_error,
+            "it takes no new role"
+        );
+        let read = replica
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::LogEnd,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.error.map(|e| e.code), Some(storage_error));
+        let progress = replica.progress();
+        assert!(progress.stopped && !progress.is_leader, "waiters give up");
+    }
+
+    #[actix::test]
     async fn leader_appends_assign_offsets_and_move_the_high_watermark() {
         let dir = tempfile::tempdir().unwrap();
         let replica = start_replica(dir.path());
