@@ -141,7 +141,9 @@ impl IndexFile {
         }
         let at = self.entries * self.entry_size;
         let last = at + self.entry_size - 1;
-        if (at % PAGE == 0 || at / PAGE != last / PAGE) && !self.reserve(at, self.entry_size) {
+        if (at.is_multiple_of(PAGE) || at / PAGE != last / PAGE)
+            && !self.reserve(at, self.entry_size)
+        {
             return false;
         }
         if let Some(m) = &mut self.mmap {
