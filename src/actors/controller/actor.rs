@@ -2337,10 +2337,12 @@ mod tests {
     use crate::transport::peer::{LocalTransport, PeerHandler, PeerResponse, TransportError};
     use crate::transport::LinkFaults;
 
-    /// A broker endpoint that records every request and acknowledges it.
+    /// A broker endpoint that records every request and acknowledges it (answering
+    /// KAFKA_STORAGE_ERROR in LeaderAndIsr for the partitions of an offline log dir).
     #[derive(Default)]
     struct Recorder {
         seen: Mutex<Vec<PeerRequest>>,
+        offline: Mutex<BTreeSet<(String, i32)>>,
     }
 
     impl PeerHandler for Recorder {
@@ -2350,7 +2352,19 @@ mod tests {
             request: PeerRequest,
         ) -> BoxFuture<'static, Result<PeerResponse, TransportError>> {
             let response = match &request {
-                PeerRequest::LeaderAndIsr(_) => PeerResponse::LeaderAndIsr(Ok(vec![])),
+                PeerRequest::LeaderAndIsr(l) => {
+                    let offline = self.offline.lock().unwrap();
+                    PeerResponse::LeaderAndIsr(Ok(l
+                        .partition_states
+                        .iter()
+                        .map(|s| {
+                            let error = offline
+                                .contains(&(s.topic.clone(), s.partition))
+                                .then(|| ApiError::new(ResponseError::KafkaStorageError));
+                            (TopicPartition::new(s.topic.clone(), s.partition), error)
+                        })
+                        .collect()))
+                }
                 PeerRequest::UpdateMetadata(_) => PeerResponse::UpdateMetadata(Ok(())),
                 PeerRequest::StopReplica(_) => PeerResponse::StopReplica(Ok(vec![])),
                 PeerRequest::TopicConfigChanged(_) => PeerResponse::TopicConfigChanged(Ok(())),
@@ -2784,6 +2798,70 @@ mod tests {
         if let Err(e) = &outcome[0].result {
             panic!("creating {name} on {replicas:?}: {e:?}");
         }
+    }
+
+    #[actix::test]
+    async fn a_log_dir_failure_notification_moves_leadership_off_the_offline_replicas_only() {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        let victim = *h
+            .controllers
+            .keys()
+            .find(|id| **id != active.broker_id)
+            .unwrap();
+        let others: Vec<i32> = (1..=3).filter(|id| *id != victim).collect();
+        // Two partitions led by the victim; only the first one's dir fails.
+        create_on(
+            &h,
+            active.broker_id,
+            "failed",
+            vec![victim, others[0], others[1]],
+        )
+        .await;
+        create_on(
+            &h,
+            active.broker_id,
+            "healthy",
+            vec![victim, others[0], others[1]],
+        )
+        .await;
+        for topic in ["failed", "healthy"] {
+            wait_state(&h, topic, 0, "the victim leads", |s| {
+                s.leader == victim && s.isr.len() == 3
+            })
+            .await;
+        }
+        h.recorders[&victim]
+            .offline
+            .lock()
+            .unwrap()
+            .insert(("failed".into(), 0));
+        h.controllers[&victim]
+            .send(NotifyLogDirFailure)
+            .await
+            .unwrap();
+        let moved = wait_state(
+            &h,
+            "failed",
+            0,
+            "leadership moves off the offline replica",
+            |s| s.leader != victim && !s.isr.contains(&victim),
+        )
+        .await;
+        assert_eq!(
+            moved.leader, others[0],
+            "the next ISR replica in assignment order"
+        );
+        // The notification was consumed, and the healthy partition kept its leader and ISR.
+        let pending = h
+            .observer
+            .get_children(paths::LOG_DIR_EVENT_NOTIFICATION, false)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        let healthy = partition_state(&h, "healthy", 0).await;
+        assert_eq!(healthy.leader, victim);
+        assert_eq!(healthy.isr.len(), 3);
     }
 
     #[actix::test]
