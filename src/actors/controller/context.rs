@@ -454,10 +454,12 @@ impl ControllerContext {
     pub fn partition_metadata(&self, topic: &str, partition: i32) -> Option<PartitionMetadata> {
         let state = self.states.get(&(topic.to_string(), partition))?;
         let replicas = self.topics.get(topic)?.assignment.get(&partition)?.clone();
+        // Dead brokers' replicas and those on an offline log dir of a live broker.
+        let live = self.live_for(&(topic.to_string(), partition));
         let offline_replicas = replicas
             .iter()
             .copied()
-            .filter(|r| !self.live_brokers.contains_key(r))
+            .filter(|r| !live.contains(r))
             .collect();
         Some(PartitionMetadata {
             partition,
@@ -573,6 +575,12 @@ mod tests {
             .iter()
             .all(|ch| ch.state.leader != 1 || ch.partition == 2));
         assert!(c.live_for(&("orders".into(), 0)).iter().eq([2, 3].iter()));
+        let metadata = c.partition_metadata("orders", 0).unwrap();
+        assert_eq!(
+            metadata.offline_replicas,
+            vec![1],
+            "Metadata lists the offline replica"
+        );
         assert!(c.live_for(&("orders".into(), 2)).contains(&1));
     }
 
