@@ -283,6 +283,21 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
     })
     .await;
     assert_eq!(on_broker_1.len(), 45);
+    // The controller counts broker 1's replica as online again: Metadata lists no offline
+    // replica once the cluster has caught up.
+    wait_until_async("no offline replica in the metadata", DEADLINE, || {
+        let snapshot = cluster
+            .broker(2)
+            .expect("broker 2")
+            .shared
+            .metadata
+            .snapshot();
+        let offline = snapshot
+            .partition(TOPIC, 0)
+            .map(|p| p.offline_replicas.clone());
+        async move { (offline == Some(vec![])).then_some(()) }
+    })
+    .await;
     let dirs = describe_log_dir_errors(&cluster, 1).await;
     assert!(
         dirs.iter().all(|(_, code)| *code == 0),
