@@ -39,7 +39,7 @@ use crate::actors::replica::{
 use crate::actors::replication::fetcher::{FetcherManager, FetcherSettings, FollowedPartition};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
-use crate::storage::{LogManager, PartitionLog, TopicPartition};
+use crate::storage::{LogManager, PartitionLog, StorageError, TopicPartition};
 
 /// The replicas this broker hosts, shared with its connections: produce and fetch look their
 /// replica up here and talk to it directly.
@@ -350,6 +350,7 @@ impl Broker {
         let (recovery, high_watermarks, log_starts) = progress_maps(&self.replicas);
         let log_manager = self.log_manager.clone();
         let broker_id = self.broker_id;
+        let failures = self.log_dir_failures.clone();
         let write = async move {
             let result = tokio::task::spawn_blocking(move || {
                 match log_manager
@@ -358,16 +359,24 @@ impl Broker {
                     .as_ref()
                 {
                     Some(manager) => {
-                        manager.write_checkpoints(&recovery, &high_watermarks, &log_starts)
+                        manager.write_checkpoints_per_dir(&recovery, &high_watermarks, &log_starts)
                     }
-                    None => Ok(()),
+                    None => Vec::new(),
                 }
             })
             .await;
             match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(broker = broker_id, error = %e, "writing checkpoints failed")
+                Ok(failed) => {
+                    for (log_dir, e) in failed {
+                        tracing::warn!(broker = broker_id, log_dir = %log_dir.display(), error = %e, "writing checkpoints failed");
+                        // An I/O error on a dir's checkpoints takes the dir offline, as Kafka does.
+                        if let (StorageError::Io { .. }, Some(failures)) = (&e, &failures) {
+                            failures.do_send(LogDirFailed {
+                                log_dir,
+                                reason: format!("writing checkpoints: {e}"),
+                            });
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!(broker = broker_id, error = %e, "checkpoint task failed"),
             }
@@ -415,7 +424,8 @@ impl Actor for Broker {
     }
 }
 
-/// Kafka's `ReplicaManager.handleLogDirFailure`: the dir goes offline in the log manager (no
+/// Kafka's `ReplicaManager.handleLogDirFailure`, after an I/O error on a replica's log (an
+/// append) or on the dir's checkpoints: the dir goes offline in the log manager (no
 /// new log, checkpoint or clean-shutdown marker there), every replica in it stops serving
 /// (answering KAFKA_STORAGE_ERROR) and stops fetching, and the controller is told so it
 /// moves their leadership to other replicas. The broker keeps serving from its other dirs;

@@ -366,6 +366,25 @@ impl LogManager {
         hwm: &HashMap<TopicPartition, i64>,
         log_start: &HashMap<TopicPartition, i64>,
     ) -> Result<(), StorageError> {
+        match self
+            .write_checkpoints_per_dir(recovery, hwm, log_start)
+            .into_iter()
+            .next()
+        {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`LogManager::write_checkpoints`], going on past a failing dir: returns each online dir
+    /// whose checkpoints could not be written, with why (Kafka takes such a dir offline).
+    pub fn write_checkpoints_per_dir(
+        &self,
+        recovery: &HashMap<TopicPartition, i64>,
+        hwm: &HashMap<TopicPartition, i64>,
+        log_start: &HashMap<TopicPartition, i64>,
+    ) -> Vec<(PathBuf, StorageError)> {
+        let mut failed = Vec::new();
         for (index, dir) in self.dirs.iter().enumerate().filter(|(_, d)| !d.offline) {
             let here = |map: &HashMap<TopicPartition, i64>| -> HashMap<TopicPartition, i64> {
                 map.iter()
@@ -373,17 +392,20 @@ impl LogManager {
                     .map(|(tp, o)| (tp.clone(), *o))
                     .collect()
             };
-            OffsetCheckpointFile::write(
-                &dir.path.join(RECOVERY_POINT_CHECKPOINT),
-                &here(recovery),
-            )?;
-            OffsetCheckpointFile::write(&dir.path.join(REPLICATION_OFFSET_CHECKPOINT), &here(hwm))?;
-            OffsetCheckpointFile::write(
-                &dir.path.join(LOG_START_OFFSET_CHECKPOINT),
-                &here(log_start),
-            )?;
+            let written = [
+                (RECOVERY_POINT_CHECKPOINT, recovery),
+                (REPLICATION_OFFSET_CHECKPOINT, hwm),
+                (LOG_START_OFFSET_CHECKPOINT, log_start),
+            ]
+            .into_iter()
+            .try_for_each(|(name, map)| {
+                OffsetCheckpointFile::write(&dir.path.join(name), &here(map))
+            });
+            if let Err(e) = written {
+                failed.push((dir.path.clone(), e));
+            }
         }
-        Ok(())
+        failed
     }
 
     /// Leaves the clean-shutdown marker in every dir. Call after every log was closed and the
@@ -466,6 +488,27 @@ mod tests {
             .create_log(&TopicPartition::new("t", 9), &TopicConfig::default())
             .unwrap_err();
         assert!(err.to_string().contains("offline"), "{err}");
+    }
+
+    #[test]
+    fn a_dir_whose_checkpoints_cannot_be_written_is_reported_and_the_others_are_written() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        let (m, _) = LogManager::open(&dirs, 1, None, &TopicConfig::default()).unwrap();
+        // A directory where the checkpoint file must go: the write fails with an I/O error.
+        fs::create_dir(a.path().join(RECOVERY_POINT_CHECKPOINT)).unwrap();
+        let empty = HashMap::new();
+        let failed = m.write_checkpoints_per_dir(&empty, &empty, &empty);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, a.path());
+        assert!(
+            matches!(failed[0].1, StorageError::Io { .. }),
+            "{:?}",
+            failed[0].1
+        );
+        assert!(b.path().join(RECOVERY_POINT_CHECKPOINT).is_file());
+        assert!(m.write_checkpoints(&empty, &empty, &empty).is_err());
     }
 
     #[test]
