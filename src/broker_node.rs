@@ -38,12 +38,13 @@ use crate::actors::controller::actor::{
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
 use crate::actors::controller::messages::ControlledShutdown;
+use crate::actors::controller::producer_ids::ProducerIdManager;
 use crate::actors::controller::producer_ids::ZkProducerIdAllocator;
 use crate::actors::controller::zk_client::KafkaZkClient;
 use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
-use crate::actors::local_controller::ProducerIdManager;
+use crate::actors::group::GroupRouter;
 use crate::actors::log_cleaner::LogCleaner;
 use crate::actors::metadata_cache::{host_port, MetadataCache};
 use crate::config::BrokerConfig;
@@ -152,6 +153,8 @@ pub struct BrokerNode {
     pub broker: Addr<Broker>,
     pub controller: Addr<Controller>,
     pub shared: BrokerShared,
+    /// The group coordinators this broker runs (status pages read groups through it).
+    pub groups: GroupRouter,
     /// The broker epoch of the current registration (czxid of `/brokers/ids/<id>`).
     pub broker_epoch: Arc<AtomicI64>,
     /// Serving, paused or stopped: the listener and every client connection watch it.
@@ -395,7 +398,7 @@ impl BrokerNode {
             replicas: shared.replicas.clone(),
             broker: broker.clone(),
             controller: link,
-            groups: router,
+            groups: router.clone(),
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         crate::metrics::serve(&ctx, run.subscribe())?;
@@ -427,6 +430,7 @@ impl BrokerNode {
             broker,
             controller,
             shared,
+            groups: router,
             broker_epoch,
             run,
             seam,

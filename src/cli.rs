@@ -68,6 +68,12 @@ pub struct ClusterArgs {
     pub sets: Vec<String>,
     #[command(flatten)]
     pub trace: crate::trace::command::TraceFlags,
+    /// Serve the browser console on HOST:PORT (a live view of the cluster; off unless set).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ui: Option<String>,
+    /// Enable the console's fault buttons (crash, pause, cut, ...); read-only without it.
+    #[arg(long, requires = "ui")]
+    pub ui_faults: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -134,10 +140,46 @@ fn tune_allocator() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as the JVM does for Kafka
+/// (HotSpot's `MaxFDLimit`, on by default): every partition replica holds its active
+/// segment's `.log` open, so a broker with thousands of partitions needs more descriptors
+/// than the common soft default of 1024, while the hard limit is usually far higher.
+/// Returns the limit in force.
+fn raise_open_file_limit() -> Option<libc::rlim_t> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 pub fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging();
+    if let Some(limit) = raise_open_file_limit() {
+        tracing::debug!(limit, "open file limit");
+    }
     let result = match cli.command {
         Command::Cluster(args) => run_cluster(args),
         Command::Broker(args) => run_broker(args),
@@ -178,6 +220,10 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let recording = args.trace.start()?;
     actix_rt::System::new().block_on(async move {
         let mut cluster = builder.start().await?;
+        let ui = match &args.ui {
+            Some(listen) => Some(crate::ui::start(listen, args.ui_faults, "cluster").await?),
+            None => None,
+        };
         {
             let mut out = std::io::stdout().lock();
             for b in cluster.brokers() {
@@ -188,10 +234,15 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                     writeln!(out, "broker {} metrics on http://{addr}/metrics", b.id)?;
                 }
             }
+            if let Some((server, _)) = &ui {
+                writeln!(out, "console on {}", server.url())?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
-        crate::cluster::console::serve_stdin(&mut cluster, wait_for_termination()).await;
+        let (server, link) = ui.unzip();
+        crate::cluster::console::serve(&mut cluster, true, link, wait_for_termination()).await;
+        drop(server);
         let status = cluster.status();
         tracing::info!("shutting down");
         cluster.shutdown().await?;
@@ -285,7 +336,27 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             seam: crate::broker_node::Seam::Tcp,
             workers: workers.iter().map(actix::Arbiter::handle).collect(),
         };
+        let ui_listener = config.ui_listener.clone().filter(|l| !l.trim().is_empty());
         let node = crate::broker_node::BrokerNode::start_on(config, sockets, &env).await?;
+        // The browser console, read-only: this broker's view of the cluster.
+        let console = match &ui_listener {
+            Some(listen) => {
+                let (server, link) =
+                    crate::ui::start(listen, false, &format!("broker {}", node.id)).await?;
+                let (id, shared, groups) = (node.id, node.shared.clone(), node.groups.clone());
+                let publisher = actix::spawn(async move {
+                    let mut refresh = tokio::time::interval(crate::ui::REFRESH);
+                    loop {
+                        refresh.tick().await;
+                        link.publish(
+                            &crate::cluster::status::broker_view(id, &shared, &groups).await,
+                        );
+                    }
+                });
+                Some((server, publisher))
+            }
+            None => None,
+        };
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "broker {} listening on {}", node.id, node.addr)?;
@@ -295,10 +366,17 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             if let Some(addr) = crate::metrics::endpoint_addr(node.id) {
                 writeln!(out, "broker {} metrics on http://{addr}/metrics", node.id)?;
             }
+            if let Some((server, _)) = &console {
+                writeln!(out, "console on {}", server.url())?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
         wait_for_termination().await;
+        if let Some((server, publisher)) = console {
+            publisher.abort();
+            drop(server);
+        }
         let started = std::time::Instant::now();
         tracing::info!(broker = node.id, "shutting down");
         let result = node.shutdown(policy).await;

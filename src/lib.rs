@@ -19,4 +19,5 @@ pub mod protocol;
 pub mod storage;
 pub mod trace;
 pub mod transport;
+pub mod ui;
 pub mod znodes;

@@ -132,6 +132,7 @@ impl RunningBroker {
             addr: node.addr,
             broker: node.broker.clone(),
             shared: node.shared.clone(),
+            groups: node.groups.clone(),
             node: Arc::new(node),
             state: BrokerState::Up,
             config,

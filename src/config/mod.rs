@@ -253,6 +253,8 @@ config_struct! {
         request_timeout_ms: i32 = "request.timeout.ms", 30_000;
         /// weir's own: the Prometheus endpoint's port; off unless set.
         metrics_port: Option<u16> = "metrics.port", None;
+        /// weir's own: `host:port` of the browser console (`weir broker`); off unless set.
+        ui_listener: Option<String> = "ui.listener", None;
     }
 }
 

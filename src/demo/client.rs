@@ -490,20 +490,12 @@ pub fn assignment(topic: &str, partitions: &[i32]) -> Bytes {
 
 /// The partitions of `topic` an assignment gives.
 pub fn assigned_partitions(bytes: &Bytes, topic: &str) -> Vec<i32> {
-    let mut buf = bytes.clone();
-    if buf.len() < 2 {
-        return Vec::new();
-    }
-    let version = buf.get_i16();
-    ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3))
-        .map(|a| {
-            a.assigned_partitions
-                .iter()
-                .filter(|t| t.topic.0.as_str() == topic)
-                .flat_map(|t| t.partitions.iter().copied())
-                .collect()
-        })
+    crate::actors::group::metadata::consumer_assignment(bytes)
         .unwrap_or_default()
+        .into_iter()
+        .filter(|(t, _)| t == topic)
+        .flat_map(|(_, partitions)| partitions)
+        .collect()
 }
 
 /// Kafka's `RangeAssignor` for one topic: members sorted by id, each a contiguous range,

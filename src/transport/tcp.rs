@@ -499,7 +499,7 @@ impl Dialer {
 mod tests {
     use super::*;
     use crate::actors::controller::messages::ControlledShutdown;
-    use crate::actors::local_controller::DeleteTopics;
+    use crate::actors::controller::messages::DeleteTopics;
     use crate::storage::TopicPartition;
     use crate::transport::peer::Peers;
     use crate::transport::server::{PeerAuthority, PeerServer, ServerLimits};

@@ -16,3 +16,4 @@ mod observability;
 mod perf;
 mod replication;
 mod storage;
+mod ui;

@@ -28,13 +28,13 @@ use crate::actors::broker::{
     LeaderAndIsr, LeaderAndIsrPartitionState, StopReplica, TopicConfigChanged, UpdateMetadata,
     UpdateMetadataKind, UpdateMetadataTopicState,
 };
+use crate::actors::controller::messages::{
+    AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
+    CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
+};
 use crate::actors::coordination::{
     CoordinationClient, CoordinationError, CreateMode, EventType, Op, SessionEvent, SessionState,
     WatchedEvent,
-};
-use crate::actors::local_controller::{
-    AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
-    CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
 };
 use crate::actors::metadata_cache::{
     validate_topic_name, BrokerEndpoint, ListenerEndpoint, LEADER_DURING_DELETE,
@@ -1517,7 +1517,7 @@ impl Core {
 
     async fn create_topic(
         &mut self,
-        topic: &crate::actors::local_controller::NewTopic,
+        topic: &crate::actors::controller::messages::NewTopic,
         config: &BrokerConfig,
         validate_only: bool,
     ) -> Result<CreatedTopic, ApiError> {
@@ -1706,7 +1706,7 @@ impl Core {
 
     async fn create_partitions_for(
         &mut self,
-        request: &crate::actors::local_controller::NewPartitions,
+        request: &crate::actors::controller::messages::NewPartitions,
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let Some(info) = self.active_ref().ctx.topics.get(&request.name).cloned() else {
@@ -2301,7 +2301,9 @@ pub fn apply_config_change(
                                     .filter(|s| !s.is_empty())
                                     .collect()
                             })
-                            .unwrap_or_default();
+                            // Without an override Kafka starts from the topic config's
+                            // default (`delete`), not from an empty list.
+                            .unwrap_or_else(|| vec!["delete".to_string()]);
                         for v in value
                             .unwrap_or_default()
                             .split(',')
@@ -2332,8 +2334,11 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::actors::controller::messages::{
+        AlterConfigOp, ConfigChange, CreatePartitions, DeleteTopics, NewPartitions, NewTopic,
+        TopicRef,
+    };
     use crate::actors::coordination::{self, CoordinationConfig, EmbeddedCoordination};
-    use crate::actors::local_controller::NewTopic;
     use crate::transport::peer::{LocalTransport, PeerHandler, PeerResponse, TransportError};
     use crate::transport::LinkFaults;
 
@@ -3116,6 +3121,208 @@ mod tests {
                 "{p:?}"
             );
         }
+    }
+
+    fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor,
+            assignments: vec![],
+            configs: vec![],
+        }
+    }
+
+    async fn send_creations(h: &Harness, controller: i32, topics: Vec<NewTopic>) -> Vec<i16> {
+        h.controllers[&controller]
+            .send(CreateTopics {
+                topics,
+                validate_only: false,
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.result.as_ref().err().map_or(0, |e| e.code))
+            .collect()
+    }
+
+    fn assert_codes(outcomes: &[(String, Result<(), ApiError>)], codes: &[i16]) {
+        let got: Vec<i16> = outcomes
+            .iter()
+            .map(|(_, r)| r.as_ref().err().map_or(0, |e| e.code))
+            .collect();
+        assert_eq!(got, codes, "{outcomes:?}");
+    }
+
+    /// Three brokers, their controller's id, and a topic created through it.
+    async fn three_brokers_with_topic(name: &str, partitions: i32) -> (Harness, i32) {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await.broker_id;
+        let created = send_creations(&h, active, vec![new_topic(name, partitions, 3)]).await;
+        assert_eq!(created, [0]);
+        (h, active)
+    }
+
+    #[actix::test]
+    async fn invalid_creations_get_kafkas_error_codes_and_write_nothing() {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await.broker_id;
+        let mut bad_config = new_topic("configured", 1, 1);
+        bad_config.configs = vec![("retention.ms".into(), Some("later".into()))];
+        let mut unknown_config = new_topic("configured2", 1, 1);
+        unknown_config.configs = vec![("no.such.key".into(), Some("1".into()))];
+        let codes = send_creations(
+            &h,
+            active,
+            vec![
+                new_topic("bad name", 1, 1),
+                new_topic("zero", 0, 1),
+                new_topic("replicated", 1, 4),
+                bad_config,
+                unknown_config,
+            ],
+        )
+        .await;
+        assert_eq!(
+            codes,
+            vec![
+                ResponseError::InvalidTopicException.code(),
+                ResponseError::InvalidPartitions.code(),
+                ResponseError::InvalidReplicationFactor.code(),
+                ResponseError::InvalidConfig.code(),
+                ResponseError::InvalidConfig.code(),
+            ]
+        );
+        let zk = KafkaZkClient::new(h.observer.clone());
+        assert!(zk
+            .get_children(paths::BROKER_TOPICS, false)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            send_creations(&h, active, vec![new_topic("t", 1, 3)]).await,
+            [0]
+        );
+        assert_eq!(
+            send_creations(&h, active, vec![new_topic("t", 1, 3)]).await,
+            [ResponseError::TopicAlreadyExists.code()]
+        );
+    }
+
+    #[actix::test]
+    async fn a_deleted_topic_leaves_the_znodes_and_an_unknown_one_is_an_error() {
+        let (h, active) = three_brokers_with_topic("gone", 4).await;
+        let outcomes = h.controllers[&active]
+            .send(DeleteTopics {
+                topics: vec![
+                    TopicRef::Name("gone".into()),
+                    TopicRef::Name("never".into()),
+                ],
+            })
+            .await
+            .unwrap();
+        assert!(outcomes[0].error.is_none(), "{outcomes:?}");
+        assert_eq!(
+            outcomes[1].error.as_ref().unwrap().code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        // Deletion completes after the replicas stop (Kafka's TopicDeletionManager).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while h
+            .observer
+            .exists(&paths::topic("gone"), false)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/brokers/topics/gone stays"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(h
+            .observer
+            .exists(&paths::topic_config("gone"), false)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[actix::test]
+    async fn partitions_can_only_grow() {
+        let (h, active) = three_brokers_with_topic("grow", 2).await;
+        let grow = |count| NewPartitions {
+            name: "grow".into(),
+            count,
+            assignments: None,
+        };
+        let outcomes = h.controllers[&active]
+            .send(CreatePartitions {
+                topics: vec![grow(5), grow(1)],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_codes(&outcomes, &[0, ResponseError::InvalidPartitions.code()]);
+        let zk = KafkaZkClient::new(h.observer.clone());
+        let (topic, _) = zk.get_topic("grow", false).await.unwrap().unwrap();
+        assert_eq!(topic.assignment().len(), 5);
+        for p in 0..5 {
+            assert!(
+                zk.get_partition_state("grow", p).await.unwrap().is_some(),
+                "{p}"
+            );
+        }
+    }
+
+    #[actix::test]
+    async fn incremental_config_changes_validate_and_are_recorded_with_a_notification() {
+        let (h, active) = three_brokers_with_topic("cfg", 1).await;
+        let outcomes = h.controllers[&active]
+            .send(AlterTopicConfigs {
+                changes: vec![
+                    (
+                        "cfg".into(),
+                        ConfigChange::Incremental(vec![
+                            (
+                                "retention.ms".into(),
+                                AlterConfigOp::Set,
+                                Some("5000".into()),
+                            ),
+                            (
+                                "cleanup.policy".into(),
+                                AlterConfigOp::Append,
+                                Some("compact".into()),
+                            ),
+                        ]),
+                    ),
+                    (
+                        "cfg".into(),
+                        ConfigChange::Incremental(vec![(
+                            "retention.ms".into(),
+                            AlterConfigOp::Append,
+                            Some("1".into()),
+                        )]),
+                    ),
+                ],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_codes(&outcomes, &[0, ResponseError::InvalidConfig.code()]);
+        let zk = KafkaZkClient::new(h.observer.clone());
+        let config = zk.get_topic_config("cfg").await.unwrap();
+        assert_eq!(config.get("retention.ms").map(String::as_str), Some("5000"));
+        assert_eq!(
+            config.get("cleanup.policy").map(String::as_str),
+            Some("delete,compact")
+        );
+        assert!(!zk
+            .get_children(paths::CONFIG_CHANGES, false)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[derive(Message)]
