@@ -101,6 +101,12 @@ pub struct CoordinatorArgs {
     /// (default 2000, or `WEIR_COORDINATOR_TICK_MS`).
     #[arg(long)]
     pub tick_time_ms: Option<u64>,
+    /// ZooKeeper's maxClientCnxns: connections per client IP, 0 for no limit.
+    #[arg(long, default_value_t = 60)]
+    pub max_client_cnxns: usize,
+    /// ZooKeeper's globalOutstandingLimit, per connection: requests read and not yet answered.
+    #[arg(long, default_value_t = 1000)]
+    pub max_outstanding: usize,
 }
 
 /// Logs to stderr; `RUST_LOG` (or `WEIR_LOG`) filters, `info` by default.
@@ -405,7 +411,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
 
 fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     use crate::actors::coordination::{
-        CoordinationConfig, CoordinatorServer, EmbeddedCoordination,
+        CoordinationConfig, CoordinatorLimits, CoordinatorServer, EmbeddedCoordination,
     };
     use anyhow::Context as _;
     // ZooKeeper's tickTime (session timeouts are clamped to [2, 20] ticks); tests shorten it.
@@ -420,7 +426,11 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         .with_tick_time(std::time::Duration::from_millis(tick_ms.max(1)));
     actix_rt::System::new().block_on(async move {
         let service = EmbeddedCoordination::start(config).await?;
-        let server = CoordinatorServer::bind(&args.listen, service.clone())
+        let limits = CoordinatorLimits {
+            max_client_cnxns: args.max_client_cnxns,
+            max_outstanding: args.max_outstanding,
+        };
+        let server = CoordinatorServer::bind_with(&args.listen, service.clone(), limits)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = server.local_addr();

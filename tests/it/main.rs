@@ -9,6 +9,8 @@ mod chaos;
 mod control_plane;
 mod coordination;
 mod demos;
+mod full_disk;
+mod hardening;
 mod kafka_clients;
 mod multinode;
 mod observability;

@@ -42,7 +42,7 @@ use crate::actors::metadata_cache::{
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
-use crate::transport::peer::{PeerRequest, Peers};
+use crate::transport::peer::{PeerRequest, PeerResponse, Peers};
 use crate::znodes::{self, paths};
 
 /// Opens a new coordination session after the old one expired.
@@ -181,6 +181,35 @@ struct AutoLeaderRebalance;
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SessionRenewed(CoordinationClient);
+
+/// This broker took a log dir offline: write Kafka's log dir event notification, so the
+/// active controller (maybe this one) moves the leadership of its replicas there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyLogDirFailure;
+
+impl Handler<NotifyLogDirFailure> for Controller {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: NotifyLogDirFailure, _: &mut Self::Context) -> Self::Result {
+        self.with_core(|core| {
+            Box::pin(async move {
+                let id = core.deps.broker_id;
+                let data = znodes::to_bytes(&znodes::LogDirEventNotification::failure(id));
+                match core
+                    .zk
+                    .client
+                    .create(paths::LOG_DIR_EVENT_PREFIX, &data, CreateMode::PersistentSequential)
+                    .await
+                {
+                    Ok(path) => tracing::info!(broker = id, %path, "told the controller a log dir failed"),
+                    Err(e) => tracing::error!(broker = id, error = %e, "cannot write the log dir event notification"),
+                }
+                (core, ())
+            })
+        })
+    }
+}
 
 /// Asks whether this broker is the active controller (tests, status).
 #[derive(Message)]
@@ -722,6 +751,8 @@ impl Core {
         for topic in pending_deletes {
             self.delete_topic_fully(&topic).await;
         }
+        // Log dirs that failed while no controller was watching (and the watch).
+        self.on_log_dir_event().await?;
         Ok(())
     }
 
@@ -846,6 +877,11 @@ impl Core {
             (EventType::NodeChildrenChanged, paths::CONFIG_CHANGES) if self.active.is_some() => {
                 self.on_config_change().await
             }
+            (EventType::NodeChildrenChanged, paths::LOG_DIR_EVENT_NOTIFICATION)
+                if self.active.is_some() =>
+            {
+                self.on_log_dir_event().await
+            }
             (EventType::NodeDataChanged, path)
                 if self.active.is_some() && path.starts_with(paths::BROKER_TOPICS) =>
             {
@@ -937,6 +973,7 @@ impl Core {
         let active = self.active.as_mut().expect("active");
         for id in dead {
             active.ctx.live_brokers.remove(id);
+            active.ctx.offline_replicas.remove(id);
             active.ctx.shutting_down.remove(id);
             active.channels.remove_broker(*id);
         }
@@ -949,6 +986,8 @@ impl Core {
         crate::observe::controller::brokers_joined(self.id(), &ids);
         let active = self.active.as_mut().expect("active");
         for b in brokers {
+            // A restarted broker recovered its log dirs.
+            active.ctx.offline_replicas.remove(&b.endpoint.id);
             active.channels.add_broker(b.endpoint.id);
             active.ctx.live_brokers.insert(b.endpoint.id, b);
         }
@@ -1041,6 +1080,71 @@ impl Core {
             }
             // Notifications are consumed once applied (Kafka purges them after a while).
             let _ = self.zk.client.delete(&path, None).await;
+        }
+        Ok(())
+    }
+
+    /// Kafka's `LogDirEventNotification` handling: each notification names a broker with a
+    /// failed log dir. The controller consumes the notifications, asks each such broker
+    /// (LeaderAndIsr for every partition it hosts) which replicas answer
+    /// KAFKA_STORAGE_ERROR, and treats those replicas as offline: they leave the ISR and
+    /// their leadership moves to another ISR replica.
+    async fn on_log_dir_event(&mut self) -> anyhow::Result<()> {
+        let children = self
+            .zk
+            .get_children(paths::LOG_DIR_EVENT_NOTIFICATION, true)
+            .await?;
+        let mut brokers = BTreeSet::new();
+        for child in children {
+            let path = format!("{}/{child}", paths::LOG_DIR_EVENT_NOTIFICATION);
+            if let Ok((data, _)) = self.zk.client.get_data(&path, false).await {
+                match znodes::from_bytes::<znodes::LogDirEventNotification>(&path, &data) {
+                    Ok(n) => {
+                        brokers.insert(n.broker);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%path, error = %e, "ignoring a malformed log dir event")
+                    }
+                }
+            }
+            let _ = self.zk.client.delete(&path, None).await;
+        }
+        for broker in brokers {
+            if !self.active_ref().ctx.live_brokers.contains_key(&broker) {
+                continue;
+            }
+            let hosted = self.active_ref().ctx.partitions_on(broker);
+            let answers = self.send_leader_and_isr(
+                &hosted,
+                &BTreeSet::new(),
+                Some(&BTreeSet::from([broker])),
+            );
+            let mut offline = BTreeSet::new();
+            for answer in answers {
+                if let Ok(Ok(PeerResponse::LeaderAndIsr(Ok(results)))) = answer.await {
+                    offline.extend(
+                        results
+                            .into_iter()
+                            .filter(|(_, e)| {
+                                e.as_ref().is_some_and(|e| {
+                                    e.code == ResponseError::KafkaStorageError.code()
+                                })
+                            })
+                            .map(|(tp, _)| (tp.topic, tp.partition)),
+                    );
+                }
+            }
+            tracing::warn!(
+                controller = self.id(),
+                broker,
+                replicas = offline.len(),
+                "replicas on an offline log dir"
+            );
+            let active = self.active.as_mut().expect("active");
+            let known = active.ctx.offline_replicas.entry(broker).or_default();
+            known.extend(offline.iter().cloned());
+            let changes = self.active_ref().ctx.on_replicas_offline(broker, &offline);
+            self.commit_changes(changes, false).await;
         }
         Ok(())
     }
@@ -2238,10 +2342,12 @@ mod tests {
     use crate::transport::peer::{LocalTransport, PeerHandler, PeerResponse, TransportError};
     use crate::transport::LinkFaults;
 
-    /// A broker endpoint that records every request and acknowledges it.
+    /// A broker endpoint that records every request and acknowledges it (answering
+    /// KAFKA_STORAGE_ERROR in LeaderAndIsr for the partitions of an offline log dir).
     #[derive(Default)]
     struct Recorder {
         seen: Mutex<Vec<PeerRequest>>,
+        offline: Mutex<BTreeSet<(String, i32)>>,
     }
 
     impl PeerHandler for Recorder {
@@ -2251,7 +2357,19 @@ mod tests {
             request: PeerRequest,
         ) -> BoxFuture<'static, Result<PeerResponse, TransportError>> {
             let response = match &request {
-                PeerRequest::LeaderAndIsr(_) => PeerResponse::LeaderAndIsr(Ok(vec![])),
+                PeerRequest::LeaderAndIsr(l) => {
+                    let offline = self.offline.lock().unwrap();
+                    PeerResponse::LeaderAndIsr(Ok(l
+                        .partition_states
+                        .iter()
+                        .map(|s| {
+                            let error = offline
+                                .contains(&(s.topic.clone(), s.partition))
+                                .then(|| ApiError::new(ResponseError::KafkaStorageError));
+                            (TopicPartition::new(s.topic.clone(), s.partition), error)
+                        })
+                        .collect()))
+                }
                 PeerRequest::UpdateMetadata(_) => PeerResponse::UpdateMetadata(Ok(())),
                 PeerRequest::StopReplica(_) => PeerResponse::StopReplica(Ok(vec![])),
                 PeerRequest::TopicConfigChanged(_) => PeerResponse::TopicConfigChanged(Ok(())),
@@ -2688,6 +2806,70 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_log_dir_failure_notification_moves_leadership_off_the_offline_replicas_only() {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        let victim = *h
+            .controllers
+            .keys()
+            .find(|id| **id != active.broker_id)
+            .unwrap();
+        let others: Vec<i32> = (1..=3).filter(|id| *id != victim).collect();
+        // Two partitions led by the victim; only the first one's dir fails.
+        create_on(
+            &h,
+            active.broker_id,
+            "failed",
+            vec![victim, others[0], others[1]],
+        )
+        .await;
+        create_on(
+            &h,
+            active.broker_id,
+            "healthy",
+            vec![victim, others[0], others[1]],
+        )
+        .await;
+        for topic in ["failed", "healthy"] {
+            wait_state(&h, topic, 0, "the victim leads", |s| {
+                s.leader == victim && s.isr.len() == 3
+            })
+            .await;
+        }
+        h.recorders[&victim]
+            .offline
+            .lock()
+            .unwrap()
+            .insert(("failed".into(), 0));
+        h.controllers[&victim]
+            .send(NotifyLogDirFailure)
+            .await
+            .unwrap();
+        let moved = wait_state(
+            &h,
+            "failed",
+            0,
+            "leadership moves off the offline replica",
+            |s| s.leader != victim && !s.isr.contains(&victim),
+        )
+        .await;
+        assert_eq!(
+            moved.leader, others[0],
+            "the next ISR replica in assignment order"
+        );
+        // The notification was consumed, and the healthy partition kept its leader and ISR.
+        let pending = h
+            .observer
+            .get_children(paths::LOG_DIR_EVENT_NOTIFICATION, false)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        let healthy = partition_state(&h, "healthy", 0).await;
+        assert_eq!(healthy.leader, victim);
+        assert_eq!(healthy.isr.len(), 3);
+    }
+
+    #[actix::test]
     async fn the_last_isr_member_dying_takes_the_partition_offline_until_it_returns() {
         let mut h = harness(4).await;
         let active = wait_for_single_controller(&h, 4).await;
@@ -2873,6 +3055,7 @@ mod tests {
             WatchInfo::Children(paths::BROKER_TOPICS.into()),
             WatchInfo::Children(paths::DELETE_TOPICS.into()),
             WatchInfo::Children(paths::CONFIG_CHANGES.into()),
+            WatchInfo::Children(paths::LOG_DIR_EVENT_NOTIFICATION.into()),
             WatchInfo::Data(paths::CONTROLLER.into()),
         ] {
             assert!(

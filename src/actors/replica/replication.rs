@@ -443,10 +443,8 @@ impl Handler<AppendAsFollower> for Replica {
         if !msg.records.is_empty() {
             let segments_before = self.log()?.segment_count();
             let records = msg.records.clone();
-            let info = self
-                .log_mut()?
-                .append_as_follower(msg.records)
-                .map_err(|e| storage_error(&tp, e))?;
+            let appended = self.log_mut()?.append_as_follower(msg.records);
+            let info = appended.map_err(|e| self.storage_failure(e))?;
             if info.bytes > 0 {
                 let mut position = 0;
                 while position + BatchHeader::SIZE <= info.bytes {
