@@ -2,7 +2,8 @@
 //! (replication factor 3, `acks=all`: every hook fires on its path — the client request and
 //! answer at dispatch, the followers' fetches across the seam, each replica's high-water
 //! mark) with the trace off, on (every event written), and on with a filter that keeps
-//! nothing (events built, then dropped); and the hooks themselves with the trace off (one
+//! nothing (events built, then dropped), and with the browser console's trace tap open and
+//! drained (events built and cloned to it, no file); and the hooks themselves with the trace off (one
 //! relaxed atomic load each).
 //!
 //! `cargo bench --bench trace`; the medians are printed at the end. Without `--bench`
@@ -120,6 +121,28 @@ fn bench_produce(c: &mut Criterion) {
             assert_eq!(summary.dropped, 0, "{name} dropped events");
         }
     }
+    // The browser console's page connected: the trace tap open, every event cloned to it and
+    // drained as the page's event stream does (no recording).
+    let name = "console_tap_open";
+    let mut subscription = weir::trace::tap::subscribe();
+    let drain = system.runtime().spawn(async move {
+        let mut seen = 0u64;
+        while subscription.recv().await.is_ok() {
+            seen += 1;
+        }
+        seen
+    });
+    group.bench_function(name, |b| {
+        b.iter_custom(|n| {
+            let took = system.block_on(produce(&mut client, n));
+            PRODUCE_US
+                .lock()
+                .unwrap()
+                .push((name, took.as_secs_f64() * 1e6 / n.max(1) as f64));
+            took
+        })
+    });
+    drain.abort();
     group.finish();
     system.block_on(async { cluster.shutdown().await.expect("shutdown") });
 }
@@ -175,7 +198,12 @@ fn main() {
     if bench_mode() {
         let runs = PRODUCE_US.lock().unwrap().clone();
         println!("\nproduce, 1 KiB, acks=all, RF 3, 3 in-process brokers (median µs per request):");
-        for name in ["trace_off", "trace_on", "trace_on_filtered_out"] {
+        for name in [
+            "trace_off",
+            "trace_on",
+            "trace_on_filtered_out",
+            "console_tap_open",
+        ] {
             let v: Vec<f64> = runs
                 .iter()
                 .filter(|(n, _)| *n == name)

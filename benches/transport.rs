@@ -122,6 +122,7 @@ fn main() {
             max_frame_len: 100 * MIB,
             max_in_flight: 64,
             handshake_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(5),
         };
         let server = PeerServer::new(2, leader.clone(), Arc::new(Admit), limits);
         tokio::spawn(async move {

@@ -14,6 +14,9 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 # `ip netns` for the multi-node link-cut test (it runs as root, as CI does).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# A real headless browser for the console's tests (tests/it/ui.rs), driven via chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -32,22 +32,26 @@ use tokio::sync::watch;
 
 use crate::actors::broker::{self, Broker, BrokerShared};
 use crate::actors::controller::actor::Connector;
-use crate::actors::controller::actor::{CloseSession, CurrentSession, SessionClient, SessionFault};
+use crate::actors::controller::actor::{
+    CloseSession, CurrentSession, NotifyLogDirFailure, SessionClient, SessionFault,
+};
 use crate::actors::controller::endpoint::BrokerEndpoint;
 use crate::actors::controller::forwarding::ControllerForwarder;
 use crate::actors::controller::messages::ControlledShutdown;
+use crate::actors::controller::producer_ids::ProducerIdManager;
 use crate::actors::controller::producer_ids::ZkProducerIdAllocator;
 use crate::actors::controller::zk_client::KafkaZkClient;
 use crate::actors::controller::{Controller, ControllerDeps};
 use crate::actors::coordination::{self, EmbeddedCoordination};
 use crate::actors::group::directory::broker_group_router;
-use crate::actors::local_controller::ProducerIdManager;
+use crate::actors::group::GroupRouter;
 use crate::actors::log_cleaner::LogCleaner;
 use crate::actors::metadata_cache::{host_port, MetadataCache};
 use crate::config::BrokerConfig;
 use crate::protocol::api::ApiContext;
 use crate::protocol::connection::{self, ConnectionLimits};
-use crate::protocol::listener::{self, NodeRun};
+use crate::protocol::connection_quotas::{ConnectionQuotas, ListenerKind};
+use crate::protocol::listener::{self, Admission, NodeRun};
 use crate::storage::LogManager;
 use crate::transport::faults::Node;
 use crate::transport::peer::{LocalTransport, PeerHandler, PeerTransport, Peers};
@@ -149,6 +153,8 @@ pub struct BrokerNode {
     pub broker: Addr<Broker>,
     pub controller: Addr<Controller>,
     pub shared: BrokerShared,
+    /// The group coordinators this broker runs (status pages read groups through it).
+    pub groups: GroupRouter,
     /// The broker epoch of the current registration (czxid of `/brokers/ids/<id>`).
     pub broker_epoch: Arc<AtomicI64>,
     /// Serving, paused or stopped: the listener and every client connection watch it.
@@ -256,9 +262,15 @@ impl BrokerNode {
             Duration::from_millis(config.controller_socket_timeout_ms.max(1) as u64),
         );
         let (router, directory) = broker_group_router(&config, &shared);
+        let log_dir_events = controller_cell.clone();
         let broker = broker
             .with_group_router(router.clone())
             .with_replication(peers.clone(), broker_epoch.clone())
+            .with_log_dir_offline_listener(Arc::new(move |_dir| {
+                if let Some(controller) = log_dir_events.get() {
+                    controller.do_send(NotifyLogDirFailure);
+                }
+            }))
             .start();
 
         let advertised: Vec<(String, String, u16)> = config
@@ -313,6 +325,8 @@ impl BrokerNode {
         // Kafka clients of a listener shared with peers wait here until the broker serves.
         let (serving_tx, serving) = watch::channel::<Option<Arc<ApiContext>>>(None);
         let mut client_socket = Some(sockets.client);
+        // One count of connections for the whole broker, whichever listener they came on.
+        let quotas = ConnectionQuotas::from_config(&config);
         match &seam {
             NodeSeam::Local(transport) => transport.register(id, endpoint),
             NodeSeam::Tcp { transport, server } => {
@@ -322,8 +336,13 @@ impl BrokerNode {
                 let _ = server.set(peer_server.clone());
                 match sockets.inter_broker {
                     Some(socket) => {
+                        let admission = Admission {
+                            quotas: quotas.clone(),
+                            kind: ListenerKind::InterBroker,
+                        };
                         actix::spawn(listener::accept_with(
                             socket,
+                            admission,
                             env.workers.clone(),
                             running.clone(),
                             move |stream, _| peer_server.clone().serve(stream),
@@ -332,8 +351,15 @@ impl BrokerNode {
                     None => {
                         let limits = ConnectionLimits::from_config(&config);
                         let socket = client_socket.take().expect("the client socket");
+                        // Shared by clients and peers: counted as a client listener (stricter
+                        // than Kafka, which exempts the inter-broker listener).
+                        let admission = Admission {
+                            quotas: quotas.clone(),
+                            kind: ListenerKind::Client,
+                        };
                         actix::spawn(listener::accept_with(
                             socket,
+                            admission,
                             env.workers.clone(),
                             running.clone(),
                             move |stream, stop| {
@@ -372,7 +398,7 @@ impl BrokerNode {
             replicas: shared.replicas.clone(),
             broker: broker.clone(),
             controller: link,
-            groups: router,
+            groups: router.clone(),
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         crate::metrics::serve(&ctx, run.subscribe())?;
@@ -386,6 +412,7 @@ impl BrokerNode {
                 actix::spawn(listener::accept_loop(
                     socket,
                     ctx,
+                    quotas,
                     env.workers.clone(),
                     running,
                 ));
@@ -403,6 +430,7 @@ impl BrokerNode {
             broker,
             controller,
             shared,
+            groups: router,
             broker_epoch,
             run,
             seam,

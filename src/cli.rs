@@ -34,6 +34,9 @@ pub enum Command {
     Perf(PerfUnavailable),
     /// The seed's flows, run on an in-process cluster with a trace and a diagram.
     Demo(crate::demo::DemoArgs),
+    /// Randomized fault schedules on an in-process cluster, checked for lost, duplicated or
+    /// divergent records: a line per round, then one JSON line.
+    Chaos(crate::chaos::ChaosArgs),
     /// Message traces: `weir trace render FILE` draws one.
     Trace {
         #[command(subcommand)]
@@ -68,6 +71,12 @@ pub struct ClusterArgs {
     pub sets: Vec<String>,
     #[command(flatten)]
     pub trace: crate::trace::command::TraceFlags,
+    /// Serve the browser console on HOST:PORT (a live view of the cluster; off unless set).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ui: Option<String>,
+    /// Enable the console's fault buttons (crash, pause, cut, ...); read-only without it.
+    #[arg(long, requires = "ui")]
+    pub ui_faults: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -92,6 +101,12 @@ pub struct CoordinatorArgs {
     /// (default 2000, or `WEIR_COORDINATOR_TICK_MS`).
     #[arg(long)]
     pub tick_time_ms: Option<u64>,
+    /// ZooKeeper's maxClientCnxns: connections per client IP, 0 for no limit.
+    #[arg(long, default_value_t = 60)]
+    pub max_client_cnxns: usize,
+    /// ZooKeeper's globalOutstandingLimit, per connection: requests read and not yet answered.
+    #[arg(long, default_value_t = 1000)]
+    pub max_outstanding: usize,
 }
 
 /// Logs to stderr; `RUST_LOG` (or `WEIR_LOG`) filters, `info` by default.
@@ -128,10 +143,46 @@ fn tune_allocator() {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as the JVM does for Kafka
+/// (HotSpot's `MaxFDLimit`, on by default): every partition replica holds its active
+/// segment's `.log` open, so a broker with thousands of partitions needs more descriptors
+/// than the common soft default of 1024, while the hard limit is usually far higher.
+/// Returns the limit in force.
+fn raise_open_file_limit() -> Option<libc::rlim_t> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 pub fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_logging();
+    if let Some(limit) = raise_open_file_limit() {
+        tracing::debug!(limit, "open file limit");
+    }
     let result = match cli.command {
         Command::Cluster(args) => run_cluster(args),
         Command::Broker(args) => run_broker(args),
@@ -144,6 +195,7 @@ pub fn main() -> ExitCode {
         )),
         Command::Trace { command } => crate::trace::command::run(command),
         Command::Demo(args) => crate::demo::main(args),
+        Command::Chaos(args) => crate::chaos::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +224,10 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
     let recording = args.trace.start()?;
     actix_rt::System::new().block_on(async move {
         let mut cluster = builder.start().await?;
+        let ui = match &args.ui {
+            Some(listen) => Some(crate::ui::start(listen, args.ui_faults, "cluster").await?),
+            None => None,
+        };
         {
             let mut out = std::io::stdout().lock();
             for b in cluster.brokers() {
@@ -182,10 +238,15 @@ fn run_cluster(args: ClusterArgs) -> anyhow::Result<()> {
                     writeln!(out, "broker {} metrics on http://{addr}/metrics", b.id)?;
                 }
             }
+            if let Some((server, _)) = &ui {
+                writeln!(out, "console on {}", server.url())?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
-        crate::cluster::console::serve_stdin(&mut cluster, wait_for_termination()).await;
+        let (server, link) = ui.unzip();
+        crate::cluster::console::serve(&mut cluster, true, link, wait_for_termination()).await;
+        drop(server);
         let status = cluster.status();
         tracing::info!("shutting down");
         cluster.shutdown().await?;
@@ -279,7 +340,27 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             seam: crate::broker_node::Seam::Tcp,
             workers: workers.iter().map(actix::Arbiter::handle).collect(),
         };
+        let ui_listener = config.ui_listener.clone().filter(|l| !l.trim().is_empty());
         let node = crate::broker_node::BrokerNode::start_on(config, sockets, &env).await?;
+        // The browser console, read-only: this broker's view of the cluster.
+        let console = match &ui_listener {
+            Some(listen) => {
+                let (server, link) =
+                    crate::ui::start(listen, false, &format!("broker {}", node.id)).await?;
+                let (id, shared, groups) = (node.id, node.shared.clone(), node.groups.clone());
+                let publisher = actix::spawn(async move {
+                    let mut refresh = tokio::time::interval(crate::ui::REFRESH);
+                    loop {
+                        refresh.tick().await;
+                        link.publish(
+                            &crate::cluster::status::broker_view(id, &shared, &groups).await,
+                        );
+                    }
+                });
+                Some((server, publisher))
+            }
+            None => None,
+        };
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "broker {} listening on {}", node.id, node.addr)?;
@@ -289,10 +370,17 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             if let Some(addr) = crate::metrics::endpoint_addr(node.id) {
                 writeln!(out, "broker {} metrics on http://{addr}/metrics", node.id)?;
             }
+            if let Some((server, _)) = &console {
+                writeln!(out, "console on {}", server.url())?;
+            }
             writeln!(out, "ready")?;
             out.flush()?;
         }
         wait_for_termination().await;
+        if let Some((server, publisher)) = console {
+            publisher.abort();
+            drop(server);
+        }
         let started = std::time::Instant::now();
         tracing::info!(broker = node.id, "shutting down");
         let result = node.shutdown(policy).await;
@@ -323,7 +411,7 @@ fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
 
 fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     use crate::actors::coordination::{
-        CoordinationConfig, CoordinatorServer, EmbeddedCoordination,
+        CoordinationConfig, CoordinatorLimits, CoordinatorServer, EmbeddedCoordination,
     };
     use anyhow::Context as _;
     // ZooKeeper's tickTime (session timeouts are clamped to [2, 20] ticks); tests shorten it.
@@ -338,7 +426,11 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         .with_tick_time(std::time::Duration::from_millis(tick_ms.max(1)));
     actix_rt::System::new().block_on(async move {
         let service = EmbeddedCoordination::start(config).await?;
-        let server = CoordinatorServer::bind(&args.listen, service.clone())
+        let limits = CoordinatorLimits {
+            max_client_cnxns: args.max_client_cnxns,
+            max_outstanding: args.max_outstanding,
+        };
+        let server = CoordinatorServer::bind_with(&args.listen, service.clone(), limits)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = server.local_addr();

@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod broker_node;
+pub mod chaos;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -19,4 +20,5 @@ pub mod protocol;
 pub mod storage;
 pub mod trace;
 pub mod transport;
+pub mod ui;
 pub mod znodes;

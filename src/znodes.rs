@@ -22,6 +22,9 @@ pub mod paths {
     pub const LATEST_PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
     /// Prefix of sequential config change notifications.
     pub const CONFIG_CHANGE_PREFIX: &str = "/config/changes/config_change_";
+    pub const LOG_DIR_EVENT_NOTIFICATION: &str = "/log_dir_event_notification";
+    /// Prefix of a broker's sequential log dir failure notifications.
+    pub const LOG_DIR_EVENT_PREFIX: &str = "/log_dir_event_notification/log_dir_event_";
 
     /// The persistent paths Kafka creates at start-up.
     pub const PERSISTENT: &[&str] = &[
@@ -258,6 +261,27 @@ impl ConfigChangeNotification {
         Self {
             version: 2,
             entity_path: format!("topics/{topic}"),
+        }
+    }
+}
+
+/// `/log_dir_event_notification/log_dir_event_<seq>`: a broker tells the controller one of
+/// its log dirs failed (`LogDirEventNotificationZNode`; event 1 is LogDirFailure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDirEventNotification {
+    pub version: i32,
+    pub broker: i32,
+    pub event: i32,
+}
+
+impl LogDirEventNotification {
+    pub const LOG_DIR_FAILURE: i32 = 1;
+
+    pub fn failure(broker: i32) -> Self {
+        Self {
+            version: 1,
+            broker,
+            event: Self::LOG_DIR_FAILURE,
         }
     }
 }

@@ -32,13 +32,14 @@ use crate::actors::metadata_cache::{
     TopicMetadata, INTERNAL_TOPICS, LEADER_DURING_DELETE,
 };
 use crate::actors::replica::{
-    self, ApplyLeaderAndIsr, DescribeReplica, FollowerPosition, LeaderAndIsrState,
-    PartitionProgress, Replica, ReplicaDescription, ReplicaHandle, RoleChange, UpdateTopicConfig,
+    self, ApplyLeaderAndIsr, DescribeReplica, FollowerPosition, LeaderAndIsrState, LogDirFailed,
+    LogDirOffline, PartitionProgress, Replica, ReplicaDescription, ReplicaHandle, RoleChange,
+    UpdateTopicConfig,
 };
 use crate::actors::replication::fetcher::{FetcherManager, FetcherSettings, FollowedPartition};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
-use crate::storage::{LogManager, PartitionLog, TopicPartition};
+use crate::storage::{LogManager, PartitionLog, StorageError, TopicPartition};
 
 /// The replicas this broker hosts, shared with its connections: produce and fetch look their
 /// replica up here and talk to it directly.
@@ -126,6 +127,11 @@ pub struct Broker {
     /// ISR changes. `None` for a broker without peers (single-broker tests): it then only
     /// leads.
     replication: Option<Replication>,
+    /// Where replicas report an I/O error on their log (this actor, once started).
+    log_dir_failures: Option<Recipient<LogDirFailed>>,
+    /// Told once per log dir that goes offline (the controller actor writes Kafka's
+    /// `/log_dir_event_notification`); `None` without a controller (tests).
+    on_log_dir_offline: Option<Arc<dyn Fn(PathBuf) + Send + Sync>>,
 }
 
 /// A broker's replication machinery.
@@ -179,6 +185,8 @@ impl Broker {
                 shutting_down: false,
                 group_router: None,
                 replication: None,
+                log_dir_failures: None,
+                on_log_dir_offline: None,
             },
             shared,
         ))
@@ -224,6 +232,15 @@ impl Broker {
             fetchers,
             isr_proposer,
         });
+        self
+    }
+
+    /// Calls `notify` with each log dir that goes offline.
+    pub fn with_log_dir_offline_listener(
+        mut self,
+        notify: Arc<dyn Fn(PathBuf) + Send + Sync>,
+    ) -> Self {
+        self.on_log_dir_offline = Some(notify);
         self
     }
 
@@ -316,6 +333,10 @@ impl Broker {
             Duration::from_millis(self.config.replica_lag_time_max_ms.max(1) as u64),
             self.replication.as_ref().map(|r| r.isr_proposer.clone()),
         );
+        let replica = match &self.log_dir_failures {
+            Some(failures) => replica.with_log_dir_failures(failures.clone()),
+            None => replica,
+        };
         let handle = match self.next_arbiter() {
             Some(arbiter) => replica.start_on(&arbiter),
             None => replica.start_here(),
@@ -329,6 +350,7 @@ impl Broker {
         let (recovery, high_watermarks, log_starts) = progress_maps(&self.replicas);
         let log_manager = self.log_manager.clone();
         let broker_id = self.broker_id;
+        let failures = self.log_dir_failures.clone();
         let write = async move {
             let result = tokio::task::spawn_blocking(move || {
                 match log_manager
@@ -337,16 +359,24 @@ impl Broker {
                     .as_ref()
                 {
                     Some(manager) => {
-                        manager.write_checkpoints(&recovery, &high_watermarks, &log_starts)
+                        manager.write_checkpoints_per_dir(&recovery, &high_watermarks, &log_starts)
                     }
-                    None => Ok(()),
+                    None => Vec::new(),
                 }
             })
             .await;
             match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(broker = broker_id, error = %e, "writing checkpoints failed")
+                Ok(failed) => {
+                    for (log_dir, e) in failed {
+                        tracing::warn!(broker = broker_id, log_dir = %log_dir.display(), error = %e, "writing checkpoints failed");
+                        // An I/O error on a dir's checkpoints takes the dir offline, as Kafka does.
+                        if let (StorageError::Io { .. }, Some(failures)) = (&e, &failures) {
+                            failures.do_send(LogDirFailed {
+                                log_dir,
+                                reason: format!("writing checkpoints: {e}"),
+                            });
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!(broker = broker_id, error = %e, "checkpoint task failed"),
             }
@@ -381,6 +411,7 @@ impl Actor for Broker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.log_dir_failures = Some(ctx.address().recipient());
         let interval = self
             .config
             .replica_high_watermark_checkpoint_interval_ms
@@ -390,6 +421,63 @@ impl Actor for Broker {
                 act.checkpoint(ctx)
             }
         });
+    }
+}
+
+/// Kafka's `ReplicaManager.handleLogDirFailure`, after an I/O error on a replica's log (an
+/// append) or on the dir's checkpoints: the dir goes offline in the log manager (no
+/// new log, checkpoint or clean-shutdown marker there), every replica in it stops serving
+/// (answering KAFKA_STORAGE_ERROR) and stops fetching, and the controller is told so it
+/// moves their leadership to other replicas. The broker keeps serving from its other dirs;
+/// unlike Kafka it stays up even when every dir is offline (it still answers metadata and
+/// DescribeLogDirs, and an in-process cluster keeps its other brokers). A restart brings
+/// the dir back, recovering its logs.
+impl Handler<LogDirFailed> for Broker {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: LogDirFailed, _: &mut Self::Context) -> Self::Result {
+        let newly_offline = self
+            .log_manager
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .is_some_and(|m| m.mark_offline(&msg.log_dir));
+        if !newly_offline {
+            return Box::pin(fut::ready(()));
+        }
+        tracing::error!(broker = self.broker_id, log_dir = %msg.log_dir.display(), reason = %msg.reason, "log dir offline");
+        let asks: Vec<_> = self
+            .replicas
+            .all()
+            .into_iter()
+            .map(|(tp, handle)| {
+                let ask = handle.addr.send(LogDirOffline {
+                    log_dir: msg.log_dir.clone(),
+                });
+                async move { (tp, ask.await.unwrap_or(false)) }
+            })
+            .collect();
+        let log_dir = msg.log_dir;
+        Box::pin(futures::future::join_all(asks).into_actor(self).map(
+            move |answers, act, _| {
+                let offline: Vec<TopicPartition> = answers
+                    .into_iter()
+                    .filter_map(|(tp, here)| here.then_some(tp))
+                    .collect();
+                if let Some(replication) = act.replication.as_mut() {
+                    replication.fetchers.stop_following(&offline);
+                }
+                if let Some(router) = &act.group_router {
+                    for tp in offline.iter().filter(|tp| tp.topic == GROUP_METADATA_TOPIC_NAME) {
+                        router.resign_coordinator(tp.partition);
+                    }
+                }
+                tracing::warn!(broker = act.broker_id, log_dir = %log_dir.display(), partitions = offline.len(), "replicas offline");
+                if let Some(notify) = &act.on_log_dir_offline {
+                    notify(log_dir);
+                }
+            },
+        ))
     }
 }
 
@@ -754,6 +842,8 @@ pub struct DescribeLogDirs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogDirDescription {
     pub dir: PathBuf,
+    /// The dir is offline (Kafka answers KAFKA_STORAGE_ERROR for it, with no partitions).
+    pub offline: bool,
     pub partitions: Vec<ReplicaDescription>,
     /// Bytes of the file system holding the dir; -1 when unknown.
     pub total_bytes: i64,
@@ -778,6 +868,13 @@ impl Handler<DescribeLogDirs> for Broker {
             .map(|(_, handle)| handle.addr.send(DescribeReplica))
             .collect();
         let dirs = self.config.log_dirs();
+        let offline_dirs = self
+            .log_manager
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|m| m.offline_dirs())
+            .unwrap_or_default();
         Box::pin(async move {
             let described: Vec<ReplicaDescription> = futures::future::join_all(requests)
                 .await
@@ -798,9 +895,11 @@ impl Handler<DescribeLogDirs> for Broker {
                         .cloned()
                         .collect();
                     let (total_bytes, usable_bytes) = filesystem_space(&dir);
+                    let offline = offline_dirs.contains(&dir);
                     LogDirDescription {
                         dir,
-                        partitions,
+                        offline,
+                        partitions: if offline { Vec::new() } else { partitions },
                         total_bytes,
                         usable_bytes,
                     }
@@ -1237,6 +1336,72 @@ mod tests {
         assert_eq!(dirs.len(), 1);
         assert_eq!(dirs[0].partitions.len(), 2);
         assert!(dirs[0].total_bytes > 0);
+    }
+
+    #[actix::test]
+    async fn a_failed_log_dir_goes_offline_its_replicas_refuse_and_the_controller_is_told_once() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            log_dirs: vec![
+                a.path().display().to_string(),
+                b.path().display().to_string(),
+            ],
+            ..config(a.path())
+        };
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let listener = told.clone();
+        let (broker, shared) = Broker::open(config, Some("test-cluster"), vec![]).unwrap();
+        let broker = broker
+            .with_log_dir_offline_listener(Arc::new(move |dir| {
+                listener.lock().unwrap().push(dir);
+            }))
+            .start();
+        let topic_id = Uuid::new_v4();
+        // Two partitions, one per dir.
+        let results = broker
+            .send(leader_and_isr(1, topic_id, 2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(results.iter().all(|(_, e)| e.is_none()));
+        let failed = LogDirFailed {
+            log_dir: a.path().to_path_buf(),
+            reason: "test: no space left on device".into(),
+        };
+        broker.send(failed.clone()).await.unwrap();
+        broker.send(failed).await.unwrap();
+        assert_eq!(
+            *told.lock().unwrap(),
+            vec![a.path().to_path_buf()],
+            "told once"
+        );
+
+        let dirs = broker.send(DescribeLogDirs { topics: None }).await.unwrap();
+        let offline: Vec<_> = dirs.iter().filter(|d| d.offline).collect();
+        assert_eq!(offline.len(), 1);
+        assert_eq!(offline[0].dir, a.path());
+        assert!(offline[0].partitions.is_empty());
+        let online = dirs.iter().find(|d| !d.offline).unwrap();
+        assert_eq!(online.partitions.len(), 1);
+
+        // The controller's next LeaderAndIsr learns which replicas are offline.
+        let results = broker
+            .send(leader_and_isr(1, topic_id, 2))
+            .await
+            .unwrap()
+            .unwrap();
+        let storage_error = ResponseError::KafkaStorageError.code();
+        let online_tp = &online.partitions[0].tp;
+        for (tp, e) in &results {
+            let code = e.as_ref().map(|e| e.code);
+            if tp == online_tp {
+                assert_eq!(code, None, "{tp} lives in the online dir");
+            } else {
+                assert_eq!(code, Some(storage_error), "{tp} lives in the offline dir");
+            }
+        }
+        assert_eq!(shared.replicas.len(), 2);
     }
 
     #[actix::test]

@@ -6,7 +6,6 @@ pub mod controller;
 pub mod coordination;
 pub mod delayed;
 pub mod group;
-pub mod local_controller;
 pub mod log_cleaner;
 pub mod metadata_cache;
 pub mod replica;

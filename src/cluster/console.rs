@@ -2,6 +2,10 @@
 //! stdout (`ok <command>`, `error <why>`, or for `status` the cluster's state as one JSON
 //! line). The commands are [`super::faults::Fault`]'s, plus `status`. End of input changes
 //! nothing: a cluster started in the background keeps running.
+//!
+//! With the browser console on (`--ui`), the same loop owns its [`UiLink`]: it publishes the
+//! cluster's status every [`crate::ui::REFRESH`] and after each fault, and answers the page's
+//! fault buttons exactly as it answers stdin.
 
 use std::io::Write;
 
@@ -9,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::faults::Fault;
 use super::Cluster;
+use crate::ui::UiLink;
 
 /// Answers one console line.
 pub async fn answer(cluster: &mut Cluster, line: &str) -> String {
@@ -28,10 +33,17 @@ pub async fn answer(cluster: &mut Cluster, line: &str) -> String {
     }
 }
 
-/// Serves stdin until `stop` completes; returns the cluster for shutdown.
-pub async fn serve_stdin(cluster: &mut Cluster, stop: impl std::future::Future<Output = ()>) {
+/// Serves stdin (when `stdin`) and the browser console (when `ui`) until `stop` completes.
+pub async fn serve(
+    cluster: &mut Cluster,
+    stdin: bool,
+    mut ui: Option<UiLink>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut reading = true;
+    let mut reading = stdin;
+    let mut refresh = tokio::time::interval(crate::ui::REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -47,6 +59,28 @@ pub async fn serve_stdin(cluster: &mut Cluster, stop: impl std::future::Future<O
                 // End of input (or no stdin): keep running until told to stop.
                 Ok(None) | Err(_) => reading = false,
             },
+            request = async {
+                match ui.as_mut() {
+                    Some(link) => link.next_fault().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // Only faults: the page reads the status from its own stream.
+                let reply = match request.command.parse::<Fault>() {
+                    Ok(_) => answer(cluster, &request.command).await,
+                    Err(why) => format!("error {why}"),
+                };
+                // The page sees the fault's effect no later than its answer.
+                if let Some(link) = &ui {
+                    link.publish(&cluster.status_with_groups().await);
+                }
+                let _ = request.reply.send(reply);
+            }
+            _ = refresh.tick(), if ui.is_some() => {
+                if let Some(link) = &ui {
+                    link.publish(&cluster.status_with_groups().await);
+                }
+            }
         }
     }
 }

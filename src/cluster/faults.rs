@@ -132,6 +132,7 @@ impl RunningBroker {
             addr: node.addr,
             broker: node.broker.clone(),
             shared: node.shared.clone(),
+            groups: node.groups.clone(),
             node: Arc::new(node),
             state: BrokerState::Up,
             config,
@@ -176,6 +177,9 @@ impl Cluster {
             Fault::Crash(id) => {
                 let node = self.running(id)?.node.clone();
                 node.crash().await;
+                // A killed process is no longer stopped: the broker that restarts on its
+                // files must not inherit the pause (its peer messages would wait forever).
+                faults.resume(Node::Broker(id));
                 self.set_state(id, BrokerState::Down);
             }
             Fault::Restart(id) => self.restart(id).await?,

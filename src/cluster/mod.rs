@@ -43,6 +43,7 @@ use std::sync::Arc;
 
 use crate::actors::broker::{Broker, BrokerShared};
 use crate::actors::coordination::{CoordinationConfig, EmbeddedCoordination};
+use crate::actors::group::GroupRouter;
 use crate::broker_node::{BrokerNode, ControlledShutdownPolicy, NodeEnv, Seam};
 use crate::config::{properties, BrokerConfig};
 use crate::transport::peer::LocalTransport;
@@ -93,6 +94,7 @@ pub struct RunningBroker {
     pub addr: SocketAddr,
     pub broker: Addr<Broker>,
     pub shared: BrokerShared,
+    pub groups: GroupRouter,
     pub node: Arc<BrokerNode>,
     pub state: BrokerState,
     /// The configuration it was started with (a restart uses it again).

@@ -246,11 +246,15 @@ config_struct! {
         producer_id_expiration_ms: i32 = "producer.id.expiration.ms", 86_400_000;
         max_connections: i32 = "max.connections", i32::MAX;
         max_connections_per_ip: i32 = "max.connections.per.ip", i32::MAX;
+        /// `ip:count` pairs, each overriding `max.connections.per.ip` for one address.
+        max_connections_per_ip_overrides: Vec<String> = "max.connections.per.ip.overrides", vec![];
         connections_max_idle_ms: i64 = "connections.max.idle.ms", 600_000;
         queued_max_requests: i32 = "queued.max.requests", 500;
         request_timeout_ms: i32 = "request.timeout.ms", 30_000;
         /// weir's own: the Prometheus endpoint's port; off unless set.
         metrics_port: Option<u16> = "metrics.port", None;
+        /// weir's own: `host:port` of the browser console (`weir broker`); off unless set.
+        ui_listener: Option<String> = "ui.listener", None;
     }
 }
 
@@ -448,6 +452,15 @@ impl BrokerConfig {
         for listener in &self.advertised_listeners {
             Listener::parse(listener)
                 .map_err(|reason| invalid("advertised.listeners", listener.clone(), &reason))?;
+        }
+        if let Err(reason) = crate::protocol::connection_quotas::parse_overrides(
+            &self.max_connections_per_ip_overrides,
+        ) {
+            return Err(invalid(
+                "max.connections.per.ip.overrides",
+                self.max_connections_per_ip_overrides.join(","),
+                &reason,
+            ));
         }
         if let Some(name) = &self.inter_broker_listener_name {
             if !self.parsed_listeners().iter().any(|l| &l.name == name) {

@@ -2,7 +2,9 @@
 //! scenario names, with the `client.id` that names the client in the diagram, and nothing is
 //! retried behind the scenario's back (a real client's retries are what the scenarios show,
 //! step by step). It speaks the protocol through the `kafka-protocol` crate, as the
-//! integration tests' client does.
+//! integration tests' client does. `weir chaos` builds its idempotent producer on it
+//! ([`Client::init_producer_id`], [`stamped_batch`], [`Client::produce_batch`]) and does
+//! its own retrying.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +32,10 @@ pub mod code {
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const NOT_COORDINATOR: i16 = 16;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
 }
 
 /// How long one request may take before the scenario gives up.
@@ -39,6 +45,17 @@ pub struct Client {
     stream: TcpStream,
     next: i32,
     client_id: String,
+    /// How long one request may wait for its answer.
+    deadline: Duration,
+}
+
+/// The idempotent producer's stamp on a batch: producer id, epoch, and the sequence number of
+/// its first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 /// One partition's produce answer.
@@ -67,6 +84,15 @@ fn str_bytes(s: &str) -> StrBytes {
 
 /// One uncompressed batch of (key, value) records.
 pub fn batch(records: &[(Option<Bytes>, Bytes)]) -> Bytes {
+    stamped_batch(records, None)
+}
+
+/// One uncompressed batch of (key, value) records, stamped for an idempotent producer when
+/// `stamp` is given (record i gets sequence `base_sequence + i`).
+pub fn stamped_batch(records: &[(Option<Bytes>, Bytes)], stamp: Option<ProducerStamp>) -> Bytes {
+    let (producer_id, producer_epoch, base_sequence) = stamp
+        .map(|s| (s.producer_id, s.producer_epoch, s.base_sequence))
+        .unwrap_or((-1, -1, -1));
     let now = crate::protocol::api::now_ms();
     let records: Vec<Record> = records
         .iter()
@@ -76,11 +102,15 @@ pub fn batch(records: &[(Option<Bytes>, Bytes)]) -> Bytes {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: if base_sequence < 0 {
+                -1
+            } else {
+                base_sequence.wrapping_add(i as i32)
+            },
             timestamp: now,
             key: k.clone(),
             value: Some(v.clone()),
@@ -111,7 +141,15 @@ impl Client {
             stream,
             next: 1,
             client_id: client_id.to_string(),
+            deadline: REQUEST_DEADLINE,
         })
+    }
+
+    /// How long each request waits for its answer (60 s unless set). After a request timed
+    /// out, its answer may still arrive: drop the client rather than reuse it.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     async fn send<Q: Encodable>(
@@ -152,7 +190,7 @@ impl Client {
             self.stream.read_exact(&mut frame).await?;
             Ok::<_, std::io::Error>(Bytes::from(frame))
         };
-        let mut frame = tokio::time::timeout(REQUEST_DEADLINE, read)
+        let mut frame = tokio::time::timeout(self.deadline, read)
             .await
             .with_context(|| format!("{api:?} got no answer"))?
             .with_context(|| format!("{api:?}: the broker closed the connection"))?;
@@ -248,6 +286,20 @@ impl Client {
         records: &[(Option<Bytes>, Bytes)],
         timeout_ms: i32,
     ) -> anyhow::Result<Option<Produced>> {
+        self.produce_batch(topic, partition, acks, batch(records), timeout_ms)
+            .await
+    }
+
+    /// Produce v9 of one encoded batch (see [`stamped_batch`]) to one partition. `None` for
+    /// `acks=0`.
+    pub async fn produce_batch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        batch: Bytes,
+        timeout_ms: i32,
+    ) -> anyhow::Result<Option<Produced>> {
         let request = ProduceRequest::default()
             .with_acks(acks)
             .with_timeout_ms(timeout_ms)
@@ -256,7 +308,7 @@ impl Client {
                 .with_partition_data(vec![
                     produce_request::PartitionProduceData::default()
                         .with_index(partition)
-                        .with_records(Some(batch(records))),
+                        .with_records(Some(batch)),
                 ])]);
         if acks == 0 {
             self.send(ApiKey::Produce, 9, &request).await?;
@@ -315,6 +367,16 @@ impl Client {
             high_watermark: p.high_watermark,
             records,
         })
+    }
+
+    /// InitProducerId v2 of a non-transactional (idempotent) producer: (error code, producer
+    /// id, producer epoch).
+    pub async fn init_producer_id(&mut self) -> anyhow::Result<(i16, i64, i16)> {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1);
+        let r: InitProducerIdResponse = self.call(ApiKey::InitProducerId, 2, &request).await?;
+        Ok((r.error_code, r.producer_id.0, r.producer_epoch))
     }
 
     /// FindCoordinator v2 for a group: (error code, coordinator id).
@@ -490,20 +552,12 @@ pub fn assignment(topic: &str, partitions: &[i32]) -> Bytes {
 
 /// The partitions of `topic` an assignment gives.
 pub fn assigned_partitions(bytes: &Bytes, topic: &str) -> Vec<i32> {
-    let mut buf = bytes.clone();
-    if buf.len() < 2 {
-        return Vec::new();
-    }
-    let version = buf.get_i16();
-    ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3))
-        .map(|a| {
-            a.assigned_partitions
-                .iter()
-                .filter(|t| t.topic.0.as_str() == topic)
-                .flat_map(|t| t.partitions.iter().copied())
-                .collect()
-        })
+    crate::actors::group::metadata::consumer_assignment(bytes)
         .unwrap_or_default()
+        .into_iter()
+        .filter(|(t, _)| t == topic)
+        .flat_map(|(_, partitions)| partitions)
+        .collect()
 }
 
 /// Kafka's `RangeAssignor` for one topic: members sorted by id, each a contiguous range,

@@ -10,9 +10,7 @@
 use std::any::Any;
 use std::time::Instant;
 
-use bytes::Buf;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Decodable;
 
 use crate::actors::metadata_cache::MetadataCache;
 use crate::protocol::api::{ApiContext, Reply};
@@ -375,20 +373,9 @@ fn first_error(codes: impl IntoIterator<Item = i16>) -> Option<String> {
 
 /// Partitions a consumer was assigned, from a SyncGroup answer's bytes.
 fn assignment(bytes: &bytes::Bytes) -> Option<String> {
-    if bytes.len() < 2 {
-        return None;
-    }
-    let mut buf = bytes.clone();
-    let version = buf.get_i16();
-    let a = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)).ok()?;
-    let parts: Vec<String> = a
-        .assigned_partitions
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| format!("{}-{p}", topic_name(&t.topic)))
-        })
+    let parts: Vec<String> = crate::actors::group::metadata::consumer_assignment(bytes)?
+        .into_iter()
+        .flat_map(|(topic, partitions)| partitions.into_iter().map(move |p| format!("{topic}-{p}")))
         .collect();
     Some(if parts.is_empty() {
         "assigned nothing".into()

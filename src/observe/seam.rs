@@ -198,8 +198,8 @@ pub fn describe_request(from: i32, to: i32, id: u64, request: &PeerRequest) -> E
                 .topics
                 .iter()
                 .map(|t| match t {
-                    crate::actors::local_controller::TopicRef::Name(n) => n.clone(),
-                    crate::actors::local_controller::TopicRef::Id(id) => id.to_string(),
+                    crate::actors::controller::messages::TopicRef::Name(n) => n.clone(),
+                    crate::actors::controller::messages::TopicRef::Id(id) => id.to_string(),
                 })
                 .collect();
             if let [one] = names.as_slice() {

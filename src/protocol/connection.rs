@@ -9,7 +9,12 @@
 //! - at most `queued.max.requests` requests are in flight per connection; at the bound the
 //!   reader stops reading, so TCP flow control pushes back on the client;
 //! - a client that never reads its responses blocks the writer, which stops taking requests,
-//!   which stops the reader: the same backpressure.
+//!   which stops the reader: the same backpressure (Kafka mutes such a channel);
+//! - `connections.max.idle.ms` (default 600 000) closes a connection that sends nothing
+//!   between requests for that long, one whose request frame, once its first byte arrived,
+//!   is not whole within that long (a slowloris trickling a partial frame is dropped however
+//!   it paces its bytes), and one whose responses make no progress into its socket for that
+//!   long (a client that stopped reading).
 //!
 //! A request that cannot be served (truncated or garbage frame, unknown API key, malformed
 //! body) closes the connection, but only after the responses already owed are written.
@@ -26,6 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::api::{self, ApiContext, CloseConnection, Outcome, PendingResponse};
 use super::listener::NodeRun;
@@ -75,12 +81,7 @@ pub async fn serve(
     // Capacity 1: the writer pulls only while it has room in flight, so a full writer
     // stalls the reader right away.
     let (tx, rx) = mpsc::channel(1);
-    let writing = tokio::spawn(write_responses(
-        writer,
-        rx,
-        limits.max_in_flight,
-        peer.clone(),
-    ));
+    let writing = tokio::spawn(write_responses(writer, rx, limits, peer.clone()));
     read_requests(reader, tx, &ctx, limits, shutdown, &peer).await;
     let _ = writing.await;
     tracing::debug!(%peer, "connection closed");
@@ -150,14 +151,19 @@ async fn read_requests(
 }
 
 /// The next request frame without its size prefix; `None` when the client closed cleanly
-/// between requests.
+/// between requests. Waiting for a frame's first byte is bounded by the idle timeout; once it
+/// came, the whole frame must arrive within the idle timeout too.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     limits: ConnectionLimits,
 ) -> Result<Option<Bytes>, String> {
+    let mut deadline = (!buf.is_empty()).then(|| Instant::now() + limits.idle_timeout);
     while buf.len() < 4 {
-        if read_more(reader, buf, 4 - buf.len(), limits.idle_timeout).await? == 0 {
+        let wait_until = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
+        let n = read_more(reader, buf, 4 - buf.len(), wait_until, deadline.is_some()).await?;
+        deadline.get_or_insert(wait_until);
+        if n == 0 {
             return if buf.is_empty() {
                 Ok(None)
             } else {
@@ -173,8 +179,9 @@ async fn read_frame(
         ));
     }
     let total = 4 + size as usize;
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
     while buf.len() < total {
-        if read_more(reader, buf, total - buf.len(), limits.idle_timeout).await? == 0 {
+        if read_more(reader, buf, total - buf.len(), deadline, true).await? == 0 {
             return Err(format!(
                 "truncated frame: the connection ended after {} of {size} bytes",
                 buf.len() - 4
@@ -186,22 +193,25 @@ async fn read_frame(
     Ok(Some(frame.freeze()))
 }
 
-/// Reads at least one byte, growing the buffer towards `wanted` in bounded steps (a huge
-/// declared size allocates only as its bytes actually arrive).
+/// Reads at least one byte by `deadline`, growing the buffer towards `wanted` in bounded
+/// steps (a huge declared size allocates only as its bytes actually arrive). `in_frame` says
+/// whether a frame is under way, for the error.
 async fn read_more(
     reader: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     wanted: usize,
-    idle_timeout: Duration,
+    deadline: Instant,
+    in_frame: bool,
 ) -> Result<usize, String> {
     const STEP: usize = 1 << 20;
     if buf.capacity() - buf.len() < wanted.min(STEP) {
         buf.reserve(wanted.clamp(64 * 1024, STEP));
     }
-    match tokio::time::timeout(idle_timeout, reader.read_buf(buf)).await {
-        Err(_) => Err(format!(
-            "idle for {idle_timeout:?} (connections.max.idle.ms)"
-        )),
+    match tokio::time::timeout_at(deadline, reader.read_buf(buf)).await {
+        Err(_) if in_frame => {
+            Err("a partial request frame was not completed within connections.max.idle.ms".into())
+        }
+        Err(_) => Err("idle for connections.max.idle.ms".into()),
         Ok(Err(e)) => Err(format!("read failed: {e}")),
         Ok(Ok(n)) => Ok(n),
     }
@@ -210,9 +220,10 @@ async fn read_more(
 async fn write_responses(
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
-    max_in_flight: usize,
+    limits: ConnectionLimits,
     peer: String,
 ) {
+    let max_in_flight = limits.max_in_flight;
     let mut in_flight: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
     let mut closing: Option<String> = None;
     let mut input_open = true;
@@ -234,8 +245,8 @@ async fn write_responses(
                         _ => break,
                     }
                 }
-                if let Err(e) = write_all(&mut writer, out).await {
-                    tracing::debug!(%peer, error = %e, "write failed");
+                if let Err(e) = write_all(&mut writer, out, limits.idle_timeout).await {
+                    tracing::info!(%peer, error = %e, "closing connection: write failed");
                     return;
                 }
                 if let Some(reason) = close {
@@ -263,16 +274,25 @@ fn push_outcome(outcome: Outcome, out: &mut VecDeque<Bytes>, close: &mut Option<
 }
 
 /// Writes every chunk with vectored writes (stored record bytes are written from where they
-/// are, never copied into one buffer).
+/// are, never copied into one buffer). A socket that takes nothing for `stall_timeout` (the
+/// client stopped reading) fails the write.
 async fn write_all(
     writer: &mut OwnedWriteHalf,
     mut chunks: VecDeque<Bytes>,
+    stall_timeout: Duration,
 ) -> std::io::Result<()> {
     while !chunks.is_empty() {
         let written = {
             let slices: Vec<IoSlice<'_>> =
                 chunks.iter().take(64).map(|c| IoSlice::new(c)).collect();
-            writer.write_vectored(&slices).await?
+            tokio::time::timeout(stall_timeout, writer.write_vectored(&slices))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client read no response for connections.max.idle.ms",
+                    )
+                })??
         };
         if written == 0 {
             return Err(std::io::Error::new(

@@ -1,5 +1,7 @@
 //! A broker's listener: accepts Kafka client connections and spreads them over the worker
-//! arbiters (threads), one tokio task pair per connection.
+//! arbiters (threads), one tokio task pair per connection. A connection over
+//! `max.connections` or `max.connections.per.ip` ([`ConnectionQuotas`]) is closed as it is
+//! accepted.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use tokio::sync::watch;
 
 use super::api::ApiContext;
 use super::connection::{self, ConnectionLimits};
+use super::connection_quotas::{ConnectionQuotas, ListenerKind};
 
 /// What a broker's client side is doing. The fault injection of an in-process cluster
 /// pauses a broker (its requests wait, as in a stopped process) and crashes it (listener and
@@ -25,21 +28,39 @@ pub enum NodeRun {
 pub async fn accept_loop(
     listener: std::net::TcpListener,
     ctx: Arc<ApiContext>,
+    quotas: Arc<ConnectionQuotas>,
     workers: Vec<ArbiterHandle>,
     shutdown: watch::Receiver<NodeRun>,
 ) {
     let limits = ConnectionLimits::from_config(&ctx.config);
-    accept_with(listener, workers, shutdown, move |stream, stop| {
-        connection::serve(stream, ctx.clone(), limits, stop)
-    })
+    let admission = Admission {
+        quotas,
+        kind: ListenerKind::Client,
+    };
+    accept_with(
+        listener,
+        admission,
+        workers,
+        shutdown,
+        move |stream, stop| connection::serve(stream, ctx.clone(), limits, stop),
+    )
     .await
 }
 
-/// Accepts until `shutdown` turns [`NodeRun::Stopped`], serving each connection with `serve`
-/// on one of `workers` (round robin; empty means the current arbiter). A listener shared by
-/// Kafka clients and peer brokers routes each connection by its first bytes in `serve`.
+/// The quotas a listener's connections count against, and as which kind of listener.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub quotas: Arc<ConnectionQuotas>,
+    pub kind: ListenerKind,
+}
+
+/// Accepts until `shutdown` turns [`NodeRun::Stopped`], serving each connection `admission`
+/// lets in with `serve` on one of `workers` (round robin; empty means the current arbiter).
+/// A listener shared by Kafka clients and peer brokers routes each connection by its first
+/// bytes in `serve`.
 pub async fn accept_with<F, Fut>(
     listener: std::net::TcpListener,
+    admission: Admission,
     workers: Vec<ArbiterHandle>,
     mut shutdown: watch::Receiver<NodeRun>,
     serve: F,
@@ -66,8 +87,15 @@ pub async fn accept_with<F, Fut>(
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|run| *run == NodeRun::Stopped) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, slot) = match accepted {
+            Ok((stream, addr)) => match admission.quotas.try_acquire(addr.ip(), admission.kind) {
+                Ok(slot) => (stream, slot),
+                Err(reason) => {
+                    // Dropped unread: the client sees its connection closed.
+                    tracing::warn!(peer = %addr, %reason, "refusing a connection");
+                    continue;
+                }
+            },
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the others.
                 tracing::warn!(error = %e, "accept failed");
@@ -77,7 +105,11 @@ pub async fn accept_with<F, Fut>(
         };
         let stop = shutdown.clone();
         if workers.is_empty() {
-            tokio::spawn(serve(stream, stop));
+            let serving = serve(stream, stop);
+            tokio::spawn(async move {
+                serving.await;
+                drop(slot);
+            });
             continue;
         }
         // A tokio stream belongs to the runtime that accepted it: move the socket itself.
@@ -96,6 +128,7 @@ pub async fn accept_with<F, Fut>(
                 Ok(stream) => serve(stream, stop).await,
                 Err(e) => tracing::warn!(error = %e, "cannot adopt a connection"),
             }
+            drop(slot);
         });
     }
     tracing::debug!(listener = ?local, "listener stopped");

@@ -4,7 +4,10 @@
 //!
 //! Only index files are mapped, never a `.log`. A mapping is always dropped before its file is
 //! shrunk, so no page of a live mapping ever lies past the end of its file (that would be a
-//! SIGBUS on the next access).
+//! SIGBUS on the next access). The preallocated length is sparse, so the first entry written
+//! into each page gets the page's blocks first (`fallocate`): on a full disk that entry is
+//! skipped (an index is sparse anyway) instead of the write into the mapping raising SIGBUS
+//! and killing the process.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -22,6 +25,9 @@ pub(crate) struct IndexFile {
     /// Entries in use; the mapping may be longer (preallocation).
     entries: usize,
 }
+
+/// The unit the file system allocates a mapping's blocks in.
+const PAGE: usize = 4096;
 
 fn round_down(n: usize, multiple: usize) -> usize {
     n / multiple * multiple
@@ -95,13 +101,51 @@ impl IndexFile {
         }
     }
 
-    /// Appends one entry; false when the preallocated space is used up.
+    /// Gives the pages under `[at, at + len)` their blocks; false when the file system is full
+    /// (other failures, such as a file system without `fallocate`, leave it to the mapping).
+    fn reserve(&self, at: usize, len: usize) -> bool {
+        use std::os::unix::io::AsRawFd;
+        let start = round_down(at, PAGE);
+        let end = (at + len)
+            .div_ceil(PAGE)
+            .saturating_mul(PAGE)
+            .min(self.len());
+        let Ok(file) = OpenOptions::new().write(true).open(&self.path) else {
+            return true;
+        };
+        // SAFETY: a valid descriptor; mode 0 allocates within the file's length only.
+        let rc = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                0,
+                start as libc::off_t,
+                (end - start) as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            return true;
+        }
+        let e = io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+            tracing::warn!(index = %self.path.display(), error = %e, "no space for an index entry; skipping it");
+            return false;
+        }
+        true
+    }
+
+    /// Appends one entry; false when the preallocated space is used up (or the disk is full).
     pub(crate) fn push(&mut self, bytes: &[u8]) -> bool {
         debug_assert_eq!(bytes.len(), self.entry_size);
         if self.is_full() {
             return false;
         }
         let at = self.entries * self.entry_size;
+        let last = at + self.entry_size - 1;
+        if (at.is_multiple_of(PAGE) || at / PAGE != last / PAGE)
+            && !self.reserve(at, self.entry_size)
+        {
+            return false;
+        }
         if let Some(m) = &mut self.mmap {
             m[at..at + self.entry_size].copy_from_slice(bytes);
             self.entries += 1;
@@ -205,6 +249,46 @@ impl IndexFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_on_a_full_disk_is_skipped_instead_of_faulting_the_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => {}
+            other => {
+                eprintln!("SKIPPED an_entry_on_a_full_disk...: cannot mount a tmpfs (needs root): {other:?}");
+                return;
+            }
+        }
+        let path = dir.path().join("x.index");
+        let mut f = IndexFile::create(&path, 12, 1 << 20).unwrap();
+        assert!(f.push(&[1; 12]), "the first page gets its blocks");
+        // Fill the file system.
+        let mut filler = std::fs::File::create(dir.path().join("filler")).unwrap();
+        while std::io::Write::write(&mut filler, &[0u8; 4096]).is_ok_and(|n| n > 0) {}
+        // Entries on the first page still go in; the first one of the next page is skipped.
+        while (f.entries() + 1) * 12 <= PAGE {
+            assert!(f.push(&[2; 12]));
+        }
+        let before = f.entries();
+        assert!(
+            !f.push(&[3; 12]),
+            "a straddling entry needs a page the disk cannot give"
+        );
+        assert_eq!(f.entries(), before);
+        drop(filler);
+        std::fs::remove_file(dir.path().join("filler")).unwrap();
+        assert!(f.push(&[3; 12]), "space returned");
+        drop(f);
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(dir.path())
+            .status();
+    }
 
     #[test]
     fn create_preallocates_and_trim_shrinks_to_used_entries() {

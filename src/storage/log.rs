@@ -866,7 +866,12 @@ impl PartitionLog {
     }
 
     /// Follower truncation: removes every offset >= `offset` (the batch holding `offset` goes
-    /// whole). No effect at or past the log end.
+    /// whole). At or past the log end no record goes, but epochs that start at the log end
+    /// do (Kafka's `UnifiedLog.truncateTo`): such an epoch holds no batch here, only the
+    /// entry this broker assigned when it became leader and lost the leadership before
+    /// appending anything. Left in place it stays the follower's `last_fetched_epoch`, which
+    /// the new leader never saw, so every fetch would answer "diverging" and the follower
+    /// would never catch up.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
         if offset < 0 {
             return Err(StorageError::InvalidAppend(format!(
@@ -875,7 +880,9 @@ impl PartitionLog {
             )));
         }
         if offset >= self.log_end_offset {
-            return Ok(());
+            return self
+                .leader_epoch_cache
+                .truncate_from_end(self.log_end_offset);
         }
         if offset < self.first_segment_base() {
             return self.truncate_fully_and_start_at(offset);

@@ -83,6 +83,10 @@ struct LogDir {
     /// The dir's `cleaner-offset-checkpoint`, shared with every log in it (truncation and
     /// deletion edit it) and through them with the log cleaner.
     cleaner_checkpoints: CleanerCheckpoints,
+    /// Set when an I/O error hit the dir (a full disk, a failed device): Kafka's offline
+    /// log dir. No log is created there, no checkpoint or clean-shutdown marker written (the
+    /// next start must recover its logs), until the broker restarts.
+    offline: bool,
 }
 
 #[derive(Debug)]
@@ -129,6 +133,26 @@ fn read_checkpoint(dir: &Path, name: &str) -> HashMap<TopicPartition, i64> {
 }
 
 impl LogManager {
+    /// Marks the log dir `dir` offline; false when it was already (or is not one of ours).
+    pub fn mark_offline(&mut self, dir: &Path) -> bool {
+        match self.dirs.iter_mut().find(|d| d.path == dir) {
+            Some(d) if !d.offline => {
+                d.offline = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The log dirs marked offline.
+    pub fn offline_dirs(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .filter(|d| d.offline)
+            .map(|d| d.path.clone())
+            .collect()
+    }
+
     /// The broker metadata stored in the first of `dirs` holding a `meta.properties` (the
     /// broker reads it before deciding or generating its id).
     pub fn read_broker_metadata(dirs: &[PathBuf]) -> Result<Option<BrokerMetadata>, StorageError> {
@@ -168,6 +192,7 @@ impl LogManager {
                 path: dir.clone(),
                 _lock: lock,
                 cleaner_checkpoints: CleanerCheckpoints::open(dir),
+                offline: false,
             });
         }
 
@@ -308,8 +333,9 @@ impl LogManager {
             )));
         }
         let index = (0..self.dirs.len())
+            .filter(|&i| !self.dirs[i].offline)
             .min_by_key(|&i| self.partitions_in(i))
-            .ok_or_else(|| StorageError::LogDir("no log dir".into()))?;
+            .ok_or_else(|| StorageError::LogDir("every log dir is offline".into()))?;
         let path = self.dirs[index].path.join(tp.to_string());
         let params = LogLoadParams {
             recovery_point: 0,
@@ -340,30 +366,52 @@ impl LogManager {
         hwm: &HashMap<TopicPartition, i64>,
         log_start: &HashMap<TopicPartition, i64>,
     ) -> Result<(), StorageError> {
-        for (index, dir) in self.dirs.iter().enumerate() {
+        match self
+            .write_checkpoints_per_dir(recovery, hwm, log_start)
+            .into_iter()
+            .next()
+        {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`LogManager::write_checkpoints`], going on past a failing dir: returns each online dir
+    /// whose checkpoints could not be written, with why (Kafka takes such a dir offline).
+    pub fn write_checkpoints_per_dir(
+        &self,
+        recovery: &HashMap<TopicPartition, i64>,
+        hwm: &HashMap<TopicPartition, i64>,
+        log_start: &HashMap<TopicPartition, i64>,
+    ) -> Vec<(PathBuf, StorageError)> {
+        let mut failed = Vec::new();
+        for (index, dir) in self.dirs.iter().enumerate().filter(|(_, d)| !d.offline) {
             let here = |map: &HashMap<TopicPartition, i64>| -> HashMap<TopicPartition, i64> {
                 map.iter()
                     .filter(|(tp, _)| self.placement.get(*tp) == Some(&index))
                     .map(|(tp, o)| (tp.clone(), *o))
                     .collect()
             };
-            OffsetCheckpointFile::write(
-                &dir.path.join(RECOVERY_POINT_CHECKPOINT),
-                &here(recovery),
-            )?;
-            OffsetCheckpointFile::write(&dir.path.join(REPLICATION_OFFSET_CHECKPOINT), &here(hwm))?;
-            OffsetCheckpointFile::write(
-                &dir.path.join(LOG_START_OFFSET_CHECKPOINT),
-                &here(log_start),
-            )?;
+            let written = [
+                (RECOVERY_POINT_CHECKPOINT, recovery),
+                (REPLICATION_OFFSET_CHECKPOINT, hwm),
+                (LOG_START_OFFSET_CHECKPOINT, log_start),
+            ]
+            .into_iter()
+            .try_for_each(|(name, map)| {
+                OffsetCheckpointFile::write(&dir.path.join(name), &here(map))
+            });
+            if let Err(e) = written {
+                failed.push((dir.path.clone(), e));
+            }
         }
-        Ok(())
+        failed
     }
 
     /// Leaves the clean-shutdown marker in every dir. Call after every log was closed and the
     /// checkpoints written: the next start then trusts the logs without recovery.
     pub fn mark_clean_shutdown(&self) -> Result<(), StorageError> {
-        for dir in &self.dirs {
+        for dir in self.dirs.iter().filter(|d| !d.offline) {
             let marker = dir.path.join(CLEAN_SHUTDOWN_FILE);
             write_atomically(&marker, b"", true)
                 .map_err(|e| StorageError::io(format!("write {}", marker.display()), e))?;
@@ -413,6 +461,54 @@ mod tests {
         let _held = LogManager::open(&dirs, 1, None, &TopicConfig::default()).unwrap();
         let err = LogManager::open(&dirs, 1, None, &TopicConfig::default()).unwrap_err();
         assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    #[test]
+    fn an_offline_dir_gets_no_new_log_no_checkpoint_and_no_clean_shutdown_marker() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        let (mut m, _) = LogManager::open(&dirs, 1, None, &TopicConfig::default()).unwrap();
+        assert!(m.mark_offline(a.path()));
+        assert!(!m.mark_offline(a.path()), "already offline");
+        assert_eq!(m.offline_dirs(), vec![a.path().to_path_buf()]);
+        for p in 0..3 {
+            let tp = TopicPartition::new("t", p);
+            m.create_log(&tp, &TopicConfig::default()).unwrap();
+            assert_eq!(m.log_dir_of(&tp), Some(b.path()));
+        }
+        m.write_checkpoints(&HashMap::new(), &HashMap::new(), &HashMap::new())
+            .unwrap();
+        m.mark_clean_shutdown().unwrap();
+        assert!(!a.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert!(!a.path().join(RECOVERY_POINT_CHECKPOINT).exists());
+        assert!(b.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert!(m.mark_offline(b.path()));
+        let err = m
+            .create_log(&TopicPartition::new("t", 9), &TopicConfig::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("offline"), "{err}");
+    }
+
+    #[test]
+    fn a_dir_whose_checkpoints_cannot_be_written_is_reported_and_the_others_are_written() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        let (m, _) = LogManager::open(&dirs, 1, None, &TopicConfig::default()).unwrap();
+        // A directory where the checkpoint file must go: the write fails with an I/O error.
+        fs::create_dir(a.path().join(RECOVERY_POINT_CHECKPOINT)).unwrap();
+        let empty = HashMap::new();
+        let failed = m.write_checkpoints_per_dir(&empty, &empty, &empty);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, a.path());
+        assert!(
+            matches!(failed[0].1, StorageError::Io { .. }),
+            "{:?}",
+            failed[0].1
+        );
+        assert!(b.path().join(RECOVERY_POINT_CHECKPOINT).is_file());
+        assert!(m.write_checkpoints(&empty, &empty, &empty).is_err());
     }
 
     #[test]

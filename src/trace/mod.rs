@@ -24,6 +24,7 @@ pub mod command;
 pub mod event;
 pub mod filter;
 pub mod render;
+pub mod tap;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,8 +38,24 @@ use anyhow::Context as _;
 pub use event::{Category, Event};
 pub use filter::Filter;
 
-/// Whether a recording is running: the one check every hook makes.
+/// Whether a recording runs or a [`tap`] is open: the one check every hook makes.
 static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a recording runs.
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+/// Whether a [`tap`] is open.
+static TAPPED: AtomicBool = AtomicBool::new(false);
+
+fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+    ENABLED.store(on || TAPPED.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+fn set_tapped(on: bool) {
+    TAPPED.store(on, Ordering::Relaxed);
+    ENABLED.store(on || RECORDING.load(Ordering::Relaxed), Ordering::Relaxed);
+}
 
 /// The running recording. A std `RwLock`: emitters only read it (and never across an await);
 /// it is written when a recording starts and stops.
@@ -47,7 +64,7 @@ static ACTIVE: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
 /// Causal ids, unique in the process (a response names its request's).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Whether events are being recorded. Hooks call this before building anything.
+/// Whether events are being recorded or tapped. Hooks call this before building anything.
 #[inline(always)]
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
@@ -58,9 +75,12 @@ pub fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Records `event` if a recording runs and its filter and rate cap admit it. Stamps `seq`
-/// and `t_us`.
+/// Hands `event` to an open [`tap`], and records it if a recording runs and its filter and
+/// rate cap admit it. Stamps `seq` and `t_us`.
 pub fn emit(mut event: Event) {
+    if TAPPED.load(Ordering::Relaxed) {
+        tap::publish(&event);
+    }
     let guard = ACTIVE.read().unwrap_or_else(|p| p.into_inner());
     let Some(shared) = guard.as_ref() else {
         return;
@@ -215,7 +235,7 @@ pub fn start(config: TraceConfig) -> anyhow::Result<Recording> {
         .spawn(move || write_loop(writer_shared, receiver, file, started, rate))
         .context("starting the trace writer thread")?;
     *active = Some(shared.clone());
-    ENABLED.store(true, Ordering::Relaxed);
+    set_recording(true);
     tracing::info!(path = %config.path.display(), rate, "message trace recording");
     Ok(Recording {
         shared,
@@ -320,7 +340,7 @@ impl Recording {
                 dropped: self.dropped(),
             });
         };
-        ENABLED.store(false, Ordering::Relaxed);
+        set_recording(false);
         ACTIVE.write().unwrap_or_else(|p| p.into_inner()).take();
         // Queued behind every admitted event; blocks only while the queue is full.
         let _ = self.shared.sender.send(Message::Stop);

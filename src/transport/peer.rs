@@ -73,7 +73,7 @@ use crate::actors::controller::messages::{
     AlterPartition, AlterPartitionResult, ControlledShutdown, ControlledShutdownResult,
     ElectLeaders, ElectLeadersResult,
 };
-use crate::actors::local_controller::{
+use crate::actors::controller::messages::{
     AlterTopicConfigs, CreatePartitions, CreateTopicOutcome, CreateTopics, DeleteTopicOutcome,
     DeleteTopics,
 };

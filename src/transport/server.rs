@@ -16,7 +16,7 @@
 //! flow control pushes back on the dialer, and a dialer that does not read its answers stalls
 //! the writer and so the reader: memory stays bounded. Bad input (wrong magic, garbage,
 //! an oversized or undecodable frame, another protocol version) closes that connection and
-//! nothing else.
+//! nothing else; so does a request frame left partial for `connections.max.idle.ms`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,10 @@ pub struct ServerLimits {
     pub max_in_flight: usize,
     /// The dialer's magic and Hello must arrive within this, and its registration be checked.
     pub handshake_timeout: Duration,
+    /// A request frame, once its first byte arrived, must be whole within this
+    /// (`connections.max.idle.ms`): a stalled partial frame closes the connection. Between
+    /// frames an admitted peer may stay silent (a controller's channel can idle for long).
+    pub frame_timeout: Duration,
 }
 
 impl ServerLimits {
@@ -57,6 +61,7 @@ impl ServerLimits {
             max_frame_len: config.socket_request_max_bytes.max(1024) as usize,
             max_in_flight: config.queued_max_requests.clamp(1, 1024) as usize,
             handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_millis(config.connections_max_idle_ms.max(1) as u64),
         }
     }
 }
@@ -145,7 +150,7 @@ impl PeerServer {
                 why = closing(&mut stopped, &mut newest, epoch, &tx) => break why,
             };
             let frame = tokio::select! {
-                frame = framing.read::<RequestFrame>(&mut reader) => frame,
+                frame = framing.read_within::<RequestFrame>(&mut reader, Some(self.limits.frame_timeout)) => frame,
                 why = closing(&mut stopped, &mut newest, epoch, &tx) => break why,
             };
             match frame {

@@ -499,7 +499,7 @@ impl Dialer {
 mod tests {
     use super::*;
     use crate::actors::controller::messages::ControlledShutdown;
-    use crate::actors::local_controller::DeleteTopics;
+    use crate::actors::controller::messages::DeleteTopics;
     use crate::storage::TopicPartition;
     use crate::transport::peer::Peers;
     use crate::transport::server::{PeerAuthority, PeerServer, ServerLimits};
@@ -611,6 +611,7 @@ mod tests {
             max_frame_len: 1 << 20,
             max_in_flight: 16,
             handshake_timeout: Duration::from_secs(2),
+            frame_timeout: Duration::from_secs(2),
         }
     }
 
@@ -847,6 +848,57 @@ mod tests {
         garbage.extend([0, 0, 0, 3, wire::PROTOCOL_VERSION, 0xc1, 0xff]);
         assert!(closed_after(s.addr, &garbage).await);
         // The well-behaved connection never noticed.
+        assert!(peers.controlled_shutdown(2, shutdown(0)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn silent_dialers_and_stalled_or_truncated_frames_are_dropped_and_the_link_keeps_working()
+    {
+        let s = server(ServerLimits {
+            handshake_timeout: Duration::from_millis(300),
+            frame_timeout: Duration::from_millis(300),
+            ..limits()
+        })
+        .await;
+        let (peers, _t) = dialer(s.addr.to_string(), 100, 5_000);
+        assert!(peers.controlled_shutdown(2, shutdown(0)).await.is_ok());
+        let mut hello = MAGIC.to_vec();
+        hello.extend(
+            HANDSHAKE
+                .encode(&Hello {
+                    from: 1,
+                    broker_epoch: 100,
+                    to: 2,
+                })
+                .unwrap(),
+        );
+        // A dialer that says nothing, and one that stalls inside its Hello.
+        assert!(closed_after(s.addr, b"").await);
+        assert!(closed_after(s.addr, &hello[..hello.len() - 2]).await);
+        // Admitted, then a request frame that stalls after its first bytes (a slowloris).
+        let mut stalled = hello.clone();
+        stalled.extend([0, 0, 0, 100, wire::PROTOCOL_VERSION, 0x92]);
+        assert!(closed_after(s.addr, &stalled).await);
+        // Admitted, then a length that reads as negative.
+        let mut negative = hello.clone();
+        negative.extend((-2i32).to_be_bytes());
+        assert!(closed_after(s.addr, &negative).await);
+        // Admitted, then a frame cut short by the end of the stream.
+        let mut stream = TcpStream::connect(s.addr).await.unwrap();
+        stream.write_all(&stalled).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a truncated frame closes the connection");
+        // The well-behaved link never noticed.
         assert!(peers.controlled_shutdown(2, shutdown(0)).await.is_ok());
     }
 

@@ -13,6 +13,7 @@ mod groups;
 mod idempotence;
 mod kcat;
 mod multi_broker;
+mod open_files;
 mod python;
 mod rdkafka_client;
 mod restart;

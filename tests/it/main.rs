@@ -5,12 +5,16 @@
 mod support;
 mod wire;
 
+mod chaos;
 mod control_plane;
 mod coordination;
 mod demos;
+mod full_disk;
+mod hardening;
 mod kafka_clients;
 mod multinode;
 mod observability;
 mod perf;
 mod replication;
 mod storage;
+mod ui;

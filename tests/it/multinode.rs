@@ -34,6 +34,8 @@ pub struct BrokerProcess {
     pub client: String,
     /// `host:port` of its inter-broker listener when that is a separate one.
     pub inter_broker: Option<String>,
+    /// The URL of its browser console (`ui.listener`), when it serves one.
+    pub console: Option<String>,
     sets: Vec<String>,
     /// A command the broker runs under (`ip netns exec NS`), if any.
     wrapper: Vec<String>,
@@ -46,6 +48,7 @@ impl BrokerProcess {
             id: -1,
             client: String::new(),
             inter_broker: None,
+            console: None,
             sets,
             wrapper,
             child: None,
@@ -90,6 +93,9 @@ impl BrokerProcess {
             }
             if let Some(addr) = line.strip_prefix("inter-broker listener ") {
                 self.inter_broker = Some(addr.to_string());
+            }
+            if let Some(url) = line.strip_prefix("console on ") {
+                self.console = Some(url.to_string());
             }
             if line == "ready" {
                 return;

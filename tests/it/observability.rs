@@ -104,8 +104,16 @@ fn the_fault_console_answers_every_line_and_each_fault_lands_in_the_trace() {
         trace.to_str().unwrap(),
         "--set",
         "zookeeper.session.timeout.ms=3000",
+        "--ui",
+        "127.0.0.1:0",
+        "--ui-faults",
     ]);
     let listening = console.until_ready();
+    let page = listening
+        .iter()
+        .find_map(|l| l.strip_prefix("console on "))
+        .expect("the console's URL before `ready`")
+        .to_string();
     let addrs: Vec<String> = listening
         .iter()
         .filter_map(|l| {
@@ -140,6 +148,21 @@ fn the_fault_console_answers_every_line_and_each_fault_lands_in_the_trace() {
     let status: serde_json::Value =
         serde_json::from_str(&console.ask("status")).expect("status is one JSON line");
     assert_eq!(status["brokers"][2]["state"], "down", "{status}");
+
+    // The browser console's fault endpoint feeds the same console (and trace).
+    let body = r#"{"command":"pause 1"}"#;
+    let (line, answer) = crate::ui::http(
+        &page,
+        &format!(
+            "POST /api/fault HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(line, "HTTP/1.1 200 OK", "{answer}");
+    assert!(answer.contains("ok pause 1"), "{answer}");
+    let (_, status) = crate::ui::http(&page, "GET /api/status HTTP/1.1\r\n\r\n");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(status["brokers"][0]["state"], "paused", "{status}");
 
     // End of input changes nothing: the cluster keeps serving.
     drop(console.stdin.take());
@@ -189,7 +212,8 @@ fn the_fault_console_answers_every_line_and_each_fault_lands_in_the_trace() {
             "heal all links",
             "crash 3",
             "crash 3",
-            "resume 1"
+            "resume 1",
+            "pause 1"
         ]
     );
     let refused: Vec<&str> = events

@@ -173,6 +173,35 @@ async fn a_paused_follower_leaves_the_isr_and_rejoins_after_resume() {
 }
 
 #[actix::test]
+async fn a_broker_crashed_while_paused_restarts_and_rejoins_the_isr() {
+    // Found by `weir chaos`: the crash left the pause on the seam, so the restarted broker
+    // never got the controller's metadata.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = start(3, dir.path(), &[("zookeeper.session.timeout.ms", "2000")]).await;
+    let p = create(&cluster, "stopped-then-killed").await;
+    let controller = cluster.status().controller;
+    let victim = *p
+        .replicas
+        .iter()
+        .find(|r| **r != controller)
+        .expect("a replica that is not the controller");
+    cluster.pause(victim).await.unwrap();
+    cluster.crash(victim).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), cluster.restart(victim))
+        .await
+        .expect("the restart finishes")
+        .expect("the restarted broker gets the cluster's metadata");
+    wait_partition(
+        &cluster,
+        "stopped-then-killed",
+        "the restarted broker rejoins the ISR",
+        |s| s.isr.len() == 3,
+    )
+    .await;
+    cluster.shutdown().await.unwrap();
+}
+
+#[actix::test]
 async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_is_appended() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = start(3, dir.path(), &[("zookeeper.session.timeout.ms", "2000")]).await;

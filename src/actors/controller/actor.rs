@@ -28,13 +28,13 @@ use crate::actors::broker::{
     LeaderAndIsr, LeaderAndIsrPartitionState, StopReplica, TopicConfigChanged, UpdateMetadata,
     UpdateMetadataKind, UpdateMetadataTopicState,
 };
+use crate::actors::controller::messages::{
+    AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
+    CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
+};
 use crate::actors::coordination::{
     CoordinationClient, CoordinationError, CreateMode, EventType, Op, SessionEvent, SessionState,
     WatchedEvent,
-};
-use crate::actors::local_controller::{
-    AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
-    CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
 };
 use crate::actors::metadata_cache::{
     validate_topic_name, BrokerEndpoint, ListenerEndpoint, LEADER_DURING_DELETE,
@@ -42,7 +42,7 @@ use crate::actors::metadata_cache::{
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
-use crate::transport::peer::{PeerRequest, Peers};
+use crate::transport::peer::{PeerRequest, PeerResponse, Peers};
 use crate::znodes::{self, paths};
 
 /// Opens a new coordination session after the old one expired.
@@ -181,6 +181,35 @@ struct AutoLeaderRebalance;
 #[derive(Message)]
 #[rtype(result = "()")]
 struct SessionRenewed(CoordinationClient);
+
+/// This broker took a log dir offline: write Kafka's log dir event notification, so the
+/// active controller (maybe this one) moves the leadership of its replicas there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NotifyLogDirFailure;
+
+impl Handler<NotifyLogDirFailure> for Controller {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: NotifyLogDirFailure, _: &mut Self::Context) -> Self::Result {
+        self.with_core(|core| {
+            Box::pin(async move {
+                let id = core.deps.broker_id;
+                let data = znodes::to_bytes(&znodes::LogDirEventNotification::failure(id));
+                match core
+                    .zk
+                    .client
+                    .create(paths::LOG_DIR_EVENT_PREFIX, &data, CreateMode::PersistentSequential)
+                    .await
+                {
+                    Ok(path) => tracing::info!(broker = id, %path, "told the controller a log dir failed"),
+                    Err(e) => tracing::error!(broker = id, error = %e, "cannot write the log dir event notification"),
+                }
+                (core, ())
+            })
+        })
+    }
+}
 
 /// Asks whether this broker is the active controller (tests, status).
 #[derive(Message)]
@@ -722,6 +751,8 @@ impl Core {
         for topic in pending_deletes {
             self.delete_topic_fully(&topic).await;
         }
+        // Log dirs that failed while no controller was watching (and the watch).
+        self.on_log_dir_event().await?;
         Ok(())
     }
 
@@ -846,6 +877,11 @@ impl Core {
             (EventType::NodeChildrenChanged, paths::CONFIG_CHANGES) if self.active.is_some() => {
                 self.on_config_change().await
             }
+            (EventType::NodeChildrenChanged, paths::LOG_DIR_EVENT_NOTIFICATION)
+                if self.active.is_some() =>
+            {
+                self.on_log_dir_event().await
+            }
             (EventType::NodeDataChanged, path)
                 if self.active.is_some() && path.starts_with(paths::BROKER_TOPICS) =>
             {
@@ -937,6 +973,7 @@ impl Core {
         let active = self.active.as_mut().expect("active");
         for id in dead {
             active.ctx.live_brokers.remove(id);
+            active.ctx.offline_replicas.remove(id);
             active.ctx.shutting_down.remove(id);
             active.channels.remove_broker(*id);
         }
@@ -949,6 +986,8 @@ impl Core {
         crate::observe::controller::brokers_joined(self.id(), &ids);
         let active = self.active.as_mut().expect("active");
         for b in brokers {
+            // A restarted broker recovered its log dirs.
+            active.ctx.offline_replicas.remove(&b.endpoint.id);
             active.channels.add_broker(b.endpoint.id);
             active.ctx.live_brokers.insert(b.endpoint.id, b);
         }
@@ -1041,6 +1080,71 @@ impl Core {
             }
             // Notifications are consumed once applied (Kafka purges them after a while).
             let _ = self.zk.client.delete(&path, None).await;
+        }
+        Ok(())
+    }
+
+    /// Kafka's `LogDirEventNotification` handling: each notification names a broker with a
+    /// failed log dir. The controller consumes the notifications, asks each such broker
+    /// (LeaderAndIsr for every partition it hosts) which replicas answer
+    /// KAFKA_STORAGE_ERROR, and treats those replicas as offline: they leave the ISR and
+    /// their leadership moves to another ISR replica.
+    async fn on_log_dir_event(&mut self) -> anyhow::Result<()> {
+        let children = self
+            .zk
+            .get_children(paths::LOG_DIR_EVENT_NOTIFICATION, true)
+            .await?;
+        let mut brokers = BTreeSet::new();
+        for child in children {
+            let path = format!("{}/{child}", paths::LOG_DIR_EVENT_NOTIFICATION);
+            if let Ok((data, _)) = self.zk.client.get_data(&path, false).await {
+                match znodes::from_bytes::<znodes::LogDirEventNotification>(&path, &data) {
+                    Ok(n) => {
+                        brokers.insert(n.broker);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%path, error = %e, "ignoring a malformed log dir event")
+                    }
+                }
+            }
+            let _ = self.zk.client.delete(&path, None).await;
+        }
+        for broker in brokers {
+            if !self.active_ref().ctx.live_brokers.contains_key(&broker) {
+                continue;
+            }
+            let hosted = self.active_ref().ctx.partitions_on(broker);
+            let answers = self.send_leader_and_isr(
+                &hosted,
+                &BTreeSet::new(),
+                Some(&BTreeSet::from([broker])),
+            );
+            let mut offline = BTreeSet::new();
+            for answer in answers {
+                if let Ok(Ok(PeerResponse::LeaderAndIsr(Ok(results)))) = answer.await {
+                    offline.extend(
+                        results
+                            .into_iter()
+                            .filter(|(_, e)| {
+                                e.as_ref().is_some_and(|e| {
+                                    e.code == ResponseError::KafkaStorageError.code()
+                                })
+                            })
+                            .map(|(tp, _)| (tp.topic, tp.partition)),
+                    );
+                }
+            }
+            tracing::warn!(
+                controller = self.id(),
+                broker,
+                replicas = offline.len(),
+                "replicas on an offline log dir"
+            );
+            let active = self.active.as_mut().expect("active");
+            let known = active.ctx.offline_replicas.entry(broker).or_default();
+            known.extend(offline.iter().cloned());
+            let changes = self.active_ref().ctx.on_replicas_offline(broker, &offline);
+            self.commit_changes(changes, false).await;
         }
         Ok(())
     }
@@ -1413,7 +1517,7 @@ impl Core {
 
     async fn create_topic(
         &mut self,
-        topic: &crate::actors::local_controller::NewTopic,
+        topic: &crate::actors::controller::messages::NewTopic,
         config: &BrokerConfig,
         validate_only: bool,
     ) -> Result<CreatedTopic, ApiError> {
@@ -1602,7 +1706,7 @@ impl Core {
 
     async fn create_partitions_for(
         &mut self,
-        request: &crate::actors::local_controller::NewPartitions,
+        request: &crate::actors::controller::messages::NewPartitions,
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let Some(info) = self.active_ref().ctx.topics.get(&request.name).cloned() else {
@@ -2197,7 +2301,9 @@ pub fn apply_config_change(
                                     .filter(|s| !s.is_empty())
                                     .collect()
                             })
-                            .unwrap_or_default();
+                            // Without an override Kafka starts from the topic config's
+                            // default (`delete`), not from an empty list.
+                            .unwrap_or_else(|| vec!["delete".to_string()]);
                         for v in value
                             .unwrap_or_default()
                             .split(',')
@@ -2228,15 +2334,20 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::actors::controller::messages::{
+        AlterConfigOp, ConfigChange, CreatePartitions, DeleteTopics, NewPartitions, NewTopic,
+        TopicRef,
+    };
     use crate::actors::coordination::{self, CoordinationConfig, EmbeddedCoordination};
-    use crate::actors::local_controller::NewTopic;
     use crate::transport::peer::{LocalTransport, PeerHandler, PeerResponse, TransportError};
     use crate::transport::LinkFaults;
 
-    /// A broker endpoint that records every request and acknowledges it.
+    /// A broker endpoint that records every request and acknowledges it (answering
+    /// KAFKA_STORAGE_ERROR in LeaderAndIsr for the partitions of an offline log dir).
     #[derive(Default)]
     struct Recorder {
         seen: Mutex<Vec<PeerRequest>>,
+        offline: Mutex<BTreeSet<(String, i32)>>,
     }
 
     impl PeerHandler for Recorder {
@@ -2246,7 +2357,19 @@ mod tests {
             request: PeerRequest,
         ) -> BoxFuture<'static, Result<PeerResponse, TransportError>> {
             let response = match &request {
-                PeerRequest::LeaderAndIsr(_) => PeerResponse::LeaderAndIsr(Ok(vec![])),
+                PeerRequest::LeaderAndIsr(l) => {
+                    let offline = self.offline.lock().unwrap();
+                    PeerResponse::LeaderAndIsr(Ok(l
+                        .partition_states
+                        .iter()
+                        .map(|s| {
+                            let error = offline
+                                .contains(&(s.topic.clone(), s.partition))
+                                .then(|| ApiError::new(ResponseError::KafkaStorageError));
+                            (TopicPartition::new(s.topic.clone(), s.partition), error)
+                        })
+                        .collect()))
+                }
                 PeerRequest::UpdateMetadata(_) => PeerResponse::UpdateMetadata(Ok(())),
                 PeerRequest::StopReplica(_) => PeerResponse::StopReplica(Ok(vec![])),
                 PeerRequest::TopicConfigChanged(_) => PeerResponse::TopicConfigChanged(Ok(())),
@@ -2683,6 +2806,70 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_log_dir_failure_notification_moves_leadership_off_the_offline_replicas_only() {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await;
+        let victim = *h
+            .controllers
+            .keys()
+            .find(|id| **id != active.broker_id)
+            .unwrap();
+        let others: Vec<i32> = (1..=3).filter(|id| *id != victim).collect();
+        // Two partitions led by the victim; only the first one's dir fails.
+        create_on(
+            &h,
+            active.broker_id,
+            "failed",
+            vec![victim, others[0], others[1]],
+        )
+        .await;
+        create_on(
+            &h,
+            active.broker_id,
+            "healthy",
+            vec![victim, others[0], others[1]],
+        )
+        .await;
+        for topic in ["failed", "healthy"] {
+            wait_state(&h, topic, 0, "the victim leads", |s| {
+                s.leader == victim && s.isr.len() == 3
+            })
+            .await;
+        }
+        h.recorders[&victim]
+            .offline
+            .lock()
+            .unwrap()
+            .insert(("failed".into(), 0));
+        h.controllers[&victim]
+            .send(NotifyLogDirFailure)
+            .await
+            .unwrap();
+        let moved = wait_state(
+            &h,
+            "failed",
+            0,
+            "leadership moves off the offline replica",
+            |s| s.leader != victim && !s.isr.contains(&victim),
+        )
+        .await;
+        assert_eq!(
+            moved.leader, others[0],
+            "the next ISR replica in assignment order"
+        );
+        // The notification was consumed, and the healthy partition kept its leader and ISR.
+        let pending = h
+            .observer
+            .get_children(paths::LOG_DIR_EVENT_NOTIFICATION, false)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+        let healthy = partition_state(&h, "healthy", 0).await;
+        assert_eq!(healthy.leader, victim);
+        assert_eq!(healthy.isr.len(), 3);
+    }
+
+    #[actix::test]
     async fn the_last_isr_member_dying_takes_the_partition_offline_until_it_returns() {
         let mut h = harness(4).await;
         let active = wait_for_single_controller(&h, 4).await;
@@ -2868,6 +3055,7 @@ mod tests {
             WatchInfo::Children(paths::BROKER_TOPICS.into()),
             WatchInfo::Children(paths::DELETE_TOPICS.into()),
             WatchInfo::Children(paths::CONFIG_CHANGES.into()),
+            WatchInfo::Children(paths::LOG_DIR_EVENT_NOTIFICATION.into()),
             WatchInfo::Data(paths::CONTROLLER.into()),
         ] {
             assert!(
@@ -2933,6 +3121,208 @@ mod tests {
                 "{p:?}"
             );
         }
+    }
+
+    fn new_topic(name: &str, partitions: i32, replication_factor: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor,
+            assignments: vec![],
+            configs: vec![],
+        }
+    }
+
+    async fn send_creations(h: &Harness, controller: i32, topics: Vec<NewTopic>) -> Vec<i16> {
+        h.controllers[&controller]
+            .send(CreateTopics {
+                topics,
+                validate_only: false,
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.result.as_ref().err().map_or(0, |e| e.code))
+            .collect()
+    }
+
+    fn assert_codes(outcomes: &[(String, Result<(), ApiError>)], codes: &[i16]) {
+        let got: Vec<i16> = outcomes
+            .iter()
+            .map(|(_, r)| r.as_ref().err().map_or(0, |e| e.code))
+            .collect();
+        assert_eq!(got, codes, "{outcomes:?}");
+    }
+
+    /// Three brokers, their controller's id, and a topic created through it.
+    async fn three_brokers_with_topic(name: &str, partitions: i32) -> (Harness, i32) {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await.broker_id;
+        let created = send_creations(&h, active, vec![new_topic(name, partitions, 3)]).await;
+        assert_eq!(created, [0]);
+        (h, active)
+    }
+
+    #[actix::test]
+    async fn invalid_creations_get_kafkas_error_codes_and_write_nothing() {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await.broker_id;
+        let mut bad_config = new_topic("configured", 1, 1);
+        bad_config.configs = vec![("retention.ms".into(), Some("later".into()))];
+        let mut unknown_config = new_topic("configured2", 1, 1);
+        unknown_config.configs = vec![("no.such.key".into(), Some("1".into()))];
+        let codes = send_creations(
+            &h,
+            active,
+            vec![
+                new_topic("bad name", 1, 1),
+                new_topic("zero", 0, 1),
+                new_topic("replicated", 1, 4),
+                bad_config,
+                unknown_config,
+            ],
+        )
+        .await;
+        assert_eq!(
+            codes,
+            vec![
+                ResponseError::InvalidTopicException.code(),
+                ResponseError::InvalidPartitions.code(),
+                ResponseError::InvalidReplicationFactor.code(),
+                ResponseError::InvalidConfig.code(),
+                ResponseError::InvalidConfig.code(),
+            ]
+        );
+        let zk = KafkaZkClient::new(h.observer.clone());
+        assert!(zk
+            .get_children(paths::BROKER_TOPICS, false)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            send_creations(&h, active, vec![new_topic("t", 1, 3)]).await,
+            [0]
+        );
+        assert_eq!(
+            send_creations(&h, active, vec![new_topic("t", 1, 3)]).await,
+            [ResponseError::TopicAlreadyExists.code()]
+        );
+    }
+
+    #[actix::test]
+    async fn a_deleted_topic_leaves_the_znodes_and_an_unknown_one_is_an_error() {
+        let (h, active) = three_brokers_with_topic("gone", 4).await;
+        let outcomes = h.controllers[&active]
+            .send(DeleteTopics {
+                topics: vec![
+                    TopicRef::Name("gone".into()),
+                    TopicRef::Name("never".into()),
+                ],
+            })
+            .await
+            .unwrap();
+        assert!(outcomes[0].error.is_none(), "{outcomes:?}");
+        assert_eq!(
+            outcomes[1].error.as_ref().unwrap().code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        // Deletion completes after the replicas stop (Kafka's TopicDeletionManager).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while h
+            .observer
+            .exists(&paths::topic("gone"), false)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/brokers/topics/gone stays"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(h
+            .observer
+            .exists(&paths::topic_config("gone"), false)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[actix::test]
+    async fn partitions_can_only_grow() {
+        let (h, active) = three_brokers_with_topic("grow", 2).await;
+        let grow = |count| NewPartitions {
+            name: "grow".into(),
+            count,
+            assignments: None,
+        };
+        let outcomes = h.controllers[&active]
+            .send(CreatePartitions {
+                topics: vec![grow(5), grow(1)],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_codes(&outcomes, &[0, ResponseError::InvalidPartitions.code()]);
+        let zk = KafkaZkClient::new(h.observer.clone());
+        let (topic, _) = zk.get_topic("grow", false).await.unwrap().unwrap();
+        assert_eq!(topic.assignment().len(), 5);
+        for p in 0..5 {
+            assert!(
+                zk.get_partition_state("grow", p).await.unwrap().is_some(),
+                "{p}"
+            );
+        }
+    }
+
+    #[actix::test]
+    async fn incremental_config_changes_validate_and_are_recorded_with_a_notification() {
+        let (h, active) = three_brokers_with_topic("cfg", 1).await;
+        let outcomes = h.controllers[&active]
+            .send(AlterTopicConfigs {
+                changes: vec![
+                    (
+                        "cfg".into(),
+                        ConfigChange::Incremental(vec![
+                            (
+                                "retention.ms".into(),
+                                AlterConfigOp::Set,
+                                Some("5000".into()),
+                            ),
+                            (
+                                "cleanup.policy".into(),
+                                AlterConfigOp::Append,
+                                Some("compact".into()),
+                            ),
+                        ]),
+                    ),
+                    (
+                        "cfg".into(),
+                        ConfigChange::Incremental(vec![(
+                            "retention.ms".into(),
+                            AlterConfigOp::Append,
+                            Some("1".into()),
+                        )]),
+                    ),
+                ],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_codes(&outcomes, &[0, ResponseError::InvalidConfig.code()]);
+        let zk = KafkaZkClient::new(h.observer.clone());
+        let config = zk.get_topic_config("cfg").await.unwrap();
+        assert_eq!(config.get("retention.ms").map(String::as_str), Some("5000"));
+        assert_eq!(
+            config.get("cleanup.policy").map(String::as_str),
+            Some("delete,compact")
+        );
+        assert!(!zk
+            .get_children(paths::CONFIG_CHANGES, false)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[derive(Message)]

@@ -118,11 +118,29 @@ pub struct ControllerContext {
     pub deleting: BTreeSet<String>,
     /// `unclean.leader.election.enable` of the brokers, for topics without an override.
     pub unclean_default: bool,
+    /// Replicas on a live broker whose log dir went offline (Kafka's `replicasOnOfflineDirs`),
+    /// per broker: they lead nothing and count as dead for their partitions until that broker
+    /// registers again (a restart recovers the dir).
+    pub offline_replicas: BTreeMap<i32, BTreeSet<(String, i32)>>,
 }
 
 impl ControllerContext {
     pub fn live_ids(&self) -> BTreeSet<i32> {
         self.live_brokers.keys().copied().collect()
+    }
+
+    /// The live brokers whose replica of `key` is not on an offline log dir: who may lead it.
+    pub fn live_for(&self, key: &(String, i32)) -> BTreeSet<i32> {
+        self.live_brokers
+            .keys()
+            .copied()
+            .filter(|b| {
+                !self
+                    .offline_replicas
+                    .get(b)
+                    .is_some_and(|o| o.contains(key))
+            })
+            .collect()
     }
 
     /// The state of each partition of a new topic: the first live replica leads, the live
@@ -188,9 +206,34 @@ impl ControllerContext {
     /// live ISR replica in assignment order as leader, or goes offline (leader −1). As in
     /// ZooKeeper-mode Kafka, every such change bumps the leader epoch.
     pub fn on_brokers_failed(&self, dead: &BTreeSet<i32>) -> Vec<StateChange> {
-        let live: BTreeSet<i32> = self.live_ids().difference(dead).copied().collect();
+        self.on_replicas_gone(|_| dead.clone())
+    }
+
+    /// A broker's log dir went offline: its `replicas` there are gone as if the broker were
+    /// dead for those partitions only (Kafka's `onReplicasBecomeOffline`): they leave the ISR
+    /// and lose leadership, elected from the rest of the ISR.
+    pub fn on_replicas_offline(
+        &self,
+        broker: i32,
+        replicas: &BTreeSet<(String, i32)>,
+    ) -> Vec<StateChange> {
+        self.on_replicas_gone(|key| {
+            if replicas.contains(key) {
+                BTreeSet::from([broker])
+            } else {
+                BTreeSet::new()
+            }
+        })
+    }
+
+    /// The changes when, for each partition, the replicas `dead_of(partition)` are gone.
+    fn on_replicas_gone(
+        &self,
+        dead_of: impl Fn(&(String, i32)) -> BTreeSet<i32>,
+    ) -> Vec<StateChange> {
         let mut out = Vec::new();
-        for ((topic, partition), state) in &self.states {
+        for (key, state) in &self.states {
+            let (topic, partition) = key;
             if self.deleting.contains(topic) {
                 continue;
             }
@@ -200,11 +243,16 @@ impl ControllerContext {
             let Some(replicas) = info.assignment.get(partition) else {
                 continue;
             };
+            let dead = dead_of(key);
+            if dead.is_empty() {
+                continue;
+            }
             let leader_dead = dead.contains(&state.leader);
             let isr_touched = state.isr.iter().any(|r| dead.contains(r));
             if !leader_dead && !isr_touched {
                 continue;
             }
+            let live: BTreeSet<i32> = self.live_for(key).difference(&dead).copied().collect();
             if leader_dead || state.leader == NO_LEADER {
                 let reason = ElectionReason::Offline {
                     unclean_allowed: info.unclean_allowed(self.unclean_default),
@@ -223,12 +271,12 @@ impl ControllerContext {
                         *partition,
                         state,
                         NO_LEADER,
-                        isr_without(&state.isr, dead),
+                        isr_without(&state.isr, &dead),
                         true,
                     )),
                 }
             } else {
-                let isr = isr_without(&state.isr, dead);
+                let isr = isr_without(&state.isr, &dead);
                 if isr != state.isr {
                     out.push(self.change(topic, *partition, state, state.leader, isr, true));
                 }
@@ -240,9 +288,10 @@ impl ControllerContext {
     /// Offline partitions (leader −1) that `live` brokers can now lead: a returning ISR
     /// member, or any replica where unclean election is enabled.
     pub fn elect_offline(&self) -> Vec<StateChange> {
-        let live = self.live_ids();
         let mut out = Vec::new();
-        for ((topic, partition), state) in &self.states {
+        for (key, state) in &self.states {
+            let (topic, partition) = key;
+            let live = self.live_for(key);
             if state.leader != NO_LEADER || self.deleting.contains(topic) {
                 continue;
             }
@@ -265,9 +314,9 @@ impl ControllerContext {
     /// Moves leadership back to each partition's first replica where it is alive and in the
     /// ISR (auto leader rebalance, ElectLeaders PREFERRED). `only` restricts the partitions.
     pub fn preferred_elections(&self, only: Option<&BTreeSet<(String, i32)>>) -> Vec<StateChange> {
-        let live = self.live_ids();
         let mut out = Vec::new();
         for (key, state) in &self.states {
+            let live = self.live_for(key);
             if only.is_some_and(|o| !o.contains(key)) || self.deleting.contains(&key.0) {
                 continue;
             }
@@ -405,10 +454,12 @@ impl ControllerContext {
     pub fn partition_metadata(&self, topic: &str, partition: i32) -> Option<PartitionMetadata> {
         let state = self.states.get(&(topic.to_string(), partition))?;
         let replicas = self.topics.get(topic)?.assignment.get(&partition)?.clone();
+        // Dead brokers' replicas and those on an offline log dir of a live broker.
+        let live = self.live_for(&(topic.to_string(), partition));
         let offline_replicas = replicas
             .iter()
             .copied()
-            .filter(|r| !self.live_brokers.contains_key(r))
+            .filter(|r| !live.contains(r))
             .collect();
         Some(PartitionMetadata {
             partition,
@@ -494,6 +545,43 @@ mod tests {
 
     fn dead(ids: &[i32]) -> BTreeSet<i32> {
         ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn replicas_on_an_offline_log_dir_lose_leadership_and_isr_only_for_their_partitions() {
+        let mut c = context();
+        // Broker 1's dir holding orders-0 (led by 1) and orders-1 (followed) fails.
+        let offline: BTreeSet<(String, i32)> =
+            [("orders".to_string(), 0), ("orders".to_string(), 1)].into();
+        c.offline_replicas.insert(1, offline.clone());
+        let changes = c.on_replicas_offline(1, &offline);
+        let by_partition: BTreeMap<i32, &LeaderIsr> =
+            changes.iter().map(|ch| (ch.partition, &ch.state)).collect();
+        assert_eq!(by_partition.len(), 2, "{changes:?}");
+        assert_eq!(by_partition[&0].leader, 2, "the next ISR replica leads");
+        assert_eq!(by_partition[&0].isr, vec![2, 3]);
+        assert_eq!(by_partition[&0].leader_epoch, 1);
+        assert_eq!(
+            by_partition[&1].leader, 2,
+            "a follower leaving keeps the leader"
+        );
+        assert_eq!(by_partition[&1].isr, vec![2, 3]);
+        for ch in &changes {
+            c.apply(ch);
+        }
+        // Broker 1 is alive but may not lead orders-0 again, even as preferred replica.
+        assert!(c
+            .preferred_elections(None)
+            .iter()
+            .all(|ch| ch.state.leader != 1 || ch.partition == 2));
+        assert!(c.live_for(&("orders".into(), 0)).iter().eq([2, 3].iter()));
+        let metadata = c.partition_metadata("orders", 0).unwrap();
+        assert_eq!(
+            metadata.offline_replicas,
+            vec![1],
+            "Metadata lists the offline replica"
+        );
+        assert!(c.live_for(&("orders".into(), 2)).contains(&1));
     }
 
     fn kill(c: &mut ControllerContext, ids: &[i32]) {

@@ -9,11 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 
-use crate::actors::controller::messages::{ElectLeaders, ElectLeadersResult};
-use crate::actors::local_controller::{
+use crate::actors::controller::messages::{
     AlterTopicConfigs, ControllerLink, CreatePartitions, CreateTopicOutcome, CreateTopics,
-    DeleteTopicOutcome, DeleteTopics, ProducerIdManager,
+    DeleteTopicOutcome, DeleteTopics,
 };
+use crate::actors::controller::messages::{ElectLeaders, ElectLeadersResult};
+use crate::actors::controller::producer_ids::ProducerIdManager;
 use crate::actors::metadata_cache::MetadataCache;
 use crate::protocol::error::ApiError;
 use crate::transport::peer::{Peers, TransportError};
@@ -152,8 +153,8 @@ impl Handler<DeleteTopics> for ControllerForwarder {
                     .take(count)
                     .map(|r| DeleteTopicOutcome {
                         name: match r {
-                            crate::actors::local_controller::TopicRef::Name(n) => Some(n),
-                            crate::actors::local_controller::TopicRef::Id(_) => None,
+                            crate::actors::controller::messages::TopicRef::Name(n) => Some(n),
+                            crate::actors::controller::messages::TopicRef::Id(_) => None,
                         },
                         topic_id: uuid::Uuid::nil(),
                         error: Some(not_controller()),

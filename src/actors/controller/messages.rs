@@ -1,8 +1,11 @@
-//! Requests brokers send the controller (besides the admin requests it takes over from the
-//! interim controller): a leader's ISR proposal, a broker's controlled shutdown, and a
-//! leader election request.
+//! Requests brokers send the controller: the admin requests their connections forward
+//! (CreateTopics, DeleteTopics, CreatePartitions, topic config changes), a leader's ISR
+//! proposal, a broker's controlled shutdown, and a leader election request.
 
-use actix::Message;
+use std::collections::BTreeMap;
+
+use actix::{Message, Recipient};
+use uuid::Uuid;
 
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
@@ -78,3 +81,138 @@ impl ElectionType {
 }
 
 pub type ElectLeadersResult = Result<Vec<(TopicPartition, Result<(), ApiError>)>, ApiError>;
+
+/// One topic of a CreateTopics request (-1 for `num_partitions`/`replication_factor` means
+/// the cluster default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    /// Explicit assignment: partition → replicas.
+    pub assignments: Vec<(i32, Vec<i32>)>,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+impl NewTopic {
+    /// A topic with the cluster's defaults (Metadata's auto-creation).
+    pub fn with_defaults(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: vec![],
+            configs: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CreatedTopic {
+    pub topic_id: Uuid,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CreateTopicOutcome {
+    pub name: String,
+    pub result: Result<CreatedTopic, ApiError>,
+}
+
+/// CreateTopics (also Metadata's auto-creation).
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "Vec<CreateTopicOutcome>")]
+pub struct CreateTopics {
+    pub topics: Vec<NewTopic>,
+    pub validate_only: bool,
+}
+
+/// A topic named by name or (DeleteTopics v6) by id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TopicRef {
+    Name(String),
+    Id(Uuid),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteTopicOutcome {
+    pub name: Option<String>,
+    pub topic_id: Uuid,
+    pub error: Option<ApiError>,
+}
+
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "Vec<DeleteTopicOutcome>")]
+pub struct DeleteTopics {
+    pub topics: Vec<TopicRef>,
+}
+
+/// One topic of a CreatePartitions request: grow to `count` partitions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewPartitions {
+    pub name: String,
+    pub count: i32,
+    /// Replicas of each new partition, in partition order.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "Vec<(String, Result<(), ApiError>)>")]
+pub struct CreatePartitions {
+    pub topics: Vec<NewPartitions>,
+    pub validate_only: bool,
+}
+
+/// IncrementalAlterConfigs' operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AlterConfigOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+impl AlterConfigOp {
+    pub fn from_wire(op: i8) -> Option<Self> {
+        match op {
+            0 => Some(Self::Set),
+            1 => Some(Self::Delete),
+            2 => Some(Self::Append),
+            3 => Some(Self::Subtract),
+            _ => None,
+        }
+    }
+}
+
+/// How a topic's overrides change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConfigChange {
+    /// AlterConfigs: the given overrides replace all existing ones.
+    Replace(Vec<(String, Option<String>)>),
+    /// IncrementalAlterConfigs.
+    Incremental(Vec<(String, AlterConfigOp, Option<String>)>),
+}
+
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "Vec<(String, Result<(), ApiError>)>")]
+pub struct AlterTopicConfigs {
+    pub changes: Vec<(String, ConfigChange)>,
+    pub validate_only: bool,
+}
+
+/// The recipients a broker's connections forward admin requests to: the elected controller,
+/// through this broker's controller actor (which forwards when another broker is controller).
+#[derive(Debug, Clone)]
+pub struct ControllerLink {
+    pub controller_id: i32,
+    pub create_topics: Recipient<CreateTopics>,
+    pub delete_topics: Recipient<DeleteTopics>,
+    pub create_partitions: Recipient<CreatePartitions>,
+    pub alter_topic_configs: Recipient<AlterTopicConfigs>,
+    /// ElectLeaders (preferred or unclean).
+    pub elect_leaders: Recipient<ElectLeaders>,
+    /// InitProducerId's id source (one block at a time from the cluster-wide allocator).
+    pub producer_ids: super::producer_ids::ProducerIdManager,
+}

@@ -73,7 +73,7 @@ use tokio::sync::mpsc;
 pub use embedded::{CoordinationConfig, EmbeddedClient, EmbeddedCoordination, LinkSwitch};
 pub use error::{CoordinationError, Result};
 pub use remote::RemoteClient;
-pub use server::CoordinatorServer;
+pub use server::{CoordinatorLimits, CoordinatorServer};
 pub use tree::{SessionInfo, TreeStatus};
 pub use types::{
     Chroot, CreateMode, EventType, Op, OpResult, Request, Response, SessionEvent, SessionId,

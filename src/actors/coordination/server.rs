@@ -8,15 +8,26 @@
 //! session stays (detached, its events buffered) until it is resumed or times out, as a
 //! ZooKeeper session survives a connection loss shorter than its timeout. Bad input (garbage,
 //! an oversized or unknown frame, a second `Connect`) closes that connection only.
+//!
+//! Floods are bounded with ZooKeeper's own limits ([`CoordinatorLimits`]): `maxClientCnxns`
+//! connections per client IP (default 60; more are closed as they are accepted), at most
+//! `globalOutstandingLimit` requests per connection read but not yet answered on the socket
+//! (default 1000; at the bound the connection is not read, so TCP pushes back on a client that
+//! floods or never reads its answers), and a connection silent for its session timeout (no
+//! frame, or a partial frame not completed) or whose answers make no progress into its socket
+//! for that long is closed, as ZooKeeper closes the connection of a session it expires.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
+
+use crate::protocol::connection_quotas::{ConnectionQuotas, ListenerKind};
 
 use super::embedded::EmbeddedCoordination;
 use super::error::CoordinationError;
@@ -26,6 +37,24 @@ use super::wire::{encode_frame, read_frame, ClientMessage, ServerMessage};
 
 /// How long a new connection may take to say `Connect`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// ZooKeeper's limits on what clients may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct CoordinatorLimits {
+    /// `maxClientCnxns`: connections per client IP; 0 is unlimited.
+    pub max_client_cnxns: usize,
+    /// `globalOutstandingLimit`, applied per connection: requests read and not yet answered.
+    pub max_outstanding: usize,
+}
+
+impl Default for CoordinatorLimits {
+    fn default() -> Self {
+        Self {
+            max_client_cnxns: 60,
+            max_outstanding: 1000,
+        }
+    }
+}
 
 /// A running TCP server; [`CoordinatorServer::stop`] (or dropping it) closes the listener and
 /// every connection.
@@ -42,27 +71,59 @@ impl CoordinatorServer {
         addr: &str,
         service: EmbeddedCoordination,
     ) -> std::io::Result<CoordinatorServer> {
+        Self::bind_with(addr, service, CoordinatorLimits::default()).await
+    }
+
+    /// [`CoordinatorServer::bind`] with other limits than ZooKeeper's defaults.
+    pub async fn bind_with(
+        addr: &str,
+        service: EmbeddedCoordination,
+        limits: CoordinatorLimits,
+    ) -> std::io::Result<CoordinatorServer> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self::serve(listener, service))
+        Ok(Self::serve_with(listener, service, limits))
     }
 
     pub fn serve(listener: TcpListener, service: EmbeddedCoordination) -> CoordinatorServer {
+        Self::serve_with(listener, service, CoordinatorLimits::default())
+    }
+
+    pub fn serve_with(
+        listener: TcpListener,
+        service: EmbeddedCoordination,
+        limits: CoordinatorLimits,
+    ) -> CoordinatorServer {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let (stopping, stop_signal) = watch::channel(false);
+        let per_ip = match limits.max_client_cnxns {
+            0 => usize::MAX,
+            n => n,
+        };
+        let quotas = ConnectionQuotas::new(usize::MAX, per_ip, Default::default());
         let accept_loop = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        let slot = match quotas.try_acquire(peer.ip(), ListenerKind::Client) {
+                            Ok(slot) => slot,
+                            Err(reason) => {
+                                let reason =
+                                    reason.replace("max.connections.per.ip", "maxClientCnxns");
+                                tracing::warn!(%peer, %reason, "refusing a coordination connection");
+                                continue;
+                            }
+                        };
                         let service = service.clone();
                         let stop_signal = stop_signal.clone();
                         tokio::spawn(async move {
                             if let Err(reason) =
-                                serve_connection(stream, service, stop_signal).await
+                                serve_connection(stream, service, stop_signal, limits).await
                             {
                                 tracing::warn!(%peer, "closing coordination connection: {reason}");
                             }
+                            drop(slot);
                         });
                     }
                     Err(e) => {
@@ -103,10 +164,17 @@ async fn serve_connection(
     stream: TcpStream,
     service: EmbeddedCoordination,
     mut stopping: watch::Receiver<bool>,
+    limits: CoordinatorLimits,
 ) -> Result<(), Reason> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (out, mut outgoing) = mpsc::unbounded_channel::<ServerMessage>();
+    // Requests read and not yet answered on the socket: the reader takes a permit per
+    // request, the writer gives it back once the answer is written.
+    let outstanding = Arc::new(Semaphore::new(limits.max_outstanding.max(1)));
+    // Until the session is open, the handshake timeout bounds a stalled write.
+    let (stall_tx, stall) = watch::channel(HANDSHAKE_TIMEOUT);
+    let written = outstanding.clone();
     let writer_task = tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
             let frame = match encode_frame(&message) {
@@ -116,10 +184,26 @@ async fn serve_connection(
                     continue;
                 }
             };
-            if writer.write_all(&frame).await.is_err() {
-                break;
+            let limit = *stall.borrow();
+            match tokio::time::timeout(limit, writer.write_all(&frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        "closing coordination connection: the client read nothing for {limit:?}"
+                    );
+                    break;
+                }
+            }
+            if matches!(
+                message,
+                ServerMessage::Reply { .. } | ServerMessage::Ack { .. }
+            ) {
+                written.add_permits(1);
             }
         }
+        // The reader waiting for a permit stops too.
+        written.close();
         let _ = writer.shutdown().await;
     });
 
@@ -182,8 +266,9 @@ async fn serve_connection(
         }
     };
 
+    let _ = stall_tx.send(handle.timeout);
     let result = tokio::select! {
-        result = serve_requests(&mut reader, &handle.actor, &out) => result,
+        result = serve_requests(&mut reader, &handle.actor, &out, &outstanding, handle.timeout) => result,
         _ = stopping.wait_for(|stop| *stop) => Err("server stopping".to_string()),
     };
     // The session outlives its connection: it is only detached.
@@ -208,17 +293,31 @@ async fn serve_connection(
     }
 }
 
-/// Reads requests until the client goes, closes its session, or sends something bad.
+/// Reads requests until the client goes, closes its session, sends something bad, or is
+/// silent (or stalls inside a frame) for its session timeout.
 async fn serve_requests(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
     session: &Addr<SessionActor>,
     out: &mpsc::UnboundedSender<ServerMessage>,
+    outstanding: &Semaphore,
+    session_timeout: Duration,
 ) -> Result<(), Reason> {
     loop {
-        let message = match read_frame::<ClientMessage>(reader).await {
-            Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+        // At the bound the socket is not read: TCP flow control pushes back on the client.
+        match outstanding.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Ok(()),
+        }
+        let read = tokio::time::timeout(session_timeout, read_frame::<ClientMessage>(reader));
+        let message = match read.await {
+            Ok(Ok(Some(message))) => message,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                return Err(format!(
+                    "no whole frame within the session timeout ({session_timeout:?})"
+                ))
+            }
         };
         match message {
             ClientMessage::Request { xid, request } => {

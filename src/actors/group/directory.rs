@@ -9,7 +9,8 @@ use kafka_protocol::error::ResponseError;
 
 use super::api::{CoordinatorDirectory, OffsetsTopicLeader};
 use super::offsets_records::GROUP_METADATA_TOPIC_NAME;
-use crate::actors::local_controller::{self, ControllerLink, NewTopic};
+use crate::actors::controller::messages;
+use crate::actors::controller::messages::{ControllerLink, NewTopic};
 use crate::actors::metadata_cache::MetadataCache;
 use crate::config::BrokerConfig;
 
@@ -105,7 +106,7 @@ impl CoordinatorDirectory for MetadataDirectory {
         let live = self.metadata.snapshot().brokers.len();
         let topic = self.offsets_topic(live);
         let creating = Arc::clone(&self.creating);
-        let request = link.create_topics.send(local_controller::CreateTopics {
+        let request = link.create_topics.send(messages::CreateTopics {
             topics: vec![topic],
             validate_only: false,
         });

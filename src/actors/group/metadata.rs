@@ -15,6 +15,27 @@ use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
+/// The partitions a consumer-protocol assignment (a SyncGroup answer's bytes, as
+/// `DescribeGroups` reports it) gives, by topic; `None` when the bytes are not one (another
+/// protocol type, or a member not yet assigned).
+pub fn consumer_assignment(bytes: &Bytes) -> Option<Vec<(String, Vec<i32>)>> {
+    use bytes::Buf;
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    if bytes.len() < 2 {
+        return None;
+    }
+    let mut buf = bytes.clone();
+    let version = buf.get_i16();
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    Some(
+        a.assigned_partitions
+            .into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect(),
+    )
+}
+
 /// A group's place in the classic rebalance protocol (Kafka's `GroupState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupState {

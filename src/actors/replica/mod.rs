@@ -180,6 +180,14 @@ pub struct Replica {
     isr_proposer: Option<Recipient<ProposeIsr>>,
     /// Set by [`Halt`]: the replica stops as in a crash.
     halted: bool,
+    /// Set once an I/O error hit this replica's log dir (or the broker marked the dir
+    /// offline after another replica's error): Kafka's offline replica. It serves nothing
+    /// and answers KAFKA_STORAGE_ERROR until the broker restarts; its files are left as they
+    /// are for the next start's recovery.
+    log_dir_offline: bool,
+    /// Where an I/O error is reported (Kafka's `LogDirFailureChannel`): the broker takes the
+    /// whole dir offline. `None` in tests that run a replica alone.
+    log_dir_failures: Option<Recipient<LogDirFailed>>,
 }
 
 impl Replica {
@@ -227,7 +235,52 @@ impl Replica {
             lag_time_max: Duration::from_millis(30_000),
             isr_proposer: None,
             halted: false,
+            log_dir_offline: false,
+            log_dir_failures: None,
         }
+    }
+
+    /// Reports I/O errors on the log to `failures` (the broker).
+    pub fn with_log_dir_failures(mut self, failures: Recipient<LogDirFailed>) -> Self {
+        self.log_dir_failures = Some(failures);
+        self
+    }
+
+    /// The error for a failed log operation. An I/O error takes the replica offline and
+    /// reports its log dir as failed: a full disk or a failing device is the dir's fault,
+    /// not this request's, and a log whose last write may be torn must not be written again.
+    pub(crate) fn storage_failure(&mut self, e: StorageError) -> ApiError {
+        if matches!(e, StorageError::Io { .. }) && !self.log_dir_offline {
+            tracing::error!(partition = %self.tp, error = %e, "I/O error on the log: its log dir goes offline");
+            self.go_offline();
+            if let (Some(failures), Some(log)) = (&self.log_dir_failures, &self.log) {
+                failures.do_send(LogDirFailed {
+                    log_dir: log.dir().parent().unwrap_or(log.dir()).to_path_buf(),
+                    reason: format!("{}: {e}", self.tp),
+                });
+            }
+        }
+        storage_error(&self.tp, e)
+    }
+
+    /// Serves nothing from now on; waiters on its progress give up.
+    fn go_offline(&mut self) {
+        self.log_dir_offline = true;
+        self.role = Role::Offline;
+        let mut last = *self.progress.borrow();
+        last.is_leader = false;
+        last.stopped = true;
+        self.progress.send_replace(last);
+    }
+
+    fn offline_error(&self) -> ApiError {
+        ApiError::with_message(
+            ResponseError::KafkaStorageError,
+            format!(
+                "{}: its log dir on broker {} is offline",
+                self.tp, self.broker_id
+            ),
+        )
     }
 
     /// Sets `replica.lag.time.max.ms` and where ISR changes are proposed.
@@ -318,6 +371,9 @@ impl Replica {
     }
 
     fn log(&self) -> Result<&PartitionLog, ApiError> {
+        if self.log_dir_offline {
+            return Err(self.offline_error());
+        }
         self.log.as_ref().ok_or_else(|| {
             ApiError::with_message(
                 ResponseError::NotLeaderOrFollower,
@@ -327,6 +383,9 @@ impl Replica {
     }
 
     fn log_mut(&mut self) -> Result<&mut PartitionLog, ApiError> {
+        if self.log_dir_offline {
+            return Err(self.offline_error());
+        }
         let tp = &self.tp;
         self.log.as_mut().ok_or_else(|| {
             ApiError::with_message(
@@ -341,7 +400,9 @@ impl Replica {
     }
 
     fn require_leader(&self) -> Result<(), ApiError> {
-        if self.is_leader() {
+        if self.log_dir_offline {
+            Err(self.offline_error())
+        } else if self.is_leader() {
             Ok(())
         } else {
             Err(ApiError::with_message(
@@ -463,6 +524,9 @@ impl Replica {
     }
 
     fn apply_leader_and_isr(&mut self, state: LeaderAndIsrState) -> Result<RoleChange, ApiError> {
+        if self.log_dir_offline {
+            return Err(self.offline_error());
+        }
         if state.leader_epoch < self.leader_epoch {
             return Err(ApiError::with_message(
                 ResponseError::FencedLeaderEpoch,
@@ -714,6 +778,39 @@ impl Handler<ApplyLeaderAndIsr> for Replica {
     }
 }
 
+/// A replica's log dir failed (an I/O error on its log): sent to the broker, which takes the
+/// whole dir offline.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct LogDirFailed {
+    pub log_dir: PathBuf,
+    pub reason: String,
+}
+
+/// The broker took `log_dir` offline: a replica whose log lives there stops serving.
+/// Answers whether it did.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "bool")]
+pub struct LogDirOffline {
+    pub log_dir: PathBuf,
+}
+
+impl Handler<LogDirOffline> for Replica {
+    type Result = bool;
+
+    fn handle(&mut self, msg: LogDirOffline, _: &mut Self::Context) -> bool {
+        let here = self
+            .log
+            .as_ref()
+            .is_some_and(|log| log.dir().parent() == Some(msg.log_dir.as_path()));
+        if here && !self.log_dir_offline {
+            tracing::warn!(partition = %self.tp, log_dir = %msg.log_dir.display(), "log dir offline: the replica stops serving");
+            self.go_offline();
+        }
+        here
+    }
+}
+
 /// A leader append of batches the connection already validated.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<AppendOutcome, ApiError>")]
@@ -786,11 +883,11 @@ impl Handler<AppendRecords> for Replica {
             }
         }
         let segments_before = self.log()?.segment_count();
-        let log = self.log_mut()?;
-        let info = log
-            .append_as_leader(msg.batches, epoch, now_ms())
-            .map_err(|e| storage_error(&tp, e))?;
-        let rolled = log.segment_count() > segments_before;
+        let appended = self
+            .log_mut()?
+            .append_as_leader(msg.batches, epoch, now_ms());
+        let info = appended.map_err(|e| self.storage_failure(e))?;
+        let rolled = self.log()?.segment_count() > segments_before;
         let mut offset = info.first_offset;
         for h in &headers {
             if h.has_producer_id() {
@@ -1472,6 +1569,57 @@ mod tests {
         let replica = start_replica(dir.path());
         let err = append(&replica, &["a"]).await.unwrap_err();
         assert_eq!(err.code, ResponseError::NotLeaderOrFollower.code());
+    }
+
+    #[actix::test]
+    async fn a_replica_whose_log_dir_goes_offline_answers_kafka_storage_error_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_replica(dir.path());
+        replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        append(&replica, &["a"]).await.unwrap();
+        let elsewhere = LogDirOffline {
+            log_dir: dir.path().join("another-dir"),
+        };
+        assert!(!replica.addr.send(elsewhere).await.unwrap());
+        append(&replica, &["b"]).await.unwrap();
+        let here = LogDirOffline {
+            log_dir: dir.path().to_path_buf(),
+        };
+        assert!(replica.addr.send(here).await.unwrap());
+        let storage_error = ResponseError::KafkaStorageError.code();
+        assert_eq!(
+            append(&replica, &["c"]).await.unwrap_err().code,
+            storage_error
+        );
+        let again = replica
+            .addr
+            .send(ApplyLeaderAndIsr(leader_state(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.unwrap_err().code,
+            storage_error,
+            "it takes no new role"
+        );
+        let read = replica
+            .addr
+            .send(ReadRecords {
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                min_one: true,
+                isolation: FetchIsolation::LogEnd,
+                current_leader_epoch: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(read.error.map(|e| e.code), Some(storage_error));
+        let progress = replica.progress();
+        assert!(progress.stopped && !progress.is_leader, "waiters give up");
     }
 
     #[actix::test]

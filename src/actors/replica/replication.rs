@@ -443,10 +443,8 @@ impl Handler<AppendAsFollower> for Replica {
         if !msg.records.is_empty() {
             let segments_before = self.log()?.segment_count();
             let records = msg.records.clone();
-            let info = self
-                .log_mut()?
-                .append_as_follower(msg.records)
-                .map_err(|e| storage_error(&tp, e))?;
+            let appended = self.log_mut()?.append_as_follower(msg.records);
+            let info = appended.map_err(|e| self.storage_failure(e))?;
             if info.bytes > 0 {
                 let mut position = 0;
                 while position + BatchHeader::SIZE <= info.bytes {
@@ -526,6 +524,13 @@ impl Handler<TruncateToDivergence> for Replica {
         if target < log_end {
             tracing::info!(partition = %self.tp, from = log_end, to = target, leader_epoch = epoch, leader_end_offset = end_offset, "truncating to where the leader's log diverges");
             self.truncate_log_to(target)?;
+        } else {
+            // No record goes, but an epoch we assigned at our log end as a leader that never
+            // appended must (see `PartitionLog::truncate_to`), or the next fetch diverges again.
+            let tp = self.tp.clone();
+            self.log_mut()?
+                .truncate_to(target)
+                .map_err(|e| storage_error(&tp, e))?;
         }
         self.follower_position()
     }
@@ -1118,6 +1123,39 @@ mod tests {
             .unwrap()
             .records;
         assert_eq!(a, b, "the logs no longer diverge");
+    }
+
+    #[actix::test]
+    async fn a_former_leader_that_appended_nothing_in_its_epoch_drops_that_epoch_and_catches_up() {
+        // Found by `weir chaos`: broker 2 led epoch 0 (two records), became leader again in
+        // epoch 1 (assigning it at its log end) but appended nothing before broker 1 took
+        // over in epoch 2. Broker 1 never saw epoch 1, so it answers broker 2's fetch with a
+        // divergence at the end of epoch 0 — exactly broker 2's log end. Nothing is cut, but
+        // the empty epoch 1 must go, or every later fetch diverges the same way and broker 2
+        // never rejoins the ISR.
+        let dir = tempfile::tempdir().unwrap();
+        let old = start(dir.path(), 2, Duration::from_secs(30), None);
+        become_(&old, 2, 0, &[2]).await;
+        append_n(&old, 2).await;
+        become_(&old, 2, 1, &[2]).await;
+        become_(&old, 1, 2, &[1]).await;
+        let position = old
+            .addr
+            .send(TruncateToDivergence {
+                leader_epoch: 2,
+                diverging: DivergingEpoch {
+                    epoch: 0,
+                    end_offset: 2,
+                },
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(position.log_end_offset, 2, "no record is cut");
+        assert_eq!(
+            position.last_epoch, 0,
+            "the empty epoch 1 is gone, so the next fetch agrees with the leader"
+        );
     }
 
     #[actix::test]

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey
 
 use super::describe_configs::RESOURCE_TOPIC;
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
-use crate::actors::local_controller::{AlterTopicConfigs, ConfigChange};
+use crate::actors::controller::messages::{AlterTopicConfigs, ConfigChange};
 use crate::protocol::error::ApiError;
 
 pub struct AlterConfigs;

@@ -12,7 +12,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
-use crate::actors::local_controller::{self, NewPartitions};
+use crate::actors::controller::messages;
+use crate::actors::controller::messages::NewPartitions;
 
 pub struct CreatePartitions;
 
@@ -46,7 +47,7 @@ impl KafkaApi for CreatePartitions {
         let send = ctx
             .controller
             .create_partitions
-            .send(local_controller::CreatePartitions {
+            .send(messages::CreatePartitions {
                 topics,
                 validate_only: request.validate_only,
             });

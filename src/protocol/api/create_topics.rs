@@ -14,7 +14,8 @@ use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse
 
 use super::describe_configs::topic_config_entries;
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
-use crate::actors::local_controller::{self, NewTopic};
+use crate::actors::controller::messages;
+use crate::actors::controller::messages::NewTopic;
 
 pub struct CreateTopics;
 
@@ -56,13 +57,10 @@ impl KafkaApi for CreateTopics {
             })
             .collect();
         let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-        let send = ctx
-            .controller
-            .create_topics
-            .send(local_controller::CreateTopics {
-                topics,
-                validate_only: request.validate_only,
-            });
+        let send = ctx.controller.create_topics.send(messages::CreateTopics {
+            topics,
+            validate_only: request.validate_only,
+        });
         async move {
             let outcomes = match send.await {
                 Ok(outcomes) => outcomes,

@@ -12,7 +12,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
-use crate::actors::local_controller::{self, TopicRef};
+use crate::actors::controller::messages;
+use crate::actors::controller::messages::TopicRef;
 
 pub struct DeleteTopics;
 
@@ -48,7 +49,7 @@ impl KafkaApi for DeleteTopics {
         let send = ctx
             .controller
             .delete_topics
-            .send(local_controller::DeleteTopics { topics });
+            .send(messages::DeleteTopics { topics });
         async move {
             let outcomes = match send.await {
                 Ok(outcomes) => outcomes,
@@ -56,7 +57,7 @@ impl KafkaApi for DeleteTopics {
                     tracing::warn!(error = %e, "the controller did not answer DeleteTopics");
                     requested
                         .into_iter()
-                        .map(|t| local_controller::DeleteTopicOutcome {
+                        .map(|t| messages::DeleteTopicOutcome {
                             name: match &t {
                                 TopicRef::Name(n) => Some(n.clone()),
                                 TopicRef::Id(_) => None,

@@ -1,5 +1,6 @@
 //! DescribeLogDirs: this broker's log dirs with the partitions each holds and their sizes,
-//! gathered by the broker actor from its replicas.
+//! gathered by the broker actor from its replicas; an offline dir is answered with
+//! KAFKA_STORAGE_ERROR and no partitions, as Kafka does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,11 @@ impl KafkaApi for DescribeLogDirs {
                         );
                     }
                     let mut result = DescribeLogDirsResult::default()
+                        .with_error_code(if dir.offline {
+                            ResponseError::KafkaStorageError.code()
+                        } else {
+                            0
+                        })
                         .with_log_dir(str_bytes(dir.dir.display().to_string()))
                         .with_topics(
                             by_topic

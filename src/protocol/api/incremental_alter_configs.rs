@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 use super::alter_configs::{alter_topics, refuse_resource};
 use super::describe_configs::RESOURCE_TOPIC;
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
-use crate::actors::local_controller::{AlterConfigOp, ConfigChange};
+use crate::actors::controller::messages::{AlterConfigOp, ConfigChange};
 use crate::protocol::error::ApiError;
 
 pub struct IncrementalAlterConfigs;

@@ -2,10 +2,10 @@
 //! `kafka-protocol` crate cannot decode: Produce v0–2 and Fetch v0–3 (the old message
 //! formats), ListOffsets v0, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
 //! DescribeLogDirs v0 and OffsetForLeaderEpoch v0–1. Each gets a well-formed response at its
-//! own version saying UNSUPPORTED_VERSION for every topic or partition it names, so an old client fails with a
-//! clear error instead of a dropped connection. A small bounds-checked reader and writer for
-//! the non-flexible encoding is all that takes.
-
+//! own version saying UNSUPPORTED_VERSION for every topic or partition it names, so an old
+//! client fails with a clear error instead of a dropped connection. The ACL APIs' v0 get
+//! SECURITY_DISABLED, as every version does (see `acls`). A small bounds-checked reader and
+//! writer for the non-flexible encoding is all that takes.
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
@@ -14,6 +14,7 @@ use kafka_protocol::messages::ApiKey;
 use super::{finish_frame, CloseConnection, Outcome, PendingResponse};
 
 const UNSUPPORTED: i16 = ResponseError::UnsupportedVersion.code();
+const SECURITY_DISABLED: i16 = ResponseError::SecurityDisabled.code();
 
 /// A bounds-checked reader over a request body.
 struct Reader {
@@ -271,6 +272,47 @@ pub fn respond(
                     }
                     out.put_i64(-1);
                 });
+            }
+            // The ACL APIs' v0 (no pattern types) get what every version gets from a broker
+            // without an authorizer: SECURITY_DISABLED (see `acls`).
+            ApiKey::DescribeAcls => {
+                out.put_i32(0);
+                out.put_i16(SECURITY_DISABLED);
+                put_string(&mut out, super::acls::DESCRIBE_MESSAGE.as_bytes());
+                out.put_i32(0);
+            }
+            ApiKey::CreateAcls => {
+                let creations = r.array(|r| {
+                    r.i8()?;
+                    r.string()?;
+                    r.string()?;
+                    r.string()?;
+                    r.i8()?;
+                    r.i8()
+                })?;
+                out.put_i32(0);
+                out.put_i32(creations.len() as i32);
+                for _ in creations {
+                    out.put_i16(SECURITY_DISABLED);
+                    put_string(&mut out, super::acls::CHANGE_MESSAGE.as_bytes());
+                }
+            }
+            ApiKey::DeleteAcls => {
+                let filters = r.array(|r| {
+                    r.i8()?;
+                    r.nullable_string()?;
+                    r.nullable_string()?;
+                    r.nullable_string()?;
+                    r.i8()?;
+                    r.i8()
+                })?;
+                out.put_i32(0);
+                out.put_i32(filters.len() as i32);
+                for _ in filters {
+                    out.put_i16(SECURITY_DISABLED);
+                    put_string(&mut out, super::acls::CHANGE_MESSAGE.as_bytes());
+                    out.put_i32(0);
+                }
             }
             other => return Err(format!("{other:?} v{version} has no legacy codec")),
         }

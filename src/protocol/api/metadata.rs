@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
-use crate::actors::local_controller::{CreateTopics, NewTopic};
+use crate::actors::controller::messages::{CreateTopics, NewTopic};
 use crate::actors::metadata_cache::{
     validate_topic_name, MetadataSnapshot, TopicMetadata, NO_LEADER,
 };

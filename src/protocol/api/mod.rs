@@ -11,6 +11,7 @@
 //! UNSUPPORTED_VERSION; an API key that is not advertised closes the connection, as an
 //! unknown key does in Kafka.
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -43,7 +44,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::actors::broker::{Broker, LocalReplicas};
-use crate::actors::local_controller::ControllerLink;
+use crate::actors::controller::messages::ControllerLink;
 use crate::actors::metadata_cache::{MetadataCache, MetadataSnapshot};
 use crate::config::{BrokerConfig, TopicConfig};
 
@@ -182,6 +183,9 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<init_producer_id::InitProducerId>(),
         entry::<offset_for_leader_epoch::OffsetForLeaderEpoch>(),
         entry::<elect_leaders::ElectLeaders>(),
+        entry::<acls::DescribeAcls>(),
+        entry::<acls::CreateAcls>(),
+        entry::<acls::DeleteAcls>(),
         // [groups]
         entry::<groups::OffsetCommit>(),
         entry::<groups::OffsetFetch>(),
@@ -341,6 +345,9 @@ fn route<R: Route>(route: &R, frame: Bytes) -> Result<R::Output, CloseConnection
             route.api::<offset_for_leader_epoch::OffsetForLeaderEpoch>(api, version, frame)
         }
         ApiKey::ElectLeaders => route.api::<elect_leaders::ElectLeaders>(api, version, frame),
+        ApiKey::DescribeAcls => route.api::<acls::DescribeAcls>(api, version, frame),
+        ApiKey::CreateAcls => route.api::<acls::CreateAcls>(api, version, frame),
+        ApiKey::DeleteAcls => route.api::<acls::DeleteAcls>(api, version, frame),
 
         // ---------------------------------------------------------------------------------
         // [groups] The consumer-group coordinator's APIs (src/actors/group/) with Kafka 3.7's

@@ -110,6 +110,20 @@ const ELECT_LEADERS: &[Field] = &[
     f(I32, 0, ANY),
 ];
 
+// DescribeAcls, CreateAcls, DeleteAcls (flexible from v2; pattern types from v1).
+const DESCRIBE_ACLS: &[Field] = &[
+    f(I8, 0, ANY),
+    f(Str, 0, ANY),
+    f(I8, 1, ANY),
+    f(Str, 0, ANY),
+    f(Str, 0, ANY),
+    f(I8, 0, ANY),
+    f(I8, 0, ANY),
+];
+const ACL_CREATION: &[Field] = DESCRIBE_ACLS;
+const CREATE_ACLS: &[Field] = &[f(Arr(ACL_CREATION), 0, ANY)];
+const DELETE_ACLS: &[Field] = &[f(Arr(DESCRIBE_ACLS), 0, ANY)];
+
 // OffsetForLeaderEpoch (flexible from v4).
 const OFFSET_FOR_LEADER_EPOCH_PARTITION: &[Field] =
     &[f(I32, 0, ANY), f(I32, 2, ANY), f(I32, 0, ANY)];
@@ -328,6 +342,9 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::OffsetForLeaderEpoch => (OFFSET_FOR_LEADER_EPOCH, 4),
         ApiKey::ElectLeaders => (ELECT_LEADERS, 2),
+        ApiKey::DescribeAcls => (DESCRIBE_ACLS, 2),
+        ApiKey::CreateAcls => (CREATE_ACLS, 2),
+        ApiKey::DeleteAcls => (DELETE_ACLS, 2),
         ApiKey::OffsetCommit => (OFFSET_COMMIT, 8),
         ApiKey::OffsetFetch => (OFFSET_FETCH, 6),
         ApiKey::FindCoordinator => (FIND_COORDINATOR, 3),
@@ -571,6 +588,32 @@ mod tests {
                             .with_topic(name("t"))
                             .with_partitions(vec![0, 1]),
                     ])),
+                    version,
+                )
+            }
+            ApiKey::DescribeAcls => encode(
+                &DescribeAclsRequest::default()
+                    .with_resource_name_filter(Some(StrBytes::from_static_str("t")))
+                    .with_principal_filter(Some(StrBytes::from_static_str("User:a"))),
+                version,
+            ),
+            ApiKey::CreateAcls => {
+                use kafka_protocol::messages::create_acls_request as ca;
+                let creation = ca::AclCreation::default()
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_principal(StrBytes::from_static_str("User:a"))
+                    .with_host(StrBytes::from_static_str("*"));
+                encode(
+                    &CreateAclsRequest::default().with_creations(vec![creation.clone(), creation]),
+                    version,
+                )
+            }
+            ApiKey::DeleteAcls => {
+                use kafka_protocol::messages::delete_acls_request as da;
+                encode(
+                    &DeleteAclsRequest::default()
+                        .with_filters(vec![da::DeleteAclsFilter::default()
+                            .with_host_filter(Some(StrBytes::from_static_str("*")))]),
                     version,
                 )
             }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
 use weir::actors::coordination::{
-    self, CoordinationClient, CoordinationConfig, CoordinatorServer, CreateMode,
+    self, CoordinationClient, CoordinationConfig, CoordinatorLimits, CoordinatorServer, CreateMode,
     EmbeddedCoordination, LinkSwitch, SessionEvents,
 };
 
@@ -217,10 +217,17 @@ impl Service {
     }
 }
 
+/// No per-IP connection limit: the conformance suite opens a hundred sessions from one
+/// address (the ZooKeeper it also runs against has `maxClientCnxns=0` too).
+const UNLIMITED: CoordinatorLimits = CoordinatorLimits {
+    max_client_cnxns: 0,
+    max_outstanding: 1000,
+};
+
 async fn retry_bind(addr: &str, service: EmbeddedCoordination) -> CoordinatorServer {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match CoordinatorServer::bind(addr, service.clone()).await {
+        match CoordinatorServer::bind_with(addr, service.clone(), UNLIMITED).await {
             Ok(server) => return server,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!("bind {addr}: {e}; retrying");
@@ -249,7 +256,8 @@ pub async fn start_binary(port: u16, data_dir: &Path) -> ChildGuard {
 /// `weir coordinator` listening on `listen` (`host:port`).
 pub async fn start_binary_on(listen: &str, data_dir: &Path) -> ChildGuard {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["coordinator", "--listen", listen, "--data-dir"])
+        .args(["coordinator", "--max-client-cnxns", "0", "--listen", listen])
+        .arg("--data-dir")
         .arg(data_dir)
         .env("WEIR_COORDINATOR_TICK_MS", TICK.as_millis().to_string())
         .env("WEIR_LOG", "warn")

@@ -412,6 +412,72 @@ fn every_advertised_version_of_every_api_is_answered() {
         );
     }
 
+    // Without an authorizer Kafka answers every ACL request SECURITY_DISABLED (54).
+    // v0 (no pattern types), which kafka-protocol cannot encode, by hand: the response's
+    // error code follows its throttle time; each creation or filter result starts with one.
+    let describe_v0 = c.raw(
+        ApiKey::DescribeAcls,
+        0,
+        &[1, 255, 255, 255, 255, 255, 255, 1, 1],
+    );
+    assert_eq!(&describe_v0[4..6], &54i16.to_be_bytes(), "DescribeAcls v0");
+    let mut creation = vec![0, 0, 0, 1, 2, 0, 1, b'v'];
+    creation.extend_from_slice(&[0, 10]);
+    creation.extend_from_slice(b"User:alice");
+    creation.extend_from_slice(&[0, 1, b'*', 3, 3]);
+    let create_v0 = c.raw(ApiKey::CreateAcls, 0, &creation);
+    assert_eq!(&create_v0[4..10], &[0, 0, 0, 1, 0, 54], "CreateAcls v0");
+    let delete_v0 = c.raw(
+        ApiKey::DeleteAcls,
+        0,
+        &[0, 0, 0, 1, 1, 255, 255, 255, 255, 255, 255, 1, 1],
+    );
+    assert_eq!(&delete_v0[4..10], &[0, 0, 0, 1, 0, 54], "DeleteAcls v0");
+    for v in range(ApiKey::DescribeAcls).filter(|v| *v >= 1) {
+        let r: DescribeAclsResponse = c.call(
+            ApiKey::DescribeAcls,
+            v,
+            &DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(3)
+                .with_operation(1)
+                .with_permission_type(1),
+        );
+        assert_eq!(r.error_code, 54, "DescribeAcls v{v}");
+    }
+    for v in range(ApiKey::CreateAcls).filter(|v| *v >= 1) {
+        let creation = create_acls_request::AclCreation::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("v"))
+            .with_resource_pattern_type(3)
+            .with_principal(StrBytes::from_static_str("User:alice"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(3)
+            .with_permission_type(3);
+        let r: CreateAclsResponse = c.call(
+            ApiKey::CreateAcls,
+            v,
+            &CreateAclsRequest::default().with_creations(vec![creation.clone(), creation]),
+        );
+        let codes: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [54, 54], "CreateAcls v{v}");
+    }
+    for v in range(ApiKey::DeleteAcls).filter(|v| *v >= 1) {
+        let r: DeleteAclsResponse = c.call(
+            ApiKey::DeleteAcls,
+            v,
+            &DeleteAclsRequest::default().with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(3)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]),
+        );
+        let codes: Vec<i16> = r.filter_results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, [54], "DeleteAcls v{v}");
+    }
+
     // Idempotent producers get a fresh id with epoch 0 each time; transactional ids are
     // refused (transactions are not served).
     let mut last_id = -1;

@@ -1,0 +1,501 @@
+//! The sweep of Kafka's guards against floods and bad input, on each of weir's ports: the Kafka
+//! port of an in-process broker, `weir coordinator`'s port, and the inter-broker port (the
+//! peer server's own bad-input and stall tests are in `transport::tcp`). Every attacker is a
+//! raw socket; meanwhile a well-behaved client keeps producing and reading back everything it
+//! stored, so each case asserts: the attacker's connection is closed (or refused), the server
+//! stays up, and nothing stored is lost.
+//!
+//! Attackers on the Kafka port connect from 127.0.0.2 and 127.0.0.3 (Linux routes the whole
+//! 127/8 to loopback), so per-IP limits hit them and not the steady client on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    fetch_request, ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, RequestHeader,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use weir::actors::coordination::{
+    CoordinationConfig, CoordinatorLimits, CoordinatorServer, CreateMode, EmbeddedCoordination,
+};
+use weir::cluster::Cluster;
+
+use crate::wire::WireClient;
+
+/// How long the server has to close a connection it must close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+const IDLE_MS: u64 = 3000;
+const TOPIC: &str = "steady";
+
+/// A connection from `source` (an address on the loopback).
+async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.expect("connect")
+}
+
+/// Reads (and drops) until the server closes; panics if it stays open past `within`.
+async fn assert_closed(stream: &mut TcpStream, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("{what}: the connection is still open after {within:?}"),
+        }
+    }
+}
+
+/// Writes `frame` over and over without reading until the server stops reading (a write
+/// blocks for 500 ms); returns the bytes written, which must stay bounded.
+async fn flood_without_reading(stream: &mut TcpStream, frame: &[u8]) -> usize {
+    let mut written = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), stream.write_all(frame)).await {
+            Ok(Ok(())) => written += frame.len(),
+            Ok(Err(_)) | Err(_) => return written,
+        }
+        assert!(
+            written < 256 << 20,
+            "the server kept reading a client that reads nothing: {written} bytes"
+        );
+    }
+}
+
+/// Keeps writing `frame` to a peer that stopped reading it: the server must drop the
+/// connection (the writes then fail) within `within`.
+async fn assert_dropped_while_blocked(
+    stream: &mut TcpStream,
+    frame: &[u8],
+    within: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.write_all(frame)).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => return,
+            Err(_) => panic!("{what}: the connection is still open after {within:?}"),
+        }
+    }
+}
+
+fn request<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("hardening")))
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// A frame with a well-formed size prefix around `body`.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The well-behaved client: produces one more record and reads back every one so far. Like
+/// any Kafka client it reconnects when the broker closed its connection for idleness.
+struct Steady {
+    addr: SocketAddr,
+    client: WireClient,
+    stored: Vec<Bytes>,
+}
+
+impl Steady {
+    async fn check(&mut self, after: &str) {
+        let value = Bytes::from(format!("record after {after}"));
+        let produced = match self
+            .client
+            .produce(TOPIC, 0, -1, std::slice::from_ref(&value), 10_000)
+            .await
+        {
+            Ok(p) => p,
+            Err(_) => {
+                self.client = WireClient::connect(self.addr).await.unwrap();
+                self.client
+                    .produce(TOPIC, 0, -1, std::slice::from_ref(&value), 10_000)
+                    .await
+                    .unwrap_or_else(|e| panic!("the steady client's produce after {after}: {e}"))
+            }
+        };
+        assert_eq!(produced.error_code, 0, "producing after {after}");
+        self.stored.push(value);
+        let (code, read) = self.client.read_all(TOPIC, 0, 0).await.unwrap();
+        assert_eq!(code, 0, "reading after {after}");
+        let read: Vec<Bytes> = read.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(
+            read, self.stored,
+            "everything stored is still there after {after}"
+        );
+    }
+}
+
+#[actix::test]
+async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_producing() {
+    crate::support::init_test_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .base_port(0)
+        .data_dir(dir.path())
+        .worker_threads(2)
+        .set("connections.max.idle.ms", IDLE_MS.to_string())
+        .set("queued.max.requests", "8")
+        .set("socket.request.max.bytes", (1 << 20).to_string())
+        .set("max.connections", "40")
+        .set("max.connections.per.ip.overrides", "127.0.0.2:5")
+        .start()
+        .await
+        .expect("cluster starts");
+    let addr = cluster.broker(1).unwrap().addr;
+    let mut steady = Steady {
+        addr,
+        client: WireClient::connect(addr).await.unwrap(),
+        stored: Vec::new(),
+    };
+    assert_eq!(
+        steady.client.create_topic(TOPIC, 1, 1, &[]).await.unwrap(),
+        0
+    );
+    crate::support::wait_until_async("the topic has a leader", Duration::from_secs(30), || {
+        let p = cluster
+            .status()
+            .partitions
+            .into_iter()
+            .find(|p| p.topic == TOPIC && p.leader >= 0);
+        async move { p }
+    })
+    .await;
+    steady.check("start").await;
+
+    // Bad input, one class per connection: each is closed, nothing else is.
+    let mut unknown_key = request(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default());
+    unknown_key[4..6].copy_from_slice(&9999i16.to_be_bytes());
+    let mut unknown_version = request(ApiKey::Metadata, 0, 1, &ApiVersionsRequest::default());
+    unknown_version[6..8].copy_from_slice(&999i16.to_be_bytes());
+    let bad_inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\nHost: weir\r\n\r\n".to_vec()),
+        ("garbage inside a valid frame", framed(&[0xff; 40])),
+        ("an oversized size prefix", i32::MAX.to_be_bytes().to_vec()),
+        ("a negative size prefix", (-2i32).to_be_bytes().to_vec()),
+        ("an unknown API key", unknown_key),
+        ("an unknown API version", unknown_version),
+    ];
+    for (what, bytes) in bad_inputs {
+        let mut attacker = connect_from("127.0.0.3", addr).await;
+        attacker.write_all(&bytes).await.unwrap();
+        assert_closed(&mut attacker, CLOSE_WITHIN, what).await;
+        steady.check(what).await;
+    }
+    // A truncated frame: the client ends inside it.
+    let mut attacker = connect_from("127.0.0.3", addr).await;
+    let whole = request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+    attacker.write_all(&whole[..whole.len() / 2]).await.unwrap();
+    attacker.shutdown().await.unwrap();
+    assert_closed(&mut attacker, CLOSE_WITHIN, "a truncated frame").await;
+    steady.check("a truncated frame").await;
+
+    // connections.max.idle.ms: an idle connection, and a slowloris trickling a partial frame
+    // faster than the idle timeout, are both dropped.
+    let mut idle = connect_from("127.0.0.3", addr).await;
+    let mut slow = connect_from("127.0.0.3", addr).await;
+    let trickle = tokio::spawn(async move {
+        let frame = framed(&[0u8; 200]);
+        let started = Instant::now();
+        for byte in frame {
+            if slow.write_all(&[byte]).await.is_err() {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(IDLE_MS / 4)).await;
+        }
+        None
+    });
+    assert_closed(
+        &mut idle,
+        Duration::from_millis(IDLE_MS) + CLOSE_WITHIN,
+        "an idle connection",
+    )
+    .await;
+    let dropped_after = trickle
+        .await
+        .unwrap()
+        .expect("the slowloris is dropped mid-frame");
+    assert!(
+        dropped_after < Duration::from_millis(IDLE_MS) + CLOSE_WITHIN,
+        "the slowloris was dropped after {dropped_after:?}"
+    );
+    steady.check("idle and slowloris connections").await;
+
+    // A client pipelining fetches of a large record and never reading the answers: the
+    // broker stops reading it (its writes block after a bounded amount), then drops it once
+    // its answers stall for connections.max.idle.ms.
+    let big = Bytes::from(vec![b'b'; 900 * 1024]);
+    assert_eq!(
+        steady.client.create_topic("big", 1, 1, &[]).await.unwrap(),
+        0
+    );
+    crate::support::wait_until_async(
+        "the big topic has a leader",
+        Duration::from_secs(30),
+        || async {
+            let mut c = WireClient::connect(addr).await.ok()?;
+            c.produce("big", 0, 1, std::slice::from_ref(&big), 10_000)
+                .await
+                .ok()
+                .filter(|p| p.error_code == 0)
+        },
+    )
+    .await;
+    let fetch = request(
+        ApiKey::Fetch,
+        11,
+        1,
+        &FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(crate::wire::name("big"))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]),
+    );
+    let mut flooder = connect_from("127.0.0.3", addr).await;
+    let written = flood_without_reading(&mut flooder, &fetch).await;
+    eprintln!(
+        "a pipelining client that reads nothing got {written} bytes in before its writes blocked"
+    );
+    steady.check("a pipelining flood").await;
+    assert_dropped_while_blocked(
+        &mut flooder,
+        &fetch,
+        Duration::from_millis(IDLE_MS) + CLOSE_WITHIN,
+        "a client that never reads",
+    )
+    .await;
+
+    // max.connections.per.ip (overridden to 5 for 127.0.0.2): the sixth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from("127.0.0.2", addr).await);
+    }
+    let mut sixth = connect_from("127.0.0.2", addr).await;
+    assert_closed(
+        &mut sixth,
+        Duration::from_secs(1),
+        "a sixth connection from 127.0.0.2",
+    )
+    .await;
+    // A slot freed: a new connection from 127.0.0.2 is served again.
+    drop(held.pop());
+    crate::support::wait_until_async(
+        "a connection from 127.0.0.2 is served once a slot is free",
+        Duration::from_secs(10),
+        || async {
+            let mut s = connect_from("127.0.0.2", addr).await;
+            let probe = request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default());
+            s.write_all(&probe).await.ok()?;
+            let mut size = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut size))
+                .await
+                .ok()?
+                .ok()
+        },
+    )
+    .await;
+    drop(held);
+    steady.check("per-IP limits").await;
+
+    // max.connections (40 in all): a flood from 127.0.0.3 is refused past it; the steady
+    // client's connection keeps working, and once the flood leaves, new clients get in.
+    steady.check("before a connection flood").await;
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    for _ in 0..60 {
+        let mut s = connect_from("127.0.0.3", addr).await;
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => refused += 1,
+            _ => flood.push(s),
+        }
+    }
+    assert!(refused >= 20, "only {refused} of 60 connections refused");
+    assert!(
+        flood.len() < 40,
+        "{} flood connections admitted",
+        flood.len()
+    );
+    steady.check("a connection flood").await;
+    drop(flood);
+    let mut fresh = crate::support::wait_until_async(
+        "a new client is admitted once the flood left",
+        Duration::from_secs(10),
+        || async {
+            let mut c = WireClient::connect(addr).await.ok()?;
+            c.produce(TOPIC, 0, 1, &[Bytes::from_static(b"fresh")], 10_000)
+                .await
+                .ok()
+                .filter(|p| p.error_code == 0)
+                .map(|_| c)
+        },
+    )
+    .await;
+    steady.stored.push(Bytes::from_static(b"fresh"));
+    let (_, read) = fresh.read_all(TOPIC, 0, 0).await.unwrap();
+    assert_eq!(read.len(), steady.stored.len());
+    steady.check("the end").await;
+    cluster.shutdown().await.expect("clean shutdown");
+}
+
+/// The coordinator's well-behaved client: its znode is still there, and it can still write.
+async fn coordinator_still_serves(
+    client: &weir::actors::coordination::CoordinationClient,
+    after: &str,
+) {
+    let (data, _) = client
+        .get_data("/kept", false)
+        .await
+        .unwrap_or_else(|e| panic!("reading /kept after {after}: {e}"));
+    assert_eq!(data, b"stored before", "after {after}");
+    client
+        .create(
+            "/writes/w-",
+            after.as_bytes(),
+            CreateMode::PersistentSequential,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("writing after {after}: {e}"));
+}
+
+#[actix::test]
+async fn the_coordinator_port_survives_floods_and_bad_input_while_a_session_keeps_working() {
+    use weir::actors::coordination::wire::{encode_frame, ClientMessage};
+    use weir::actors::coordination::Request;
+    crate::support::init_test_logging();
+    let tick = Duration::from_millis(100);
+    let service = EmbeddedCoordination::start(CoordinationConfig::in_memory().with_tick_time(tick))
+        .await
+        .unwrap();
+    let limits = CoordinatorLimits {
+        max_client_cnxns: 5,
+        max_outstanding: 16,
+    };
+    let server = CoordinatorServer::bind_with("127.0.0.1:0", service.clone(), limits)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (client, _events) = weir::actors::coordination::connect(
+        Some(&format!("weir://{addr}")),
+        Duration::from_secs(2),
+        None,
+    )
+    .await
+    .unwrap();
+    client
+        .create("/kept", b"stored before", CreateMode::Persistent)
+        .await
+        .unwrap();
+    client
+        .create("/writes", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    client
+        .create("/big", &vec![7u8; 512 * 1024], CreateMode::Persistent)
+        .await
+        .unwrap();
+    // A session that lasts 1 s (10 ticks): its connection must send a whole frame that often.
+    let connect = encode_frame(&ClientMessage::Connect {
+        session_id: None,
+        timeout_ms: 1000,
+    })
+    .unwrap();
+    let within = Duration::from_secs(1) + CLOSE_WITHIN;
+
+    let mut bad_version = encode_frame(&ClientMessage::Ping { xid: 1 }).unwrap();
+    bad_version[4] = 99;
+    let bad_inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", b"GET / HTTP/1.1\r\nHost: weir\r\n\r\n".to_vec()),
+        ("an oversized length", u32::MAX.to_be_bytes().to_vec()),
+        ("a negative length", (-2i32).to_be_bytes().to_vec()),
+        ("an undecodable message", framed(&[1, 0xc1, 0xc1, 0xc1])),
+        ("another protocol version", bad_version),
+        (
+            "a request before Connect",
+            encode_frame(&ClientMessage::Ping { xid: 1 }).unwrap(),
+        ),
+    ];
+    for (what, bytes) in bad_inputs {
+        let mut attacker = connect_from("127.0.0.3", addr).await;
+        attacker.write_all(&bytes).await.unwrap();
+        assert_closed(&mut attacker, CLOSE_WITHIN, what).await;
+        coordinator_still_serves(&client, what).await;
+    }
+    let mut truncated = connect_from("127.0.0.3", addr).await;
+    truncated
+        .write_all(&connect[..connect.len() - 2])
+        .await
+        .unwrap();
+    truncated.shutdown().await.unwrap();
+    assert_closed(&mut truncated, CLOSE_WITHIN, "a truncated frame").await;
+    coordinator_still_serves(&client, "a truncated frame").await;
+
+    // A session whose connection stalls inside a frame is dropped within its timeout.
+    let mut slow = connect_from("127.0.0.3", addr).await;
+    slow.write_all(&connect).await.unwrap();
+    let ping = encode_frame(&ClientMessage::Ping { xid: 1 }).unwrap();
+    slow.write_all(&ping[..3]).await.unwrap();
+    assert_closed(&mut slow, within, "a stalled partial frame").await;
+    coordinator_still_serves(&client, "a stalled partial frame").await;
+
+    // Pipelined requests never read: the coordinator stops reading past its outstanding
+    // bound, then drops the connection once its answers stall.
+    let mut flooder = connect_from("127.0.0.3", addr).await;
+    flooder.write_all(&connect).await.unwrap();
+    let get_big = encode_frame(&ClientMessage::Request {
+        xid: 1,
+        request: Request::GetData {
+            path: "/big".into(),
+            watch: false,
+        },
+    })
+    .unwrap();
+    let written = flood_without_reading(&mut flooder, &get_big).await;
+    eprintln!(
+        "a coordination client that reads nothing got {written} bytes in before its writes blocked"
+    );
+    coordinator_still_serves(&client, "a pipelining flood").await;
+    assert_dropped_while_blocked(&mut flooder, &get_big, within, "a client that never reads").await;
+
+    // maxClientCnxns (5 per IP): the sixth connection from 127.0.0.2 is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from("127.0.0.2", addr).await);
+    }
+    let mut sixth = connect_from("127.0.0.2", addr).await;
+    assert_closed(
+        &mut sixth,
+        Duration::from_secs(1),
+        "a sixth connection from 127.0.0.2",
+    )
+    .await;
+    coordinator_still_serves(&client, "a connection flood").await;
+    drop(held);
+
+    server.stop();
+    service.shutdown().await;
+}
