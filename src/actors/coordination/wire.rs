@@ -25,8 +25,8 @@ pub const PROTOCOL_VERSION: u8 = 1;
 /// The largest frame either side accepts: a multi of a few maximal (1 MiB) znodes fits.
 pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 
-/// This protocol's frames.
-const FRAMING: Framing = Framing {
+/// This protocol's frames (public for the fuzz targets, which read them as a connection does).
+pub const FRAMING: Framing = Framing {
     version: PROTOCOL_VERSION,
     max_len: MAX_FRAME_LEN,
 };

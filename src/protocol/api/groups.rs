@@ -342,6 +342,37 @@ fn frame_with(correlation_id: i32, body: impl FnOnce(&mut BytesMut)) -> Outcome 
     Outcome::Respond(finish_frame(out, Vec::new()))
 }
 
+/// An OffsetCommit v0–1 or OffsetFetch v0 request, decoded by hand.
+pub enum LegacyRequest {
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+}
+
+/// Decodes OffsetCommit v0–1 and OffsetFetch v0 (the versions kafka-protocol cannot decode)
+/// into the correlation id and the request.
+pub fn decode_legacy(
+    api: ApiKey,
+    version: i16,
+    frame: Bytes,
+) -> Result<(i32, LegacyRequest), CloseConnection> {
+    let malformed = |e: String| CloseConnection(format!("malformed {api:?} v{version}: {e}"));
+    let (correlation_id, mut r) = legacy_header(frame).map_err(malformed)?;
+    let request = match api {
+        ApiKey::OffsetCommit => LegacyRequest::OffsetCommit(
+            decode_offset_commit_v0_v1(&mut r, version).map_err(malformed)?,
+        ),
+        ApiKey::OffsetFetch => {
+            LegacyRequest::OffsetFetch(decode_offset_fetch_v0(&mut r).map_err(malformed)?)
+        }
+        other => {
+            return Err(CloseConnection(format!(
+                "{other:?} v{version} has no legacy codec"
+            )))
+        }
+    };
+    Ok((correlation_id, request))
+}
+
 /// OffsetCommit v0–1 and OffsetFetch v0: the versions kafka-protocol cannot decode.
 pub fn serve_legacy(
     ctx: &Arc<ApiContext>,
@@ -349,32 +380,22 @@ pub fn serve_legacy(
     version: i16,
     frame: Bytes,
 ) -> Result<PendingResponse, CloseConnection> {
-    let malformed = |e: String| CloseConnection(format!("malformed {api:?} v{version}: {e}"));
-    let (correlation_id, mut r) = legacy_header(frame).map_err(malformed)?;
+    let (correlation_id, request) = decode_legacy(api, version, frame)?;
     let router = ctx.groups.clone();
-    match api {
-        ApiKey::OffsetCommit => {
-            let req = decode_offset_commit_v0_v1(&mut r, version).map_err(malformed)?;
-            Ok(async move {
-                let response = group_api::offset_commit(&router, version, req).await;
-                frame_with(correlation_id, |out| {
-                    encode_offset_commit_v0(&response, out)
-                })
-            }
-            .boxed())
+    Ok(match request {
+        LegacyRequest::OffsetCommit(req) => async move {
+            let response = group_api::offset_commit(&router, version, req).await;
+            frame_with(correlation_id, |out| {
+                encode_offset_commit_v0(&response, out)
+            })
         }
-        ApiKey::OffsetFetch => {
-            let req = decode_offset_fetch_v0(&mut r).map_err(malformed)?;
-            Ok(async move {
-                let response = group_api::offset_fetch(&router, version, req).await;
-                frame_with(correlation_id, |out| encode_offset_fetch_v0(&response, out))
-            }
-            .boxed())
+        .boxed(),
+        LegacyRequest::OffsetFetch(req) => async move {
+            let response = group_api::offset_fetch(&router, version, req).await;
+            frame_with(correlation_id, |out| encode_offset_fetch_v0(&response, out))
         }
-        other => Err(CloseConnection(format!(
-            "{other:?} v{version} has no legacy codec"
-        ))),
-    }
+        .boxed(),
+    })
 }
 
 #[cfg(test)]

@@ -207,6 +207,96 @@ pub struct CloseConnection(pub String);
 
 /// Decodes one request frame (without its size prefix) and starts handling it.
 pub fn dispatch(ctx: &Arc<ApiContext>, frame: Bytes) -> Result<PendingResponse, CloseConnection> {
+    route(&Serve(ctx), frame)
+}
+
+/// Everything [`dispatch`] does with a frame before a handler asks an actor: routing by key
+/// and version, header decoding, the shape checks and body decoding, and the responses built
+/// without an actor (UNSUPPORTED_VERSION, the legacy formats). The fuzz targets' entry
+/// (`fuzz/`): it needs no running broker.
+pub fn decode_request(frame: Bytes) -> Result<(), CloseConnection> {
+    route(&DecodeOnly, frame)
+}
+
+/// What the dispatch table does with a request once it knows which API it is for.
+trait Route {
+    type Output;
+    /// A request of API `A`.
+    fn api<A: KafkaApi>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        frame: Bytes,
+    ) -> Result<Self::Output, CloseConnection>;
+    /// OffsetCommit v0–1 and OffsetFetch v0, decoded by hand.
+    fn legacy_group(
+        &self,
+        api: ApiKey,
+        version: i16,
+        frame: Bytes,
+    ) -> Result<Self::Output, CloseConnection>;
+    /// A response that needed no decoding.
+    fn answered(&self, response: PendingResponse) -> Self::Output;
+}
+
+/// A live broker: decode, then handle.
+struct Serve<'a>(&'a Arc<ApiContext>);
+
+impl Route for Serve<'_> {
+    type Output = PendingResponse;
+
+    fn api<A: KafkaApi>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        frame: Bytes,
+    ) -> Result<PendingResponse, CloseConnection> {
+        serve::<A>(self.0, api, version, frame)
+    }
+
+    fn legacy_group(
+        &self,
+        api: ApiKey,
+        version: i16,
+        frame: Bytes,
+    ) -> Result<PendingResponse, CloseConnection> {
+        groups::serve_legacy(self.0, api, version, frame)
+    }
+
+    fn answered(&self, response: PendingResponse) -> PendingResponse {
+        response
+    }
+}
+
+/// Decoding only ([`decode_request`]); the responses that need no actor are still built.
+struct DecodeOnly;
+
+impl Route for DecodeOnly {
+    type Output = ();
+
+    fn api<A: KafkaApi>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        frame: Bytes,
+    ) -> Result<(), CloseConnection> {
+        if let Decoded::Answered(response) = decode::<A>(api, version, frame)? {
+            self.answered(response);
+        }
+        Ok(())
+    }
+
+    fn legacy_group(&self, api: ApiKey, version: i16, frame: Bytes) -> Result<(), CloseConnection> {
+        groups::decode_legacy(api, version, frame).map(drop)
+    }
+
+    fn answered(&self, response: PendingResponse) {
+        drop(response.now_or_never());
+    }
+}
+
+/// The dispatch table: which API a frame is for, and how its version is served.
+fn route<R: Route>(route: &R, frame: Bytes) -> Result<R::Output, CloseConnection> {
     if frame.len() < 8 {
         return Err(CloseConnection(format!(
             "a request of {} bytes is too short for a request header",
@@ -221,79 +311,84 @@ pub fn dispatch(ctx: &Arc<ApiContext>, frame: Bytes) -> Result<PendingResponse, 
     };
     if api == ApiKey::ApiVersions && version > api_versions::ApiVersions::MAX_VERSION {
         // KIP-511: a newer client's ApiVersions gets our table in a v0 body, so it can retry.
-        return Ok(api_versions::unsupported_version_fallback(correlation_id));
+        return Ok(route.answered(api_versions::unsupported_version_fallback(correlation_id)));
     }
     match api {
-        ApiKey::Produce => serve::<produce::Produce>(ctx, api, version, frame),
-        ApiKey::Fetch => serve::<fetch::Fetch>(ctx, api, version, frame),
-        ApiKey::ListOffsets => serve::<list_offsets::ListOffsets>(ctx, api, version, frame),
-        ApiKey::Metadata => serve::<metadata::Metadata>(ctx, api, version, frame),
-        ApiKey::ApiVersions => serve::<api_versions::ApiVersions>(ctx, api, version, frame),
-        ApiKey::CreateTopics => serve::<create_topics::CreateTopics>(ctx, api, version, frame),
-        ApiKey::DeleteTopics => serve::<delete_topics::DeleteTopics>(ctx, api, version, frame),
-        ApiKey::DeleteRecords => serve::<delete_records::DeleteRecords>(ctx, api, version, frame),
+        ApiKey::Produce => route.api::<produce::Produce>(api, version, frame),
+        ApiKey::Fetch => route.api::<fetch::Fetch>(api, version, frame),
+        ApiKey::ListOffsets => route.api::<list_offsets::ListOffsets>(api, version, frame),
+        ApiKey::Metadata => route.api::<metadata::Metadata>(api, version, frame),
+        ApiKey::ApiVersions => route.api::<api_versions::ApiVersions>(api, version, frame),
+        ApiKey::CreateTopics => route.api::<create_topics::CreateTopics>(api, version, frame),
+        ApiKey::DeleteTopics => route.api::<delete_topics::DeleteTopics>(api, version, frame),
+        ApiKey::DeleteRecords => route.api::<delete_records::DeleteRecords>(api, version, frame),
         ApiKey::DescribeConfigs => {
-            serve::<describe_configs::DescribeConfigs>(ctx, api, version, frame)
+            route.api::<describe_configs::DescribeConfigs>(api, version, frame)
         }
-        ApiKey::AlterConfigs => serve::<alter_configs::AlterConfigs>(ctx, api, version, frame),
+        ApiKey::AlterConfigs => route.api::<alter_configs::AlterConfigs>(api, version, frame),
         ApiKey::DescribeLogDirs => {
-            serve::<describe_log_dirs::DescribeLogDirs>(ctx, api, version, frame)
+            route.api::<describe_log_dirs::DescribeLogDirs>(api, version, frame)
         }
         ApiKey::CreatePartitions => {
-            serve::<create_partitions::CreatePartitions>(ctx, api, version, frame)
+            route.api::<create_partitions::CreatePartitions>(api, version, frame)
         }
         ApiKey::IncrementalAlterConfigs => {
-            serve::<incremental_alter_configs::IncrementalAlterConfigs>(ctx, api, version, frame)
+            route.api::<incremental_alter_configs::IncrementalAlterConfigs>(api, version, frame)
         }
         ApiKey::DescribeCluster => {
-            serve::<describe_cluster::DescribeCluster>(ctx, api, version, frame)
+            route.api::<describe_cluster::DescribeCluster>(api, version, frame)
         }
         ApiKey::InitProducerId => {
-            serve::<init_producer_id::InitProducerId>(ctx, api, version, frame)
+            route.api::<init_producer_id::InitProducerId>(api, version, frame)
         }
         ApiKey::OffsetForLeaderEpoch => {
-            serve::<offset_for_leader_epoch::OffsetForLeaderEpoch>(ctx, api, version, frame)
+            route.api::<offset_for_leader_epoch::OffsetForLeaderEpoch>(api, version, frame)
         }
-        ApiKey::ElectLeaders => serve::<elect_leaders::ElectLeaders>(ctx, api, version, frame),
-        ApiKey::DescribeAcls => serve::<acls::DescribeAcls>(ctx, api, version, frame),
-        ApiKey::CreateAcls => serve::<acls::CreateAcls>(ctx, api, version, frame),
-        ApiKey::DeleteAcls => serve::<acls::DeleteAcls>(ctx, api, version, frame),
+        ApiKey::ElectLeaders => route.api::<elect_leaders::ElectLeaders>(api, version, frame),
+        ApiKey::DescribeAcls => route.api::<acls::DescribeAcls>(api, version, frame),
+        ApiKey::CreateAcls => route.api::<acls::CreateAcls>(api, version, frame),
+        ApiKey::DeleteAcls => route.api::<acls::DeleteAcls>(api, version, frame),
 
         // ---------------------------------------------------------------------------------
         // [groups] The consumer-group coordinator's APIs (src/actors/group/) with Kafka 3.7's
         // ranges. OffsetCommit v0–1 and OffsetFetch v0 are hand-decoded (kafka-protocol
         // cannot), since librdkafka's balanced consumer needs them.
         ApiKey::OffsetCommit if (0..2).contains(&version) => {
-            groups::serve_legacy(ctx, api, version, frame)
+            route.legacy_group(api, version, frame)
         }
-        ApiKey::OffsetFetch if version == 0 => groups::serve_legacy(ctx, api, version, frame),
-        ApiKey::OffsetCommit => serve::<groups::OffsetCommit>(ctx, api, version, frame),
-        ApiKey::OffsetFetch => serve::<groups::OffsetFetch>(ctx, api, version, frame),
-        ApiKey::FindCoordinator => serve::<groups::FindCoordinator>(ctx, api, version, frame),
-        ApiKey::JoinGroup => serve::<groups::JoinGroup>(ctx, api, version, frame),
-        ApiKey::Heartbeat => serve::<groups::Heartbeat>(ctx, api, version, frame),
-        ApiKey::LeaveGroup => serve::<groups::LeaveGroup>(ctx, api, version, frame),
-        ApiKey::SyncGroup => serve::<groups::SyncGroup>(ctx, api, version, frame),
-        ApiKey::DescribeGroups => serve::<groups::DescribeGroups>(ctx, api, version, frame),
-        ApiKey::ListGroups => serve::<groups::ListGroups>(ctx, api, version, frame),
-        ApiKey::DeleteGroups => serve::<groups::DeleteGroups>(ctx, api, version, frame),
-        ApiKey::OffsetDelete => serve::<groups::OffsetDelete>(ctx, api, version, frame),
+        ApiKey::OffsetFetch if version == 0 => route.legacy_group(api, version, frame),
+        ApiKey::OffsetCommit => route.api::<groups::OffsetCommit>(api, version, frame),
+        ApiKey::OffsetFetch => route.api::<groups::OffsetFetch>(api, version, frame),
+        ApiKey::FindCoordinator => route.api::<groups::FindCoordinator>(api, version, frame),
+        ApiKey::JoinGroup => route.api::<groups::JoinGroup>(api, version, frame),
+        ApiKey::Heartbeat => route.api::<groups::Heartbeat>(api, version, frame),
+        ApiKey::LeaveGroup => route.api::<groups::LeaveGroup>(api, version, frame),
+        ApiKey::SyncGroup => route.api::<groups::SyncGroup>(api, version, frame),
+        ApiKey::DescribeGroups => route.api::<groups::DescribeGroups>(api, version, frame),
+        ApiKey::ListGroups => route.api::<groups::ListGroups>(api, version, frame),
+        ApiKey::DeleteGroups => route.api::<groups::DeleteGroups>(api, version, frame),
+        ApiKey::OffsetDelete => route.api::<groups::OffsetDelete>(api, version, frame),
         // Transactions, SASL and the rest are not advertised:
         // clients check ApiVersions first, so only a misbehaving one gets here.
         other => Err(CloseConnection(format!("{other:?} is not supported"))),
     }
 }
 
-/// Decode → handle → encode for one API.
-fn serve<A: KafkaApi>(
-    ctx: &Arc<ApiContext>,
+/// A request decoded for API `A`, or the response it gets without being decoded.
+enum Decoded<A: KafkaApi> {
+    Answered(PendingResponse),
+    Request(RequestHeader, A::Request),
+}
+
+/// Routes by version and decodes one API's request: header, shape check, body.
+fn decode<A: KafkaApi>(
     api: ApiKey,
     version: i16,
     frame: Bytes,
-) -> Result<PendingResponse, CloseConnection> {
+) -> Result<Decoded<A>, CloseConnection> {
     let decodable = api.valid_versions();
     if version < decodable.min && version >= A::MIN_VERSION {
-        return legacy::respond(api, version, frame);
+        return legacy::respond(api, version, frame).map(Decoded::Answered);
     }
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     if version < A::MIN_VERSION || version > A::MAX_VERSION {
@@ -303,13 +398,15 @@ fn serve<A: KafkaApi>(
             )));
         }
         let response = A::error_response(version, ResponseError::UnsupportedVersion.code());
-        return Ok(futures::future::ready(encode_response::<A>(
-            api,
-            version,
-            correlation_id,
-            &response,
-        ))
-        .boxed());
+        return Ok(Decoded::Answered(
+            futures::future::ready(encode_response::<A>(
+                api,
+                version,
+                correlation_id,
+                &response,
+            ))
+            .boxed(),
+        ));
     }
     let mut buf = frame;
     let header_version = api.request_header_version(version);
@@ -320,6 +417,21 @@ fn serve<A: KafkaApi>(
         .map_err(|e| CloseConnection(format!("malformed {api:?} v{version} request: {e}")))?;
     let request = A::Request::decode(&mut buf, version)
         .map_err(|e| CloseConnection(format!("malformed {api:?} v{version} request: {e}")))?;
+    Ok(Decoded::Request(header, request))
+}
+
+/// Decode → handle → encode for one API.
+fn serve<A: KafkaApi>(
+    ctx: &Arc<ApiContext>,
+    api: ApiKey,
+    version: i16,
+    frame: Bytes,
+) -> Result<PendingResponse, CloseConnection> {
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let (header, request) = match decode::<A>(api, version, frame)? {
+        Decoded::Answered(response) => return Ok(response),
+        Decoded::Request(header, request) => (header, request),
+    };
     let observed = crate::observe::client::start(ctx, api, &header, &request);
     let pending = A::handle(ctx, &header, request);
     Ok(async move {
