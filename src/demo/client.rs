@@ -369,6 +369,44 @@ impl Client {
         })
     }
 
+    /// Produce v9 of one batch of unkeyed `values`, answered (acks 1 or all).
+    pub async fn produce_values(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        acks: i16,
+        values: &[Bytes],
+        timeout_ms: i32,
+    ) -> anyhow::Result<Produced> {
+        anyhow::ensure!(acks != 0, "acks=0 gets no answer");
+        let records: Vec<(Option<Bytes>, Bytes)> =
+            values.iter().map(|v| (None, v.clone())).collect();
+        self.produce(topic, partition, acks, &records, timeout_ms)
+            .await?
+            .context("no answer to a produce with acks != 0")
+    }
+
+    /// Every record of one partition from `offset` up to the high-water mark, as (offset,
+    /// value), with the first error code met (0 when none).
+    pub async fn read_all(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        mut offset: i64,
+    ) -> anyhow::Result<(i16, Vec<(i64, Bytes)>)> {
+        let mut out = Vec::new();
+        loop {
+            let fetched = self.fetch(topic, partition, offset, 0).await?;
+            if fetched.error_code != 0 || fetched.records.is_empty() {
+                return Ok((fetched.error_code, out));
+            }
+            for (o, _, v) in fetched.records {
+                offset = o + 1;
+                out.push((o, v));
+            }
+        }
+    }
+
     /// InitProducerId v2 of a non-transactional (idempotent) producer: (error code, producer
     /// id, producer epoch).
     pub async fn init_producer_id(&mut self) -> anyhow::Result<(i16, i64, i16)> {

@@ -24,7 +24,7 @@ use weir::cluster::status::PartitionStatus;
 use weir::cluster::Cluster;
 
 use crate::support::wait_until_async;
-use crate::wire::{name, WireClient};
+use weir::demo::client::{topic_name as name, Client};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -104,8 +104,8 @@ async fn wait_partition(
     .await
 }
 
-async fn client(cluster: &Cluster, broker: i32) -> WireClient {
-    WireClient::connect(cluster.broker(broker).expect("broker").addr)
+async fn client(cluster: &Cluster, broker: i32) -> Client {
+    Client::connect(cluster.broker(broker).expect("broker").addr, "test")
         .await
         .expect("connect")
 }
@@ -210,7 +210,7 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
     let mut leader = client(&cluster, 1).await;
     for value in &acked {
         let produced = leader
-            .produce(TOPIC, 0, -1, std::slice::from_ref(value), 10_000)
+            .produce_values(TOPIC, 0, -1, std::slice::from_ref(value), 10_000)
             .await
             .unwrap();
         assert_eq!(produced.error_code, 0, "producing before the disk fills");
@@ -223,7 +223,7 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
     // 256 KiB cannot fit: the append fails with ENOSPC.
     let too_much = values("after", 1, 256 * 1024);
     let produced = leader
-        .produce(TOPIC, 0, -1, &too_much, 10_000)
+        .produce_values(TOPIC, 0, -1, &too_much, 10_000)
         .await
         .unwrap();
     assert_eq!(
@@ -243,7 +243,7 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
     );
     // Broker 1 answers for its offline replica with KAFKA_STORAGE_ERROR, not with data.
     let again = leader
-        .produce(TOPIC, 0, 1, &acked[..1], 10_000)
+        .produce_values(TOPIC, 0, 1, &acked[..1], 10_000)
         .await
         .unwrap();
     assert!(
@@ -257,7 +257,7 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
     let mut new_leader = client(&cluster, moved.leader).await;
     for value in &more {
         let produced = new_leader
-            .produce(TOPIC, 0, -1, std::slice::from_ref(value), 10_000)
+            .produce_values(TOPIC, 0, -1, std::slice::from_ref(value), 10_000)
             .await
             .unwrap();
         assert_eq!(produced.error_code, 0, "producing to the new leader");

@@ -23,7 +23,7 @@ use weir::actors::coordination::{
 };
 use weir::cluster::Cluster;
 
-use crate::wire::WireClient;
+use weir::demo::client::Client;
 
 /// How long the server has to close a connection it must close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
@@ -112,7 +112,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
 /// any Kafka client it reconnects when the broker closed its connection for idleness.
 struct Steady {
     addr: SocketAddr,
-    client: WireClient,
+    client: Client,
     stored: Vec<Bytes>,
 }
 
@@ -121,14 +121,14 @@ impl Steady {
         let value = Bytes::from(format!("record after {after}"));
         let produced = match self
             .client
-            .produce(TOPIC, 0, -1, std::slice::from_ref(&value), 10_000)
+            .produce_values(TOPIC, 0, -1, std::slice::from_ref(&value), 10_000)
             .await
         {
             Ok(p) => p,
             Err(_) => {
-                self.client = WireClient::connect(self.addr).await.unwrap();
+                self.client = Client::connect(self.addr, "test").await.unwrap();
                 self.client
-                    .produce(TOPIC, 0, -1, std::slice::from_ref(&value), 10_000)
+                    .produce_values(TOPIC, 0, -1, std::slice::from_ref(&value), 10_000)
                     .await
                     .unwrap_or_else(|e| panic!("the steady client's produce after {after}: {e}"))
             }
@@ -165,11 +165,11 @@ async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_produ
     let addr = cluster.broker(1).unwrap().addr;
     let mut steady = Steady {
         addr,
-        client: WireClient::connect(addr).await.unwrap(),
+        client: Client::connect(addr, "test").await.unwrap(),
         stored: Vec::new(),
     };
     assert_eq!(
-        steady.client.create_topic(TOPIC, 1, 1, &[]).await.unwrap(),
+        steady.client.create_topic(TOPIC, 1, 1, None).await.unwrap(),
         0
     );
     crate::support::wait_until_async("the topic has a leader", Duration::from_secs(30), || {
@@ -246,15 +246,15 @@ async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_produ
     // its answers stall for connections.max.idle.ms.
     let big = Bytes::from(vec![b'b'; 900 * 1024]);
     assert_eq!(
-        steady.client.create_topic("big", 1, 1, &[]).await.unwrap(),
+        steady.client.create_topic("big", 1, 1, None).await.unwrap(),
         0
     );
     crate::support::wait_until_async(
         "the big topic has a leader",
         Duration::from_secs(30),
         || async {
-            let mut c = WireClient::connect(addr).await.ok()?;
-            c.produce("big", 0, 1, std::slice::from_ref(&big), 10_000)
+            let mut c = Client::connect(addr, "test").await.ok()?;
+            c.produce_values("big", 0, 1, std::slice::from_ref(&big), 10_000)
                 .await
                 .ok()
                 .filter(|p| p.error_code == 0)
@@ -269,7 +269,7 @@ async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_produ
             .with_replica_id(BrokerId(-1))
             .with_max_bytes(1 << 20)
             .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(crate::wire::name("big"))
+                .with_topic(weir::demo::client::topic_name("big"))
                 .with_partitions(vec![fetch_request::FetchPartition::default()
                     .with_partition(0)
                     .with_fetch_offset(0)
@@ -346,8 +346,8 @@ async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_produ
         "a new client is admitted once the flood left",
         Duration::from_secs(10),
         || async {
-            let mut c = WireClient::connect(addr).await.ok()?;
-            c.produce(TOPIC, 0, 1, &[Bytes::from_static(b"fresh")], 10_000)
+            let mut c = Client::connect(addr, "test").await.ok()?;
+            c.produce_values(TOPIC, 0, 1, &[Bytes::from_static(b"fresh")], 10_000)
                 .await
                 .ok()
                 .filter(|p| p.error_code == 0)

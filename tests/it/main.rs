@@ -3,7 +3,6 @@
 //! with deadlines instead of sleeping.
 
 mod support;
-mod wire;
 
 mod chaos;
 mod control_plane;

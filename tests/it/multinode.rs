@@ -727,10 +727,10 @@ async fn controlled_shutdown_moves_every_leadership_off_a_broker_of_the_in_proce
         .start()
         .await
         .expect("cluster");
-    let mut client = crate::wire::WireClient::connect(cluster.broker(1).unwrap().addr)
+    let mut client = weir::demo::client::Client::connect(cluster.broker(1).unwrap().addr, "test")
         .await
         .expect("connect");
-    assert_eq!(client.create_topic("spread", 6, 3, &[]).await.unwrap(), 0);
+    assert_eq!(client.create_topic("spread", 6, 3, None).await.unwrap(), 0);
     let led_by = |id: i32| {
         cluster
             .status()

@@ -2,7 +2,7 @@
 //! between brokers): the ISR follows followers that stall and recover, `acks=all` refuses
 //! what it cannot make durable, acknowledged records survive leader failovers, and an old
 //! leader's unreplicated tail is truncated without ever having been visible (KIP-101).
-//! A raw Kafka client ([`crate::wire`]) sends each request to the broker the test names and
+//! A raw Kafka client ([`weir::demo::client`]) sends each request to the broker the test names and
 //! sees the exact error codes.
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use weir::cluster::Cluster;
 use weir::transport::faults::Node;
 
 use crate::support::wait_until_async;
-use crate::wire::WireClient;
+use weir::demo::client::Client;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -32,9 +32,11 @@ async fn start(brokers: u16, dir: &std::path::Path, sets: &[(&str, &str)]) -> Cl
     builder.start().await.expect("cluster starts")
 }
 
-async fn client(cluster: &Cluster, broker: i32) -> WireClient {
+async fn client(cluster: &Cluster, broker: i32) -> Client {
     let addr = cluster.broker(broker).expect("broker").addr;
-    WireClient::connect(addr).await.expect("connect")
+    Client::connect(addr, "replication-test")
+        .await
+        .expect("connect")
 }
 
 fn partition(cluster: &Cluster, topic: &str) -> Option<PartitionStatus> {
@@ -62,7 +64,7 @@ async fn wait_partition(
 async fn create(cluster: &Cluster, topic: &str) -> PartitionStatus {
     let error = client(cluster, 1)
         .await
-        .create_topic(topic, 1, 3, &[])
+        .create_topic(topic, 1, 3, None)
         .await
         .expect("create topic");
     assert_eq!(error, 0, "creating {topic}");
@@ -87,7 +89,7 @@ async fn produce_each(cluster: &Cluster, broker: i32, topic: &str, acks: i16, va
     let mut c = client(cluster, broker).await;
     for v in values {
         let produced = c
-            .produce(topic, 0, acks, std::slice::from_ref(v), 10_000)
+            .produce_values(topic, 0, acks, std::slice::from_ref(v), 10_000)
             .await
             .expect("produce");
         assert_eq!(produced.error_code, 0, "producing {v:?} to broker {broker}");
@@ -147,9 +149,9 @@ async fn a_paused_follower_leaves_the_isr_and_rejoins_after_resume() {
     let mut sent = 0;
     let shrunk = loop {
         let produced = c
-            .produce("paused", 0, -1, &values("a", 1), 10_000)
+            .produce_values("paused", 0, -1, &values("a", 1), 10_000)
             .await
-            .unwrap();
+            .expect("produce");
         assert_eq!(produced.error_code, 0, "acks=all with 2 of 3 in sync");
         sent += 1;
         let now = partition(&cluster, "paused").unwrap();
@@ -224,9 +226,9 @@ async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_is_appen
 
     let mut c = client(&cluster, p.leader).await;
     let refused = c
-        .produce("mir", 0, -1, &values("no", 1), 5_000)
+        .produce_values("mir", 0, -1, &values("no", 1), 5_000)
         .await
-        .unwrap();
+        .expect("produce");
     assert_eq!(refused.error_code, ResponseError::NotEnoughReplicas.code());
     assert_eq!(
         partition(&cluster, "mir").unwrap().log_end_offset,
@@ -235,9 +237,9 @@ async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_is_appen
     );
     // acks=1 does not wait for the ISR.
     let accepted = c
-        .produce("mir", 0, 1, &values("one", 1), 5_000)
+        .produce_values("mir", 0, 1, &values("one", 1), 5_000)
         .await
-        .unwrap();
+        .expect("produce");
     assert_eq!(accepted.error_code, 0);
 
     for f in &followers {

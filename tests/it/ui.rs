@@ -19,7 +19,7 @@ use weir::cluster::Cluster;
 use crate::coordination::harness::start_binary;
 use crate::multinode::{node_sets, start_all, BrokerProcess};
 use crate::support::{free_port, require_program, wait_until, wait_until_async};
-use crate::wire::WireClient;
+use weir::demo::client::Client as KafkaClient;
 
 /// Each on-screen change is awaited at most this long.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -206,10 +206,12 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
     screenshot(&browser, "1-brokers.png").await;
 
     // 2. Produce: the high-water mark rises on screen.
-    let mut admin = WireClient::connect(addrs[0].1).await.expect("connect");
+    let mut admin = KafkaClient::connect(addrs[0].1, "test")
+        .await
+        .expect("connect");
     assert_eq!(
         admin
-            .create_topic("orders", 1, 3, &[])
+            .create_topic("orders", 1, 3, None)
             .await
             .expect("create"),
         0
@@ -234,13 +236,13 @@ async fn the_console_follows_the_cluster_live_and_its_crash_button_moves_the_lea
         .and_then(|t| t.parse().ok())
         .expect("orders-0 has a leader on screen");
     let leader_addr = addrs.iter().find(|(id, _)| *id == leader).unwrap().1;
-    let mut producer = WireClient::connect(leader_addr)
+    let mut producer = KafkaClient::connect(leader_addr, "test")
         .await
         .expect("connect to the leader");
     for i in 0..5 {
         let value = Bytes::from(format!("order-{i}"));
         let produced = producer
-            .produce("orders", 0, -1, &[value], 10_000)
+            .produce_values("orders", 0, -1, &[value], 10_000)
             .await
             .expect("produce");
         assert_eq!(produced.error_code, 0, "producing order-{i}");
@@ -468,10 +470,10 @@ fn weir_broker_with_ui_listener_serves_a_read_only_console_of_its_metadata() {
     assert!(brokers[1].console.is_none());
     let client = brokers[0].client.parse().expect("a client address");
     let created = runtime.block_on(async {
-        WireClient::connect(client)
+        KafkaClient::connect(client, "test")
             .await
             .expect("connect")
-            .create_topic("orders", 1, 2, &[])
+            .create_topic("orders", 1, 2, None)
             .await
             .expect("create")
     });
