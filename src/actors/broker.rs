@@ -155,6 +155,10 @@ impl Broker {
         cluster_id: Option<&str>,
         arbiters: Vec<ArbiterHandle>,
     ) -> anyhow::Result<(Self, BrokerShared)> {
+        crate::storage::open_handles::limit(
+            config.log_max_open_files.max(0) as usize,
+            config.log_max_index_maps.max(0) as usize,
+        );
         let topic_defaults = config.topic_defaults();
         let dirs = config.log_dirs();
         let (log_manager, logs) =

@@ -255,6 +255,13 @@ config_struct! {
         metrics_port: Option<u16> = "metrics.port", None;
         /// weir's own: `host:port` of the browser console (`weir broker`); off unless set.
         ui_listener: Option<String> = "ui.listener", None;
+        /// weir's own: `.log` files the process keeps open at once; beyond it the least
+        /// recently used are closed and reopened on their next use. 0: half the soft
+        /// open-file limit. Brokers sharing a process (`weir cluster`) share the bound.
+        log_max_open_files: i32 = "log.max.open.files", 0;
+        /// weir's own: index files the process keeps memory-mapped at once; beyond it the
+        /// least recently used are unmapped. 0: half of `vm.max_map_count`.
+        log_max_index_maps: i32 = "log.max.index.maps", 0;
     }
 }
 
@@ -372,6 +379,14 @@ impl BrokerConfig {
                 self.message_max_bytes.to_string(),
                 "must not be negative",
             ));
+        }
+        for (key, value) in [
+            ("log.max.open.files", self.log_max_open_files),
+            ("log.max.index.maps", self.log_max_index_maps),
+        ] {
+            if value < 0 {
+                return Err(invalid(key, value.to_string(), "must not be negative"));
+            }
         }
         if self.log_index_size_max_bytes < 8 {
             return Err(invalid(

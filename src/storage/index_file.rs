@@ -1,6 +1,13 @@
-//! The memory-mapped file under both of Kafka's segment indexes (Kafka's `AbstractIndex`):
-//! fixed-size big-endian entries, preallocated while the segment is active and trimmed to the
-//! entries it holds when the segment closes.
+//! The memory-mapped file under both of Kafka's segment indexes (Kafka's `AbstractIndex` and
+//! `LazyIndex`): fixed-size big-endian entries, preallocated while the segment is active and
+//! trimmed to the entries it holds when the segment closes.
+//!
+//! The file is mapped lazily: not when the segment is created or opened, only when an entry
+//! is read or written, and the mapping lives in the process-wide [`INDEX_MAPS`] cache, which
+//! unmaps the least recently used indexes beyond its capacity (a later use maps the file
+//! again). A resize or trim drops the mapping, so a closed segment's index stays unmapped
+//! until it is next looked up. What the index knows without its mapping (length, entries in
+//! use) is kept here.
 //!
 //! Only index files are mapped, never a `.log`. A mapping is always dropped before its file is
 //! shrunk, so no page of a live mapping ever lies past the end of its file (that would be a
@@ -9,20 +16,37 @@
 //! skipped (an index is sparse anyway) instead of the write into the mapping raising SIGBUS
 //! and killing the process.
 
-use std::fs::{File, OpenOptions};
+use std::cell::Cell;
+use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use memmap2::MmapMut;
+use memmap2::MmapRaw;
+
+use super::open_handles::{next_id, INDEX_MAPS};
 
 pub(crate) struct IndexFile {
-    /// Where the index lives; reopened by path to resize, so no descriptor is held.
+    /// Where the index lives; reopened by path to map and resize, so no descriptor is held.
     path: PathBuf,
     /// 8 for the offset index, 12 for the time index.
     entry_size: usize,
-    /// The whole file mapped read-write; `None` only while the file is being resized.
-    mmap: Option<MmapMut>,
-    /// Entries in use; the mapping may be longer (preallocation).
+    /// This file's key in [`INDEX_MAPS`].
+    id: u64,
+    /// File length in bytes.
+    len: usize,
+    /// Entries in use; the file may be longer (preallocation). A cell because an index found
+    /// broken on its first (lazy) mapping forgets its entries behind a shared reference.
+    entries: Cell<usize>,
+    /// Opened from disk and trusted without reading (a closed segment below the recovery
+    /// point, as Kafka trusts it): the owner sanity-checks the entries on first use.
+    unchecked: Cell<bool>,
+}
+
+/// The entries of an index as mapped for one operation.
+pub(crate) struct IndexView {
+    map: Option<Arc<MmapRaw>>,
+    entry_size: usize,
     entries: usize,
 }
 
@@ -33,14 +57,65 @@ fn round_down(n: usize, multiple: usize) -> usize {
     n / multiple * multiple
 }
 
-fn map(file: &File) -> io::Result<MmapMut> {
-    // SAFETY: the file is ours alone (the log dir is locked by this broker) and is only ever
-    // shrunk after this mapping has been dropped.
-    unsafe { MmapMut::map_mut(file) }
+fn map(path: &Path) -> io::Result<MmapRaw> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    MmapRaw::map_raw(&file)
+}
+
+impl IndexView {
+    pub(crate) fn empty(entry_size: usize) -> Self {
+        IndexView {
+            map: None,
+            entry_size,
+            entries: 0,
+        }
+    }
+
+    pub(crate) fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// The bytes of entry `n` (< entries).
+    pub(crate) fn entry(&self, n: usize) -> &[u8] {
+        let at = n * self.entry_size;
+        match &self.map {
+            Some(m) if n < self.entries => {
+                // SAFETY: the view only counts entries inside the mapping (checked when it
+                // was made), the mapping lives as long as `self` holds the Arc, and its only
+                // writer is the owning `IndexFile` through `&mut self`, which cannot run while
+                // this shared borrow of its view is alive on the owner's thread.
+                unsafe { std::slice::from_raw_parts(m.as_ptr().add(at), self.entry_size) }
+            }
+            _ => &[],
+        }
+    }
+
+    /// Largest entry index whose key is <= `target`, by binary search over entries sorted by
+    /// `key`; `None` when every key is greater or there are no entries.
+    pub(crate) fn largest_lower_bound(
+        &self,
+        target: i64,
+        key: impl Fn(&[u8]) -> i64,
+    ) -> Option<usize> {
+        if self.entries == 0 || key(self.entry(0)) > target {
+            return None;
+        }
+        let (mut lo, mut hi) = (0usize, self.entries - 1);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if key(self.entry(mid)) <= target {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some(lo)
+    }
 }
 
 impl IndexFile {
-    /// Creates (or empties) the file and preallocates `max_bytes` rounded down to whole entries.
+    /// Creates (or empties) the file and preallocates `max_bytes` rounded down to whole
+    /// entries. Nothing is mapped until the first entry is written.
     pub(crate) fn create(path: &Path, entry_size: usize, max_bytes: usize) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
@@ -48,27 +123,47 @@ impl IndexFile {
             .create(true)
             .truncate(true)
             .open(path)?;
-        file.set_len(round_down(max_bytes.max(entry_size), entry_size) as u64)?;
+        let len = round_down(max_bytes.max(entry_size), entry_size);
+        file.set_len(len as u64)?;
         Ok(IndexFile {
             path: path.to_path_buf(),
             entry_size,
-            mmap: Some(map(&file)?),
-            entries: 0,
+            id: next_id(),
+            len,
+            entries: Cell::new(0),
+            unchecked: Cell::new(false),
         })
     }
 
-    /// Maps an existing file; every whole entry in it counts as used (Kafka's rule: a closed
-    /// segment's index was trimmed, so its length is its entry count). Callers sanity-check.
+    /// Opens an existing file without mapping it; every whole entry in it counts as used
+    /// (Kafka's rule: a closed segment's index was trimmed, so its length is its entry count).
+    /// The entries are not read here; [`IndexFile::take_unchecked`] tells the owner to
+    /// sanity-check them on first use.
     pub(crate) fn open(path: &Path, entry_size: usize) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let mmap = map(&file)?;
-        let entries = mmap.len() / entry_size;
+        let len = std::fs::metadata(path)?.len();
+        let len = usize::try_from(len).map_err(|_| io::Error::other("index too large"))?;
         Ok(IndexFile {
             path: path.to_path_buf(),
             entry_size,
-            mmap: Some(mmap),
-            entries,
+            id: next_id(),
+            len,
+            entries: Cell::new(len / entry_size),
+            unchecked: Cell::new(true),
         })
+    }
+
+    /// The length is whole entries (the check that needs no mapping).
+    pub(crate) fn check_size(&self, what: &str) -> Result<(), String> {
+        if self.len.is_multiple_of(self.entry_size) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} {} has size {}, not a multiple of {}",
+                self.path.display(),
+                self.len,
+                self.entry_size
+            ))
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -76,28 +171,71 @@ impl IndexFile {
     }
 
     pub(crate) fn entries(&self) -> usize {
-        self.entries
+        self.entries.get()
     }
 
     pub(crate) fn max_entries(&self) -> usize {
-        self.len() / self.entry_size
+        self.len / self.entry_size
     }
 
     /// File length in bytes.
     pub(crate) fn len(&self) -> usize {
-        self.mmap.as_ref().map_or(0, |m| m.len())
+        self.len
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.entries >= self.max_entries()
+        self.entries() >= self.max_entries()
     }
 
-    /// The bytes of entry `n` (< entries).
-    pub(crate) fn entry(&self, n: usize) -> &[u8] {
-        let at = n * self.entry_size;
-        match &self.mmap {
-            Some(m) => &m[at..at + self.entry_size],
-            None => &[],
+    /// Whether the mapping is in the cache now (tests and the scale probe).
+    pub(crate) fn is_mapped(&self) -> bool {
+        INDEX_MAPS.contains(self.id)
+    }
+
+    /// True once, on the first call after [`IndexFile::open`]: the owner should sanity-check
+    /// the entries now.
+    pub(crate) fn take_unchecked(&self) -> bool {
+        self.unchecked.replace(false)
+    }
+
+    /// Forgets every entry (an index found broken: lookups fall back to scanning the log
+    /// until the segment is recovered or truncated, which rebuilds it).
+    pub(crate) fn forget_entries(&self) {
+        self.entries.set(0);
+    }
+
+    fn mapping(&self) -> io::Result<Arc<MmapRaw>> {
+        let map = INDEX_MAPS.get(self.id, || map(&self.path))?;
+        if map.len() < self.entries() * self.entry_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is {} bytes, shorter than its {} entries",
+                    self.path.display(),
+                    map.len(),
+                    self.entries()
+                ),
+            ));
+        }
+        Ok(map)
+    }
+
+    /// The entries, mapped for one operation. When the file cannot be mapped, the view is
+    /// empty: an index is only a shortcut, and readers then scan the `.log` from its start.
+    pub(crate) fn view(&self) -> IndexView {
+        if self.entries() == 0 {
+            return IndexView::empty(self.entry_size);
+        }
+        match self.mapping() {
+            Ok(map) => IndexView {
+                map: Some(map),
+                entry_size: self.entry_size,
+                entries: self.entries(),
+            },
+            Err(e) => {
+                tracing::warn!(index = %self.path.display(), error = %e, "cannot map the index; scanning the log instead");
+                IndexView::empty(self.entry_size)
+            }
         }
     }
 
@@ -133,84 +271,73 @@ impl IndexFile {
         true
     }
 
-    /// Appends one entry; false when the preallocated space is used up (or the disk is full).
+    /// Appends one entry; false when the preallocated space is used up, the disk is full or
+    /// the file cannot be mapped (the index stays sparse and correct).
     pub(crate) fn push(&mut self, bytes: &[u8]) -> bool {
         debug_assert_eq!(bytes.len(), self.entry_size);
         if self.is_full() {
             return false;
         }
-        let at = self.entries * self.entry_size;
+        let at = self.entries() * self.entry_size;
         let last = at + self.entry_size - 1;
         if (at.is_multiple_of(PAGE) || at / PAGE != last / PAGE)
             && !self.reserve(at, self.entry_size)
         {
             return false;
         }
-        if let Some(m) = &mut self.mmap {
-            m[at..at + self.entry_size].copy_from_slice(bytes);
-            self.entries += 1;
-            true
-        } else {
-            false
+        let map = match self.mapping() {
+            Ok(m) if m.len() >= at + self.entry_size => m,
+            Ok(_) => return false,
+            Err(e) => {
+                tracing::warn!(index = %self.path.display(), error = %e, "cannot map the index; skipping an entry");
+                return false;
+            }
+        };
+        // SAFETY: `[at, at + entry_size)` lies inside the mapping (checked above), which the
+        // Arc keeps alive; this `&mut self` is the file's only writer and no view of it is
+        // alive (views borrow the owner).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                map.as_mut_ptr().add(at),
+                self.entry_size,
+            );
         }
+        self.entries.set(self.entries() + 1);
+        true
     }
 
     /// Forgets entries from `n` on (the bytes stay until overwritten or trimmed).
     pub(crate) fn truncate_entries(&mut self, n: usize) {
-        self.entries = self.entries.min(n);
-    }
-
-    /// Largest entry index whose key is <= `target`, by binary search over entries sorted by
-    /// `key`; `None` when every key is greater or there are no entries.
-    pub(crate) fn largest_lower_bound(
-        &self,
-        target: i64,
-        key: impl Fn(&[u8]) -> i64,
-    ) -> Option<usize> {
-        if self.entries == 0 || key(self.entry(0)) > target {
-            return None;
-        }
-        let (mut lo, mut hi) = (0usize, self.entries - 1);
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if key(self.entry(mid)) <= target {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        Some(lo)
+        self.entries.set(self.entries().min(n));
     }
 
     /// Changes the file length to `bytes` (rounded down to whole entries, never below the
-    /// entries in use) and remaps it: used to preallocate an active index and to trim a
-    /// closed one.
+    /// entries in use), unmapping it first: used to preallocate an active index and to trim
+    /// a closed one. The next use maps the new length.
     pub(crate) fn resize(&mut self, bytes: usize) -> io::Result<()> {
-        let new_len = round_down(bytes, self.entry_size).max(self.entries * self.entry_size);
+        let new_len = round_down(bytes, self.entry_size).max(self.entries() * self.entry_size);
         if new_len == self.len() {
             return Ok(());
         }
-        if let Some(m) = self.mmap.take() {
+        if let Some(m) = INDEX_MAPS.peek(self.id) {
             m.flush_async()?;
-            drop(m);
         }
-        let remapped = OpenOptions::new()
-            .read(true)
+        INDEX_MAPS.remove(self.id);
+        let resized = OpenOptions::new()
             .write(true)
             .open(&self.path)
-            .and_then(|file| {
-                file.set_len(new_len as u64)?;
-                map(&file)
-            });
-        match remapped {
-            Ok(m) => {
-                self.mmap = Some(m);
+            .and_then(|file| file.set_len(new_len as u64));
+        match resized {
+            Ok(()) => {
+                self.len = new_len;
                 Ok(())
             }
             Err(e) => {
-                // Unmapped, the index holds nothing; lookups fall back to scanning the log
-                // and the segment's next open rebuilds the file.
-                self.entries = 0;
+                // The length is unknown now: hold nothing, so lookups fall back to scanning
+                // the log and the segment's next open rebuilds the file.
+                self.entries.set(0);
+                self.len = 0;
                 Err(e)
             }
         }
@@ -218,18 +345,24 @@ impl IndexFile {
 
     /// Shrinks the file to the entries in use (Kafka's `trimToValidSize`).
     pub(crate) fn trim(&mut self) -> io::Result<()> {
-        self.resize(self.entries * self.entry_size)
+        self.resize(self.entries() * self.entry_size)
     }
 
-    /// Writes dirty pages back (msync).
+    /// Writes dirty pages back: msync of the mapping, or fsync of the file when it was
+    /// unmapped meanwhile (its pages written through the mapping are still in the page cache).
     pub(crate) fn flush(&self) -> io::Result<()> {
-        match &self.mmap {
+        match INDEX_MAPS.peek(self.id) {
             Some(m) => m.flush(),
-            None => Ok(()),
+            None if self.entries() == 0 => Ok(()),
+            None => OpenOptions::new()
+                .read(true)
+                .open(&self.path)
+                .and_then(|f| f.sync_data()),
         }
     }
 
-    /// Renames the file (a mapping survives a rename); later resizes open the new name.
+    /// Renames the file (a mapping survives a rename); later maps and resizes open the new
+    /// name.
     pub(crate) fn rename_to(&mut self, to: &Path) -> io::Result<()> {
         std::fs::rename(&self.path, to)?;
         self.path = to.to_path_buf();
@@ -237,12 +370,18 @@ impl IndexFile {
     }
 
     /// Unmaps and removes the file.
-    pub(crate) fn delete(mut self) -> io::Result<()> {
-        self.mmap = None;
+    pub(crate) fn delete(self) -> io::Result<()> {
+        INDEX_MAPS.remove(self.id);
         match std::fs::remove_file(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+impl Drop for IndexFile {
+    fn drop(&mut self) {
+        INDEX_MAPS.remove(self.id);
     }
 }
 
@@ -304,7 +443,7 @@ mod tests {
         drop(f);
         let f = IndexFile::open(&path, 8).unwrap();
         assert_eq!(f.entries(), 2);
-        assert_eq!(f.entry(1), &[2; 8]);
+        assert_eq!(f.view().entry(1), &[2; 8]);
     }
 
     #[test]
@@ -325,11 +464,11 @@ mod tests {
             f.push(&k.to_be_bytes());
         }
         let key = |e: &[u8]| i64::from_be_bytes(e.try_into().unwrap());
-        assert_eq!(f.largest_lower_bound(5, key), None);
-        assert_eq!(f.largest_lower_bound(10, key), Some(0));
-        assert_eq!(f.largest_lower_bound(29, key), Some(1));
-        assert_eq!(f.largest_lower_bound(30, key), Some(2));
-        assert_eq!(f.largest_lower_bound(1000, key), Some(3));
+        assert_eq!(f.view().largest_lower_bound(5, key), None);
+        assert_eq!(f.view().largest_lower_bound(10, key), Some(0));
+        assert_eq!(f.view().largest_lower_bound(29, key), Some(1));
+        assert_eq!(f.view().largest_lower_bound(30, key), Some(2));
+        assert_eq!(f.view().largest_lower_bound(1000, key), Some(3));
     }
 
     #[test]

@@ -333,6 +333,17 @@ impl PartitionLog {
                 .next_back()
                 .map_or(i64::MIN, |(b, _)| *b)
         };
+        // Indexes are not read at open (recovery rebuilds those past the recovery point and a
+        // closed segment's are checked on first use), except the active segment's: it is about
+        // to be appended to, and a broken index is better rebuilt now than ignored.
+        if let Some((&base, active)) = segments.iter().next_back() {
+            if base < recover_from && !index_broken.contains(&base) {
+                if let Err(why) = active.sanity_check_indexes() {
+                    warn!("{why}; rebuilding it from {}", active.log_path().display());
+                    index_broken.push(base);
+                }
+            }
+        }
         let mut truncated_at: Option<i64> = None;
         for (i, &base) in bases.iter().enumerate() {
             let must = base >= recover_from;

@@ -16,6 +16,7 @@ pub mod leader_epoch;
 pub mod log;
 pub mod log_manager;
 pub mod offset_index;
+pub(crate) mod open_handles;
 pub mod segment;
 pub mod time_index;
 

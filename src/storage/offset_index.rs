@@ -6,7 +6,9 @@
 use std::io;
 use std::path::Path;
 
-use super::index_file::IndexFile;
+use tracing::warn;
+
+use super::index_file::{IndexFile, IndexView};
 
 /// An offset and the byte position of the batch that ends with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,9 @@ pub struct OffsetIndex {
     /// The segment's base offset: entries store offsets relative to it.
     base_offset: i64,
     file: IndexFile,
+    /// The `.log` size when the index was opened: the bound the first-use sanity check
+    /// holds positions to.
+    log_size_at_open: u64,
 }
 
 impl OffsetIndex {
@@ -29,14 +34,18 @@ impl OffsetIndex {
         Ok(OffsetIndex {
             base_offset,
             file: IndexFile::create(path, Self::ENTRY_SIZE, max_index_bytes)?,
+            log_size_at_open: 0,
         })
     }
 
-    /// Maps an existing index; call [`OffsetIndex::sanity_check`] before trusting it.
-    pub fn open(path: &Path, base_offset: i64) -> io::Result<Self> {
+    /// Opens an existing index of a `.log` of `log_size` bytes, without mapping it. Its size
+    /// is checked by [`OffsetIndex::check_size`]; its entries are sanity-checked on first use
+    /// (a broken one is then ignored) or by [`OffsetIndex::sanity_check`].
+    pub fn open(path: &Path, base_offset: i64, log_size: u64) -> io::Result<Self> {
         Ok(OffsetIndex {
             base_offset,
             file: IndexFile::open(path, Self::ENTRY_SIZE)?,
+            log_size_at_open: log_size,
         })
     }
 
@@ -48,37 +57,73 @@ impl OffsetIndex {
         self.file.is_full()
     }
 
-    pub fn entry(&self, n: usize) -> OffsetPosition {
-        let e = self.file.entry(n);
+    /// Whether the file is mapped now.
+    pub fn is_mapped(&self) -> bool {
+        self.file.is_mapped()
+    }
+
+    fn decode(&self, e: &[u8]) -> OffsetPosition {
         OffsetPosition {
             offset: self.base_offset + u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as i64,
             position: u32::from_be_bytes([e[4], e[5], e[6], e[7]]),
         }
     }
 
+    fn key(&self) -> impl Fn(&[u8]) -> i64 + '_ {
+        |e| self.base_offset + u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as i64
+    }
+
+    /// The entries mapped, sanity-checked on the first use of an opened index (Kafka's
+    /// `LazyIndex` maps on first use; the check is weir's, so that a broken index below the
+    /// recovery point is ignored rather than trusted).
+    fn view(&self) -> IndexView {
+        let view = self.file.view();
+        if self.file.take_unchecked() {
+            if let Err(why) = self.check_entries(&view, self.log_size_at_open) {
+                warn!(
+                    "{why}; ignoring the index (reads scan the log) until the segment is recovered"
+                );
+                self.file.forget_entries();
+                return IndexView::empty(Self::ENTRY_SIZE);
+            }
+        }
+        view
+    }
+
+    /// Entry `n` (< entries).
+    #[cfg(test)]
+    pub(crate) fn entry(&self, n: usize) -> OffsetPosition {
+        self.decode(self.view().entry(n))
+    }
+
     /// The last indexed offset, or the base offset when empty.
     pub fn last_offset(&self) -> i64 {
-        match self.entries() {
+        let view = self.view();
+        match view.entries() {
             0 => self.base_offset,
-            n => self.entry(n - 1).offset,
+            n => self.decode(view.entry(n - 1)).offset,
         }
+    }
+
+    /// The size is whole entries: the check an open makes without mapping the file.
+    pub fn check_size(&self) -> Result<(), String> {
+        self.file.check_size("offset index")
     }
 
     /// Kafka's sanity check, made stricter: whole entries only, offsets above the base offset
     /// and strictly increasing, positions strictly increasing and inside the `.log`. A
     /// preallocated index left untrimmed by a crash fails it (its zero tail does not increase).
+    /// Maps the file.
     pub fn sanity_check(&self, log_size: u64) -> Result<(), String> {
-        if !self.file.len().is_multiple_of(Self::ENTRY_SIZE) {
-            return Err(format!(
-                "offset index {} has size {}, not a multiple of {}",
-                self.file.path().display(),
-                self.file.len(),
-                Self::ENTRY_SIZE
-            ));
-        }
+        self.check_size()?;
+        self.file.take_unchecked();
+        self.check_entries(&self.file.view(), log_size)
+    }
+
+    fn check_entries(&self, view: &IndexView, log_size: u64) -> Result<(), String> {
         let mut prev: Option<OffsetPosition> = None;
-        for n in 0..self.entries() {
-            let e = self.entry(n);
+        for n in 0..view.entries() {
+            let e = self.decode(view.entry(n));
             let ok = match prev {
                 None => e.offset > self.base_offset,
                 Some(p) => e.offset > p.offset && e.position > p.position,
@@ -98,13 +143,11 @@ impl OffsetIndex {
 
     /// The entry with the largest offset <= `target`, or `(base_offset, 0)` when there is none.
     pub fn lookup(&self, target: i64) -> OffsetPosition {
-        let base = self.base_offset;
-        match self.file.largest_lower_bound(target, |e| {
-            base + u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as i64
-        }) {
-            Some(n) => self.entry(n),
+        let view = self.view();
+        match view.largest_lower_bound(target, self.key()) {
+            Some(n) => self.decode(view.entry(n)),
             None => OffsetPosition {
-                offset: base,
+                offset: self.base_offset,
                 position: 0,
             },
         }
@@ -118,8 +161,14 @@ impl OffsetIndex {
         if relative <= 0 || relative > u32::MAX as i64 {
             return false;
         }
-        if self.entries() > 0 {
-            let last = self.entry(self.entries() - 1);
+        let last = {
+            let view = self.view();
+            match view.entries() {
+                0 => None,
+                n => Some(self.decode(view.entry(n - 1))),
+            }
+        };
+        if let Some(last) = last {
             if offset <= last.offset || position <= last.position {
                 return false;
             }
@@ -132,16 +181,18 @@ impl OffsetIndex {
 
     /// Removes every entry with offset >= `offset`.
     pub fn truncate_to(&mut self, offset: i64) {
-        let keep = match self.file.largest_lower_bound(offset - 1, |e| {
-            self.base_offset + u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as i64
-        }) {
-            Some(n) => n + 1,
-            None => 0,
+        let keep = {
+            let view = self.view();
+            match view.largest_lower_bound(offset - 1, self.key()) {
+                Some(n) => n + 1,
+                None => 0,
+            }
         };
         self.file.truncate_entries(keep);
     }
 
     pub fn reset(&mut self) {
+        self.file.take_unchecked();
         self.file.truncate_entries(0);
     }
 
@@ -233,11 +284,12 @@ mod tests {
         idx.append(109, 4000);
         drop(idx);
         // Untrimmed: the zero tail counts as entries on reopen.
-        let idx = OffsetIndex::open(&path, 100).unwrap();
+        let idx = OffsetIndex::open(&path, 100, 1 << 20).unwrap();
         assert!(idx.sanity_check(1 << 20).is_err());
         drop(idx);
         std::fs::write(&path, b"garbage").unwrap();
-        let idx = OffsetIndex::open(&path, 100).unwrap();
+        let idx = OffsetIndex::open(&path, 100, 1 << 20).unwrap();
+        assert!(idx.check_size().is_err());
         assert!(idx.sanity_check(1 << 20).is_err());
     }
 

@@ -7,6 +7,7 @@
 //! (sane lengths, CRC-32C, increasing offsets), cuts the file at the first bad or torn batch and
 //! rebuilds both indexes from what is left.
 
+use std::cell::Cell;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -85,7 +86,12 @@ pub struct LogSegment {
     bytes_since_last_index_entry: u64,
     /// Largest batch max timestamp and that batch's last offset: retention by time, the
     /// time index, ListOffsets MAX_TIMESTAMP.
-    max_timestamp_so_far: TimestampOffset,
+    max_timestamp_so_far: Cell<TimestampOffset>,
+    /// The segment was opened from disk and [`LogSegment::max_timestamp_so_far`] has not been
+    /// asked yet: it is the time index's last entry (a closed segment's final entry), read on
+    /// first need so that opening a segment does not map its time index (Kafka's lazy
+    /// `maxTimestampAndOffsetSoFar`).
+    max_timestamp_unread: Cell<bool>,
     /// Max timestamp of the first batch: `segment.ms` measures a segment's age from it
     /// (Kafka's `rollingBasedTimestamp`). `None` while empty.
     rolling_base_timestamp: Option<i64>,
@@ -115,7 +121,7 @@ struct Indexer<'a> {
     offset_index: &'a mut OffsetIndex,
     time_index: &'a mut TimeIndex,
     bytes_since_last_index_entry: &'a mut u64,
-    max_timestamp_so_far: &'a mut TimestampOffset,
+    max_timestamp_so_far: &'a Cell<TimestampOffset>,
     index_interval_bytes: u64,
 }
 
@@ -123,19 +129,17 @@ impl Indexer<'_> {
     /// Kafka's per-batch indexing: an entry for the batch at `position` once more than
     /// `index.interval.bytes` were appended since the last entry.
     fn index(&mut self, h: &BatchHeader, position: u64) {
-        if h.max_timestamp > self.max_timestamp_so_far.timestamp {
-            *self.max_timestamp_so_far = TimestampOffset {
+        if h.max_timestamp > self.max_timestamp_so_far.get().timestamp {
+            self.max_timestamp_so_far.set(TimestampOffset {
                 timestamp: h.max_timestamp,
                 offset: h.last_offset(),
-            };
+            });
         }
+        let max = self.max_timestamp_so_far.get();
         if *self.bytes_since_last_index_entry > self.index_interval_bytes {
             self.offset_index.append(h.last_offset(), position as u32);
-            self.time_index.maybe_append(
-                self.max_timestamp_so_far.timestamp,
-                self.max_timestamp_so_far.offset,
-                false,
-            );
+            self.time_index
+                .maybe_append(max.timestamp, max.offset, false);
             *self.bytes_since_last_index_entry = 0;
         }
         *self.bytes_since_last_index_entry += h.total_size() as u64;
@@ -187,16 +191,19 @@ impl LogSegment {
             time_index,
             config,
             bytes_since_last_index_entry: 0,
-            max_timestamp_so_far: UNKNOWN_TIMESTAMP,
+            max_timestamp_so_far: Cell::new(UNKNOWN_TIMESTAMP),
+            max_timestamp_unread: Cell::new(false),
             rolling_base_timestamp: None,
             created_ms: now_ms,
             generation: next_generation(),
         })
     }
 
-    /// Opens an existing segment. Returns whether its indexes are trustworthy; when they are
-    /// missing or fail the sanity check they are replaced by empty ones and the caller must
-    /// [`recover`](Self::recover) the segment, which rebuilds them.
+    /// Opens an existing segment without mapping its indexes (Kafka's `LazyIndex`). Returns
+    /// whether its indexes look trustworthy; when they are missing or not whole entries they
+    /// are replaced by empty ones and the caller must [`recover`](Self::recover) the segment,
+    /// which rebuilds them. Their entries are sanity-checked on first use (see
+    /// [`LogSegment::sanity_check_indexes`]).
     pub fn open(
         dir: &Path,
         base_offset: i64,
@@ -221,8 +228,10 @@ impl LogSegment {
         let index_path = segment_file_with(dir, base_offset, INDEX_SUFFIX, extra);
         let time_path = segment_file_with(dir, base_offset, TIME_INDEX_SUFFIX, extra);
 
-        let offset_index = match OffsetIndex::open(&index_path, base_offset) {
-            Ok(idx) => match idx.sanity_check(log_size) {
+        // Only the sizes are checked here, which needs no mapping: the entries are checked
+        // on first use, or by recovery, which rebuilds them anyway.
+        let offset_index = match OffsetIndex::open(&index_path, base_offset, log_size) {
+            Ok(idx) => match idx.check_size() {
                 Ok(()) => Some(idx),
                 Err(why) => {
                     warn!("{why}; rebuilding it from {}", log_path.display());
@@ -239,7 +248,7 @@ impl LogSegment {
             }
         };
         let time_index = match TimeIndex::open(&time_path, base_offset) {
-            Ok(idx) => match idx.sanity_check() {
+            Ok(idx) => match idx.check_size() {
                 Ok(()) => Some(idx),
                 Err(why) => {
                     warn!("{why}; rebuilding it from {}", log_path.display());
@@ -266,7 +275,6 @@ impl LogSegment {
             None => TimeIndex::create(&time_path, base_offset, config.max_index_bytes)
                 .map_err(io_err(|| format!("create {}", time_path.display())))?,
         };
-        let max_timestamp_so_far = time_index.last_entry().unwrap_or(UNKNOWN_TIMESTAMP);
         Ok((
             LogSegment {
                 base_offset,
@@ -275,7 +283,8 @@ impl LogSegment {
                 time_index,
                 config,
                 bytes_since_last_index_entry: 0,
-                max_timestamp_so_far,
+                max_timestamp_so_far: Cell::new(UNKNOWN_TIMESTAMP),
+                max_timestamp_unread: Cell::new(true),
                 rolling_base_timestamp: None,
                 created_ms: now_ms,
                 generation: next_generation(),
@@ -283,6 +292,18 @@ impl LogSegment {
             // An empty log needs no index: fresh empty ones are correct.
             indexes_ok || log_size == 0,
         ))
+    }
+
+    /// The full sanity check of both indexes' entries, mapping them (the log does it for the
+    /// active segment at load, which is about to be used anyway).
+    pub fn sanity_check_indexes(&self) -> Result<(), String> {
+        self.offset_index.sanity_check(self.log.size())?;
+        self.time_index.sanity_check()
+    }
+
+    /// Whether the offset and time index are mapped now.
+    pub fn indexes_mapped(&self) -> (bool, bool) {
+        (self.offset_index.is_mapped(), self.time_index.is_mapped())
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -343,14 +364,19 @@ impl LogSegment {
     }
 
     pub fn max_timestamp_so_far(&self) -> TimestampOffset {
-        self.max_timestamp_so_far
+        if self.max_timestamp_unread.replace(false) {
+            self.max_timestamp_so_far
+                .set(self.time_index.last_entry().unwrap_or(UNKNOWN_TIMESTAMP));
+        }
+        self.max_timestamp_so_far.get()
     }
 
     /// Kafka's `largestTimestamp`: the max batch timestamp, or the file's modification time
     /// when no batch carries one (retention by time uses it).
     pub fn largest_timestamp(&self) -> i64 {
-        if self.max_timestamp_so_far.timestamp >= 0 {
-            return self.max_timestamp_so_far.timestamp;
+        let max = self.max_timestamp_so_far();
+        if max.timestamp >= 0 {
+            return max.timestamp;
         }
         std::fs::metadata(self.log.path())
             .and_then(|m| m.modified())
@@ -380,6 +406,7 @@ impl LogSegment {
         parts: &[io::IoSlice<'_>],
         headers: &[BatchHeader],
     ) -> Result<(), StorageError> {
+        self.max_timestamp_so_far();
         let mut position = self.log.size();
         self.log.append_vectored(parts).map_err(io_err(|| {
             format!("append to {}", self.log.path().display())
@@ -399,7 +426,7 @@ impl LogSegment {
             offset_index: &mut self.offset_index,
             time_index: &mut self.time_index,
             bytes_since_last_index_entry: &mut self.bytes_since_last_index_entry,
-            max_timestamp_so_far: &mut self.max_timestamp_so_far,
+            max_timestamp_so_far: &self.max_timestamp_so_far,
             index_interval_bytes: self.config.index_interval_bytes,
         }
         .index(h, position);
@@ -600,7 +627,8 @@ impl LogSegment {
                 Err(e) => return Err(self.scan_error(e)),
             }
         }
-        self.max_timestamp_so_far = best;
+        self.max_timestamp_so_far.set(best);
+        self.max_timestamp_unread.set(false);
         self.rolling_base_timestamp = None;
         if self.log.size() > 0 {
             if let Ok(Some((_, h))) = self.log.scanner(0, BatchHeader::SIZE).next_header() {
@@ -626,7 +654,8 @@ impl LogSegment {
         self.time_index.resize(max_index).map_err(io_err(|| {
             format!("resize time index of {}", self.log.path().display())
         }))?;
-        self.max_timestamp_so_far = UNKNOWN_TIMESTAMP;
+        self.max_timestamp_so_far.set(UNKNOWN_TIMESTAMP);
+        self.max_timestamp_unread.set(false);
         self.bytes_since_last_index_entry = 0;
         self.rolling_base_timestamp = None;
         self.generation = next_generation();
@@ -643,7 +672,7 @@ impl LogSegment {
                 offset_index: &mut self.offset_index,
                 time_index: &mut self.time_index,
                 bytes_since_last_index_entry: &mut self.bytes_since_last_index_entry,
-                max_timestamp_so_far: &mut self.max_timestamp_so_far,
+                max_timestamp_so_far: &self.max_timestamp_so_far,
                 index_interval_bytes: self.config.index_interval_bytes,
             };
             let mut scanner = self.log.scanner(0, RECOVERY_CHUNK);
@@ -759,12 +788,10 @@ impl LogSegment {
     /// The segment stops being active (a roll, or close): the time index gets its final entry
     /// and both indexes are trimmed to their entries (Kafka's `onBecomeInactiveSegment`).
     pub fn close_indexes(&mut self) -> Result<(), StorageError> {
-        if self.max_timestamp_so_far != UNKNOWN_TIMESTAMP {
-            self.time_index.maybe_append(
-                self.max_timestamp_so_far.timestamp,
-                self.max_timestamp_so_far.offset,
-                true,
-            );
+        let max = self.max_timestamp_so_far();
+        if max != UNKNOWN_TIMESTAMP {
+            self.time_index
+                .maybe_append(max.timestamp, max.offset, true);
         }
         self.offset_index.trim().map_err(io_err(|| {
             format!("trim index of {}", self.log.path().display())
@@ -991,5 +1018,53 @@ mod tests {
         assert_eq!(removed as usize, batches[3..].concat().len());
         assert_eq!(seg.read_next_offset().unwrap(), Some(9));
         assert_eq!(seg.max_timestamp_so_far().timestamp, 1022);
+    }
+
+    #[test]
+    fn an_opened_segment_maps_each_index_only_when_first_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        let batches = fill(&mut seg, 10);
+        seg.close_indexes().unwrap();
+        assert_eq!(seg.indexes_mapped(), (false, false), "a trim unmaps");
+        drop(seg);
+        let (seg, indexes_ok) = LogSegment::open(dir.path(), 0, CONFIG, 0).unwrap();
+        assert!(indexes_ok);
+        assert_eq!(seg.indexes_mapped(), (false, false), "open maps nothing");
+        let (bytes, _) = seg.read(4, 1 << 20, i64::MAX, false).unwrap().unwrap();
+        assert_eq!(&bytes[..], &batches[1..].concat()[..]);
+        assert_eq!(
+            seg.indexes_mapped(),
+            (true, false),
+            "a read maps the offset index"
+        );
+        assert_eq!(seg.max_timestamp_so_far().timestamp, 1_092);
+        assert_eq!(seg.indexes_mapped(), (true, true));
+    }
+
+    #[test]
+    fn an_index_found_out_of_order_on_first_use_is_ignored_and_reads_scan_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        let batches = fill(&mut seg, 10);
+        seg.close_indexes().unwrap();
+        drop(seg);
+        // Whole entries, so the open's size check passes, but in reverse order.
+        let path = segment_file(dir.path(), 0, INDEX_SUFFIX);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() >= 16, "at least two entries");
+        let reversed: Vec<u8> = bytes.chunks(8).rev().flatten().copied().collect();
+        std::fs::write(&path, reversed).unwrap();
+        let (seg, indexes_ok) = LogSegment::open(dir.path(), 0, CONFIG, 0).unwrap();
+        assert!(indexes_ok, "not read at open");
+        for (i, batch) in batches.iter().enumerate() {
+            let (bytes, first) = seg
+                .read(3 * i as i64 + 1, batch.len(), i64::MAX, true)
+                .unwrap()
+                .unwrap();
+            assert_eq!((&bytes[..], first), (&batch[..], Some(3 * i as i64)));
+        }
+        assert_eq!(seg.offset_index.entries(), 0, "ignored");
+        assert!(seg.sanity_check_indexes().is_ok());
     }
 }

@@ -7,7 +7,9 @@
 use std::io;
 use std::path::Path;
 
-use super::index_file::IndexFile;
+use tracing::warn;
+
+use super::index_file::{IndexFile, IndexView};
 
 /// A timestamp and the offset of the batch that carried it (Kafka's `TimestampOffset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ impl TimeIndex {
         })
     }
 
+    /// Opens an existing index without mapping it; its entries are sanity-checked on first
+    /// use (a broken one is then ignored) or by [`TimeIndex::sanity_check`].
     pub fn open(path: &Path, base_offset: i64) -> io::Result<Self> {
         Ok(TimeIndex {
             base_offset,
@@ -43,13 +47,17 @@ impl TimeIndex {
         self.file.entries()
     }
 
+    /// Whether the file is mapped now.
+    pub fn is_mapped(&self) -> bool {
+        self.file.is_mapped()
+    }
+
     /// Full one entry early, keeping room for the entry written on close.
     pub fn is_full(&self) -> bool {
         self.file.entries() + 1 >= self.file.max_entries()
     }
 
-    pub fn entry(&self, n: usize) -> TimestampOffset {
-        let e = self.file.entry(n);
+    fn decode(&self, e: &[u8]) -> TimestampOffset {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&e[..8]);
         TimestampOffset {
@@ -58,27 +66,45 @@ impl TimeIndex {
         }
     }
 
+    /// The entries mapped, sanity-checked on the first use of an opened index (see
+    /// `OffsetIndex::view`).
+    fn view(&self) -> IndexView {
+        let view = self.file.view();
+        if self.file.take_unchecked() {
+            if let Err(why) = self.check_entries(&view) {
+                warn!("{why}; ignoring the index until the segment is recovered");
+                self.file.forget_entries();
+                return IndexView::empty(Self::ENTRY_SIZE);
+            }
+        }
+        view
+    }
+
     pub fn last_entry(&self) -> Option<TimestampOffset> {
-        match self.entries() {
+        let view = self.view();
+        match view.entries() {
             0 => None,
-            n => Some(self.entry(n - 1)),
+            n => Some(self.decode(view.entry(n - 1))),
         }
     }
 
+    /// The size is whole entries: the check an open makes without mapping the file.
+    pub fn check_size(&self) -> Result<(), String> {
+        self.file.check_size("time index")
+    }
+
     /// Whole entries only; timestamps strictly and offsets weakly increasing, offsets at or
-    /// above the base.
+    /// above the base. Maps the file.
     pub fn sanity_check(&self) -> Result<(), String> {
-        if !self.file.len().is_multiple_of(Self::ENTRY_SIZE) {
-            return Err(format!(
-                "time index {} has size {}, not a multiple of {}",
-                self.file.path().display(),
-                self.file.len(),
-                Self::ENTRY_SIZE
-            ));
-        }
+        self.check_size()?;
+        self.file.take_unchecked();
+        self.check_entries(&self.file.view())
+    }
+
+    fn check_entries(&self, view: &IndexView) -> Result<(), String> {
         let mut prev: Option<TimestampOffset> = None;
-        for n in 0..self.entries() {
-            let e = self.entry(n);
+        for n in 0..view.entries() {
+            let e = self.decode(view.entry(n));
             let ok = match prev {
                 None => true,
                 Some(p) => e.timestamp > p.timestamp && e.offset >= p.offset,
@@ -119,12 +145,13 @@ impl TimeIndex {
 
     /// The last entry with timestamp <= `target`, or `(-1, base_offset)` when there is none.
     pub fn lookup(&self, target: i64) -> TimestampOffset {
-        match self.file.largest_lower_bound(target, |e| {
+        let view = self.view();
+        match view.largest_lower_bound(target, |e| {
             let mut ts = [0u8; 8];
             ts.copy_from_slice(&e[..8]);
             i64::from_be_bytes(ts)
         }) {
-            Some(n) => self.entry(n),
+            Some(n) => self.decode(view.entry(n)),
             None => TimestampOffset {
                 timestamp: -1,
                 offset: self.base_offset,
@@ -136,13 +163,18 @@ impl TimeIndex {
     /// a scan from the end rather than a search.
     pub fn truncate_to(&mut self, offset: i64) {
         let mut keep = self.entries();
-        while keep > 0 && self.entry(keep - 1).offset >= offset {
-            keep -= 1;
+        {
+            let view = self.view();
+            keep = keep.min(view.entries());
+            while keep > 0 && self.decode(view.entry(keep - 1)).offset >= offset {
+                keep -= 1;
+            }
         }
         self.file.truncate_entries(keep);
     }
 
     pub fn reset(&mut self) {
+        self.file.take_unchecked();
         self.file.truncate_entries(0);
     }
 
