@@ -3,6 +3,13 @@
 //! (`pread`). The file is never memory-mapped: a truncation under a live mapping would be a
 //! SIGBUS that kills the process.
 //!
+//! The descriptor is not held here but in the process-wide [`LOG_FILES`] cache, which closes
+//! the least recently used `.log`s beyond its bound (unlike Kafka, which keeps every segment
+//! open): each operation takes the descriptor from the cache, reopening the file by path when
+//! it was closed. Positioned I/O makes a reopened descriptor as good as the old one (there is
+//! no file cursor to restore), and the size of whole batches is kept here, so an append after
+//! a reopen lands exactly where the last one ended.
+//!
 //! [`BatchScanner`] walks the batches from a position, reading the file in chunks so that a
 //! scan costs a few large reads rather than one small read per batch.
 
@@ -11,10 +18,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{BatchError, BatchHeader};
+use super::open_handles::{next_id, LOG_FILES};
 
 /// A file position as the positioned I/O calls take it.
 fn file_offset(position: u64) -> io::Result<libc::off_t> {
@@ -39,24 +48,24 @@ fn transferred(n: isize) -> io::Result<Option<usize>> {
 const IOV_MAX: usize = 1024;
 
 pub(crate) struct FileRecords {
-    /// The `.log` path, for messages and deletion.
+    /// The `.log` path: reopened by it after the cache closed the descriptor.
     path: PathBuf,
-    /// Opened read-write once; appends and reads use positioned I/O on it, so there is no
-    /// shared file cursor to keep in step.
-    file: File,
+    /// This file's key in [`LOG_FILES`], which holds the descriptor (read-write; appends and
+    /// reads use positioned I/O on it, so there is no shared file cursor to keep in step).
+    id: u64,
     /// Bytes of whole batches. Appends write here and reads never look past it, so a reader
     /// cannot see a half-written batch and bytes past it (a failed write) are ignored.
     size: u64,
 }
 
 impl FileRecords {
-    /// Opens an existing `.log`; every byte in it counts until recovery says otherwise.
+    /// Opens an existing `.log`; every byte in it counts until recovery says otherwise. No
+    /// descriptor is opened until the first read or write.
     pub(crate) fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let size = file.metadata()?.len();
+        let size = std::fs::metadata(path)?.len();
         Ok(FileRecords {
             path: path.to_path_buf(),
-            file,
+            id: next_id(),
             size,
         })
     }
@@ -69,9 +78,11 @@ impl FileRecords {
             .create(true)
             .truncate(true)
             .open(path)?;
+        let id = next_id();
+        LOG_FILES.insert(id, file);
         Ok(FileRecords {
             path: path.to_path_buf(),
-            file,
+            id,
             size: 0,
         })
     }
@@ -84,8 +95,23 @@ impl FileRecords {
         self.size
     }
 
-    pub(crate) fn file(&self) -> &File {
-        &self.file
+    /// The descriptor, from the cache or reopened.
+    pub(crate) fn file(&self) -> io::Result<Arc<File>> {
+        LOG_FILES.get(self.id, || {
+            OpenOptions::new().read(true).write(true).open(&self.path)
+        })
+    }
+
+    /// Whether the descriptor is open now (tests).
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        LOG_FILES.contains(self.id)
+    }
+
+    /// Closes the descriptor as the cache does when it evicts it (tests).
+    #[cfg(test)]
+    pub(crate) fn evict(&self) {
+        LOG_FILES.remove(self.id);
     }
 
     /// Appends whole batches at the end. On a failed write the size stays put, so the next
@@ -99,6 +125,7 @@ impl FileRecords {
     /// batch made of a re-encoded header and the client's records needs no joining copy.
     pub(crate) fn append_vectored(&mut self, parts: &[io::IoSlice<'_>]) -> io::Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        let file = self.file()?;
         let mut written = 0usize;
         // The first part not completely written, and how much of it is.
         let (mut index, mut skip) = (0usize, 0usize);
@@ -122,7 +149,7 @@ impl FileRecords {
             // `skip` < its length), which outlive the call; pwritev only reads them.
             let n = unsafe {
                 libc::pwritev(
-                    self.file.as_raw_fd(),
+                    file.as_raw_fd(),
                     iov.as_ptr(),
                     iov.len() as libc::c_int,
                     offset,
@@ -147,6 +174,7 @@ impl FileRecords {
     /// memory and keep fetches well below page-cache speed.
     pub(crate) fn read_at(&self, position: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = BytesMut::with_capacity(len);
+        let file = self.file()?;
         let mut done = 0usize;
         while done < len {
             let spare = buf.spare_capacity_mut();
@@ -156,7 +184,7 @@ impl FileRecords {
             // most that many bytes and reports how many.
             let n = unsafe {
                 libc::pread(
-                    self.file.as_raw_fd(),
+                    file.as_raw_fd(),
                     spare.as_mut_ptr().cast::<libc::c_void>(),
                     len - done,
                     offset,
@@ -182,8 +210,9 @@ impl FileRecords {
 
     /// Cuts the file at `size` (a batch boundary).
     pub(crate) fn truncate_to(&mut self, size: u64) -> io::Result<()> {
-        if size < self.size || self.file.metadata()?.len() > size {
-            self.file.set_len(size)?;
+        let file = self.file()?;
+        if size < self.size || file.metadata()?.len() > size {
+            file.set_len(size)?;
         }
         self.size = self.size.min(size);
         Ok(())
@@ -191,21 +220,29 @@ impl FileRecords {
 
     /// Drops bytes past the size left by a failed append.
     pub(crate) fn trim(&mut self) -> io::Result<()> {
-        if self.file.metadata()?.len() > self.size {
-            self.file.set_len(self.size)?;
+        if std::fs::metadata(&self.path)?.len() > self.size {
+            self.file()?.set_len(self.size)?;
         }
         Ok(())
     }
 
+    /// fsync. Any descriptor of the file will do: the writes of a descriptor the cache closed
+    /// meanwhile are in the same page cache.
     pub(crate) fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file()?.sync_data()
     }
 
-    pub(crate) fn scanner(&self, from: u64, chunk: usize) -> BatchScanner<'_> {
-        scan_file(&self.file, from, self.size, chunk)
+    /// A scan of `[from, size)`; a descriptor that cannot be reopened is the scan's first
+    /// error.
+    pub(crate) fn scanner(&self, from: u64, chunk: usize) -> BatchScanner<'static> {
+        let file = match self.file() {
+            Ok(f) => ScanFile::Shared(f),
+            Err(e) => ScanFile::Failed(Some(e)),
+        };
+        BatchScanner::new(file, from, self.size, chunk)
     }
 
-    /// Renames the file; the open descriptor keeps working.
+    /// Renames the file; an open descriptor keeps working and a reopen uses the new name.
     pub(crate) fn rename_to(&mut self, to: &Path) -> io::Result<()> {
         std::fs::rename(&self.path, to)?;
         self.path = to.to_path_buf();
@@ -213,7 +250,7 @@ impl FileRecords {
     }
 
     pub(crate) fn delete(self) -> io::Result<()> {
-        drop(self.file);
+        LOG_FILES.remove(self.id);
         match std::fs::remove_file(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -221,17 +258,25 @@ impl FileRecords {
     }
 }
 
+impl Drop for FileRecords {
+    fn drop(&mut self) {
+        LOG_FILES.remove(self.id);
+    }
+}
+
 /// A scan of `[from, end)` of any `.log` handle (the log cleaner reads closed segments
 /// through duplicated descriptors, off the actor that owns them).
 pub(crate) fn scan_file(file: &File, from: u64, end: u64, chunk: usize) -> BatchScanner<'_> {
-    BatchScanner {
-        file,
-        pos: from,
-        end,
-        buf: Vec::new(),
-        buf_start: 0,
-        chunk,
-    }
+    BatchScanner::new(ScanFile::Borrowed(file), from, end, chunk)
+}
+
+/// The descriptor a scan reads.
+enum ScanFile<'a> {
+    Borrowed(&'a File),
+    /// A segment's, from the descriptor cache.
+    Shared(Arc<File>),
+    /// The segment's file could not be reopened: reported by the first read.
+    Failed(Option<io::Error>),
 }
 
 /// One whole batch found by a scan: its position, header and bytes.
@@ -249,7 +294,7 @@ pub(crate) enum ScanError {
 
 /// Walks batches forward from a position.
 pub(crate) struct BatchScanner<'a> {
-    file: &'a File,
+    file: ScanFile<'a>,
     /// Position of the next batch.
     pos: u64,
     /// Scan limit: the file size when the scan began.
@@ -262,7 +307,18 @@ pub(crate) struct BatchScanner<'a> {
     chunk: usize,
 }
 
-impl BatchScanner<'_> {
+impl<'a> BatchScanner<'a> {
+    fn new(file: ScanFile<'a>, from: u64, end: u64, chunk: usize) -> Self {
+        BatchScanner {
+            file,
+            pos: from,
+            end,
+            buf: Vec::new(),
+            buf_start: 0,
+            chunk,
+        }
+    }
+
     /// Makes `[pos, pos + len)` available in `buf`; returns its start index in `buf`.
     fn fill(&mut self, pos: u64, len: usize) -> Result<usize, ScanError> {
         let buf_end = self.buf_start + self.buf.len() as u64;
@@ -271,8 +327,16 @@ impl BatchScanner<'_> {
         }
         let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
         self.buf.resize(want, 0);
-        self.file
-            .read_exact_at(&mut self.buf, pos)
+        let file = match &mut self.file {
+            ScanFile::Borrowed(f) => *f,
+            ScanFile::Shared(f) => &**f,
+            ScanFile::Failed(e) => {
+                return Err(ScanError::Io(e.take().unwrap_or_else(|| {
+                    io::Error::other("the file could not be opened")
+                })))
+            }
+        };
+        file.read_exact_at(&mut self.buf, pos)
             .map_err(ScanError::Io)?;
         self.buf_start = pos;
         Ok(0)
@@ -391,9 +455,114 @@ mod tests {
         let mut f = FileRecords::create(&dir.path().join("0.log")).unwrap();
         f.append(b"abc").unwrap();
         // Bytes past the size, as a failed write leaves them.
-        f.file().write_all_at(b"zzzz", 3).unwrap();
+        f.file().unwrap().write_all_at(b"zzzz", 3).unwrap();
         f.append(b"de").unwrap();
         f.trim().unwrap();
         assert_eq!(std::fs::read(f.path()).unwrap(), b"abcde");
+    }
+
+    #[test]
+    fn an_opened_log_holds_no_descriptor_until_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, b"stored").unwrap();
+        let f = FileRecords::open(&path).unwrap();
+        assert_eq!(f.size(), 6);
+        assert!(!f.is_open());
+        assert_eq!(&f.read_at(0, 6).unwrap()[..], b"stored");
+        assert!(f.is_open());
+        let id = f.id;
+        drop(f);
+        assert!(
+            !LOG_FILES.contains(id),
+            "a dropped log closes its descriptor"
+        );
+    }
+
+    #[test]
+    fn a_read_of_an_evicted_log_reopens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = FileRecords::create(&dir.path().join("0.log")).unwrap();
+        f.append(b"hello world").unwrap();
+        f.evict();
+        assert!(!f.is_open());
+        assert_eq!(&f.read_at(6, 5).unwrap()[..], b"world");
+        assert!(f.is_open());
+        // Renamed while closed: the reopen follows the new name.
+        f.evict();
+        f.rename_to(&dir.path().join("0.log.deleted")).unwrap();
+        let batch = client_batch(2, 0, Compression::None, false);
+        f.append(&batch).unwrap();
+        let mut scanner = f.scanner(11, 4096);
+        assert_eq!(scanner.next_batch().unwrap().unwrap().2, &batch[..]);
+    }
+
+    #[test]
+    fn the_active_log_evicted_between_appends_loses_no_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut f = FileRecords::create(&path).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..50u8 {
+            let part = vec![i; 1 + i as usize];
+            f.append(&part).unwrap();
+            expected.extend_from_slice(&part);
+            if i % 3 == 0 {
+                f.evict();
+            }
+            if i % 7 == 0 {
+                // fsync through a reopened descriptor covers writes made through a closed one.
+                f.flush().unwrap();
+            }
+        }
+        f.evict();
+        f.append(b"tail").unwrap();
+        expected.extend_from_slice(b"tail");
+        assert_eq!(f.size(), expected.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        assert_eq!(&f.read_at(0, expected.len()).unwrap()[..], &expected[..]);
+    }
+
+    #[test]
+    fn logs_read_and_written_on_many_threads_while_descriptors_are_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs: Vec<FileRecords> = (0..8)
+            .map(|i| FileRecords::create(&dir.path().join(format!("{i}.log"))).unwrap())
+            .collect();
+        let ids: Vec<u64> = logs.iter().map(|f| f.id).collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // Evicts every descriptor over and over, as a full cache would.
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for id in &ids {
+                        LOG_FILES.remove(*id);
+                    }
+                    std::thread::yield_now();
+                }
+            });
+            let writers: Vec<_> = logs
+                .into_iter()
+                .enumerate()
+                .map(|(n, mut f)| {
+                    s.spawn(move || {
+                        let mut expected = Vec::new();
+                        for i in 0..200u32 {
+                            let part = format!("{n}:{i};").into_bytes();
+                            f.append(&part).unwrap();
+                            expected.extend_from_slice(&part);
+                            let at = expected.len() - part.len();
+                            assert_eq!(&f.read_at(at as u64, part.len()).unwrap()[..], &part[..]);
+                        }
+                        assert_eq!(&f.read_at(0, expected.len()).unwrap()[..], &expected[..]);
+                        assert_eq!(std::fs::read(f.path()).unwrap(), expected);
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 }

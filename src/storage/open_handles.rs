@@ -29,7 +29,6 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use memmap2::MmapRaw;
 
 /// Open `.log` files of every segment in the process.
-#[allow(dead_code)] // FileRecords moves to it in the next change
 pub(crate) static LOG_FILES: LazyLock<HandleCache<File>> =
     LazyLock::new(|| HandleCache::new(default_log_file_capacity()));
 
@@ -47,7 +46,6 @@ pub(crate) fn next_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-#[allow(dead_code)]
 /// Half the soft open-file limit (the process raises it to the hard limit at start).
 fn default_log_file_capacity() -> usize {
     let mut limit = libc::rlimit {

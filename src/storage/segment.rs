@@ -821,7 +821,7 @@ impl LogSegment {
     pub fn try_clone_log_file(&self) -> Result<std::fs::File, StorageError> {
         self.log
             .file()
-            .try_clone()
+            .and_then(|f| f.try_clone())
             .map_err(io_err(|| format!("dup {}", self.log.path().display())))
     }
 
