@@ -12,8 +12,10 @@
 //! Recovery, as Kafka's `LogLoader` does it: without a clean-shutdown marker, every segment
 //! holding offsets at or past the recovery point is re-read; the first bad or torn batch and
 //! everything after it (later segments too) is removed and the indexes are rebuilt. Segments
-//! below the recovery point are trusted unless their indexes fail the sanity check, in which
-//! case they are rebuilt too.
+//! below the recovery point are trusted unless an index is missing or not whole entries, in
+//! which case it is rebuilt too. Indexes are not read at open (they are mapped on first use,
+//! see `index_file`): a closed segment's entries are sanity-checked then and ignored if
+//! broken; the active segment's are checked at load.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

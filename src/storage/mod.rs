@@ -6,6 +6,8 @@
 //! Kafka's UnifiedLog) → [`log_manager`] (a broker's log dirs). [`leader_epoch`] and
 //! [`checkpoint`] hold the small text files beside them. [`cleaner`] compacts
 //! `cleanup.policy=compact` logs (Kafka's LogCleaner); its actor is `actors::log_cleaner`.
+//! `open_handles` bounds what segments keep open in the process (`.log` descriptors, index
+//! mappings).
 
 pub mod batch;
 pub mod checkpoint;

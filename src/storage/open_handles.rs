@@ -88,6 +88,14 @@ pub(crate) fn limit(max_open_files: usize, max_index_maps: usize) {
     );
 }
 
+/// The process is out of descriptors or memory mappings.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM)
+    )
+}
+
 /// A least-recently-used set of shared handles keyed by id.
 pub(crate) struct HandleCache<T> {
     capacity: AtomicUsize,
@@ -138,12 +146,46 @@ impl<T> HandleCache<T> {
     }
 
     /// The handle for `id`, opened with `open` when it is not cached. Opening happens outside
-    /// the lock; evicted handles are closed outside it too.
-    pub(crate) fn get(&self, id: u64, open: impl FnOnce() -> io::Result<T>) -> io::Result<Arc<T>> {
+    /// the lock; evicted handles are closed outside it too. When the process is out of
+    /// descriptors or mappings (`EMFILE`, `ENFILE`, `ENOMEM`: sockets or other caches took
+    /// them), half of this cache is closed and the open tried once more, so that a read or an
+    /// append fails (which takes a log dir offline) only when closing handles did not help.
+    pub(crate) fn get(
+        &self,
+        id: u64,
+        mut open: impl FnMut() -> io::Result<T>,
+    ) -> io::Result<Arc<T>> {
         if let Some(handle) = self.lock().touch(id) {
             return Ok(handle);
         }
-        Ok(self.insert(id, open()?))
+        let handle = match open() {
+            Err(e) if is_exhaustion(&e) => {
+                let shed = self.shed_half();
+                tracing::warn!(error = %e, closed = shed, "out of descriptors or mappings; closed the least recently used half of a segment file cache");
+                open()?
+            }
+            other => other?,
+        };
+        Ok(self.insert(id, handle))
+    }
+
+    /// Closes the least recently used half of the handles; returns how many.
+    fn shed_half(&self) -> usize {
+        let evicted: Vec<Arc<T>> = {
+            let mut inner = self.lock();
+            let n = inner.entries.len().div_ceil(2);
+            let mut out = Vec::with_capacity(n);
+            while out.len() < n {
+                let Some((_, oldest)) = inner.by_use.pop_first() else {
+                    break;
+                };
+                if let Some(slot) = inner.entries.remove(&oldest) {
+                    out.push(slot.handle);
+                }
+            }
+            out
+        };
+        evicted.len()
     }
 
     /// The handle for `id` if it is cached (no open on a miss).
@@ -251,6 +293,30 @@ mod tests {
         assert_eq!(held.as_str(), "one");
         cache.remove(2);
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_closes_half_the_cache_and_retries_once() {
+        let cache = HandleCache::new(10);
+        for id in 0..4 {
+            cache.get(id, || Ok(id)).unwrap();
+        }
+        let mut attempts = 0;
+        let got = cache.get(9, || {
+            attempts += 1;
+            if attempts == 1 {
+                Err(io::Error::from_raw_os_error(libc::EMFILE))
+            } else {
+                Ok(9)
+            }
+        });
+        assert_eq!(*got.unwrap(), 9);
+        assert_eq!(attempts, 2);
+        assert!(
+            !cache.contains(0) && !cache.contains(1),
+            "the older half closed"
+        );
+        assert!(cache.contains(2) && cache.contains(3) && cache.contains(9));
     }
 
     #[test]
