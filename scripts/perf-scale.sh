@@ -15,7 +15,8 @@
 # The process keeps the open-file limit of the shell (`ulimit -Hn`; weir raises the soft
 # limit to it) and Linux's vm.max_map_count.
 #
-# Usage: [RF=3] scripts/perf-scale.sh 10 1000 10000   (WEIR: a binary built with --features perf)
+# Usage: [RF=3] [KEEP=1] scripts/perf-scale.sh 10 1000 10000
+#   WEIR: a binary built with --features perf; KEEP: keep each run's dir (logs) for a look.
 set -u
 cd "$(dirname "$0")/.."
 weir=${WEIR:-target/release/weir}
@@ -70,5 +71,5 @@ sys.exit(0 if parts and all(q["leader"] not in (-1, 1) for q in parts) else 1)' 
   echo "$line"
   exec 3>&-
   kill "$pid"; wait "$pid" 2>/dev/null
-  rm -rf "$d"
+  if [ -n "${KEEP:-}" ]; then echo "kept $d"; else rm -rf "$d"; fi
 done
