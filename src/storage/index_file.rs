@@ -447,6 +447,34 @@ mod tests {
     }
 
     #[test]
+    fn an_index_unmapped_between_writes_keeps_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        let mut f = IndexFile::create(&path, 8, 8 * 1024).unwrap();
+        assert!(!f.is_mapped(), "create maps nothing");
+        for i in 0..1000u64 {
+            assert!(f.push(&i.to_be_bytes()));
+            if i % 7 == 0 {
+                // As the cache does when it evicts the mapping.
+                INDEX_MAPS.remove(f.id);
+            }
+        }
+        INDEX_MAPS.remove(f.id);
+        f.flush().unwrap();
+        let view = f.view();
+        assert_eq!(view.entries(), 1000);
+        for i in 0..1000usize {
+            assert_eq!(view.entry(i), &(i as u64).to_be_bytes());
+        }
+        drop(view);
+        f.trim().unwrap();
+        assert!(!f.is_mapped(), "a trim unmaps");
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(on_disk.len(), 8000);
+        assert_eq!(&on_disk[8 * 999..], &999u64.to_be_bytes());
+    }
+
+    #[test]
     fn push_stops_when_full() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = IndexFile::create(&dir.path().join("x.index"), 8, 16).unwrap();
