@@ -793,6 +793,24 @@ mod tests {
     }
 
     #[test]
+    fn open_segment_file_bounds_default_to_zero_and_refuse_negatives() {
+        let (c, warnings) = BrokerConfig::load(
+            None,
+            &[
+                "log.max.open.files=100".into(),
+                "log.max.index.maps=0".into(),
+            ],
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!((c.log_max_open_files, c.log_max_index_maps), (100, 0));
+        for key in ["log.max.open.files", "log.max.index.maps"] {
+            let err = BrokerConfig::load(None, &[format!("{key}=-1")]).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn retention_precedence_is_ms_then_minutes_then_hours() {
         let mut c = BrokerConfig::default();
         c.set("log.retention.hours", "1").unwrap();
