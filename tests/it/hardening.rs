@@ -499,3 +499,171 @@ async fn the_coordinator_port_survives_floods_and_bad_input_while_a_session_keep
     server.stop();
     service.shutdown().await;
 }
+
+/// Reads one response frame (without its size prefix).
+async fn read_response(stream: &mut TcpStream) -> std::io::Result<Bytes> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await?;
+    let mut frame = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    stream.read_exact(&mut frame).await?;
+    Ok(Bytes::from(frame))
+}
+
+/// The broker's request queue now: (requests, bytes, peak bytes). The same numbers are the
+/// `weir_request_queue_*` metrics; read here directly, since a paused broker's metrics
+/// endpoint waits on its paused actors.
+fn request_queue(cluster: &Cluster, broker: i32) -> (usize, u64, u64) {
+    let q = &cluster
+        .broker(broker)
+        .expect("the broker")
+        .node
+        .request_queue;
+    (
+        q.queued_requests() as usize,
+        q.queued_bytes(),
+        q.peak_bytes(),
+    )
+}
+
+/// Kafka's request channel bound, broker-wide: many connections pipelining produce requests
+/// while the broker cannot handle them (paused) hold at most `queued.max.requests` requests
+/// and `queued.max.request.bytes` bytes read from their sockets; the rest wait in the clients'
+/// TCP windows. Once the broker goes on, every request is answered (none was dropped), every
+/// record is stored, and another client is served.
+#[actix::test]
+async fn many_flooding_connections_hold_no_more_than_the_broker_wide_request_queue() {
+    use kafka_protocol::messages::{produce_request, ProduceRequest, ProduceResponse};
+    use kafka_protocol::protocol::Decodable;
+    use weir::cluster::faults::Fault;
+    crate::support::init_test_logging();
+    const MAX_REQUESTS: usize = 16;
+    const MAX_BYTES: usize = 1 << 20;
+    const CONNECTIONS: usize = 24;
+    const FRAMES: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::builder()
+        .brokers(1)
+        .base_port(0)
+        .data_dir(dir.path())
+        .worker_threads(2)
+        .set("queued.max.requests", MAX_REQUESTS.to_string())
+        .set("queued.max.request.bytes", MAX_BYTES.to_string())
+        .start()
+        .await
+        .expect("cluster starts");
+    let addr = cluster.broker(1).unwrap().addr;
+    let mut steady = Steady {
+        addr,
+        client: Client::connect(addr, "test").await.unwrap(),
+        stored: Vec::new(),
+    };
+    for topic in [TOPIC, "flood"] {
+        assert_eq!(
+            steady.client.create_topic(topic, 1, 1, None).await.unwrap(),
+            0
+        );
+    }
+    crate::support::wait_until_async("the topics have leaders", Duration::from_secs(30), || {
+        let led = cluster
+            .status()
+            .partitions
+            .iter()
+            .filter(|p| p.leader >= 0)
+            .count();
+        async move { (led == 2).then_some(()) }
+    })
+    .await;
+    steady.check("start").await;
+
+    // Produce requests of ~100 KiB: the byte bound binds before the request bound for them,
+    // tiny ApiVersions requests in between fill places without bytes.
+    let record = Bytes::from(vec![b'f'; 100 * 1024]);
+    let produce = |id: i32| {
+        request(
+            ApiKey::Produce,
+            9,
+            id,
+            &ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(weir::demo::client::topic_name("flood"))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(weir::demo::client::batch(&[(
+                                None,
+                                record.clone(),
+                            )]))),
+                    ])]),
+        )
+    };
+    cluster.inject(Fault::Pause(1)).await.expect("pause 1");
+    let mut flooders = Vec::new();
+    for c in 0..CONNECTIONS {
+        let mut stream = connect_from("127.0.0.3", addr).await;
+        let frames: Vec<Vec<u8>> = (0..FRAMES as i32)
+            .map(|i| {
+                if c % 3 == 2 {
+                    request(ApiKey::ApiVersions, 3, i, &ApiVersionsRequest::default())
+                } else {
+                    produce(i)
+                }
+            })
+            .collect();
+        flooders.push(tokio::spawn(async move {
+            // Writes everything (blocking while the broker does not read), then reads every
+            // answer.
+            for f in &frames {
+                stream.write_all(f).await.expect("the flooder's writes");
+            }
+            let mut codes = Vec::new();
+            for i in 0..FRAMES as i32 {
+                let mut frame = read_response(&mut stream).await.expect("an answer");
+                if c % 3 == 2 {
+                    continue;
+                }
+                let header = kafka_protocol::messages::ResponseHeader::decode(
+                    &mut frame,
+                    ApiKey::Produce.response_header_version(9),
+                )
+                .unwrap();
+                assert_eq!(header.correlation_id, i, "answers in request order");
+                let response = ProduceResponse::decode(&mut frame, 9).unwrap();
+                codes.push(response.responses[0].partition_responses[0].error_code);
+            }
+            codes
+        }));
+    }
+    // The paused broker reads requests until the queue is full, then no more.
+    let full = crate::support::wait_until_async(
+        "the request queue fills up",
+        Duration::from_secs(20),
+        || async {
+            let (requests, bytes, _) = request_queue(&cluster, 1);
+            assert!(requests <= MAX_REQUESTS, "{requests} requests queued");
+            (requests == MAX_REQUESTS || bytes as usize + 110 * 1024 > MAX_BYTES)
+                .then_some((requests, bytes))
+        },
+    )
+    .await;
+    eprintln!("the request queue filled up at {full:?} (requests, bytes)");
+    cluster.inject(Fault::Resume(1)).await.expect("resume 1");
+    let mut stored = 0;
+    for (c, flooder) in flooders.into_iter().enumerate() {
+        let codes = flooder.await.expect("a flooder");
+        assert!(codes.iter().all(|c| *c == 0), "flooder {c}: {codes:?}");
+        stored += codes.len();
+    }
+    let (requests, bytes, peak) = request_queue(&cluster, 1);
+    assert!(
+        peak as usize <= MAX_BYTES,
+        "{peak} request bytes were queued at once, over queued.max.request.bytes={MAX_BYTES}"
+    );
+    eprintln!("peak of queued request bytes: {peak}; now {requests} requests, {bytes} bytes");
+    let (code, read) = steady.client.read_all("flood", 0, 0).await.unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(read.len(), stored, "every flooded record is stored");
+    steady.check("a flood of many connections").await;
+    cluster.shutdown().await.expect("clean shutdown");
+}
