@@ -11,11 +11,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    fetch_request, ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, RequestHeader,
-};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{fetch_request, ApiKey, ApiVersionsRequest, BrokerId, FetchRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use weir::actors::coordination::{
@@ -24,6 +21,8 @@ use weir::actors::coordination::{
 use weir::cluster::Cluster;
 
 use weir::demo::client::Client;
+
+use crate::support::{kafka_request as request, read_response};
 
 /// How long the server has to close a connection it must close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
@@ -84,21 +83,6 @@ async fn assert_dropped_while_blocked(
             Err(_) => panic!("{what}: the connection is still open after {within:?}"),
         }
     }
-}
-
-fn request<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("hardening")))
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
 }
 
 /// A frame with a well-formed size prefix around `body`.
@@ -498,15 +482,6 @@ async fn the_coordinator_port_survives_floods_and_bad_input_while_a_session_keep
 
     server.stop();
     service.shutdown().await;
-}
-
-/// Reads one response frame (without its size prefix).
-async fn read_response(stream: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).await?;
-    let mut frame = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
-    stream.read_exact(&mut frame).await?;
-    Ok(Bytes::from(frame))
 }
 
 /// The broker's request queue now: (requests, bytes, peak bytes). The same numbers are the

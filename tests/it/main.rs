@@ -15,5 +15,6 @@ mod multinode;
 mod observability;
 mod perf;
 mod replication;
+mod slow_disk;
 mod storage;
 mod ui;
