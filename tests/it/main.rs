@@ -11,6 +11,7 @@ mod demos;
 mod full_disk;
 mod hardening;
 mod kafka_clients;
+mod loop_disk;
 mod multinode;
 mod observability;
 mod perf;

@@ -11,8 +11,6 @@
 //! `mkfs.ext4` and cgroup v1's blkio controller; where any is missing the test prints why
 //! and returns (skipped, not silently passed).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use weir::cluster::Cluster;
 use weir::demo::client::{topic_name, Client};
 
+use crate::loop_disk::LoopDisk;
 use crate::support::{kafka_request, read_response, wait_until_async};
 
 const TOPIC: &str = "slow";
@@ -33,82 +32,6 @@ const QUEUE_BYTES: u64 = 1 << 20;
 const RECORD: usize = 16 * 1024;
 const PRODUCERS: usize = 4;
 const FLOOD: Duration = Duration::from_secs(3);
-
-/// A throttled ext4 on a loop device mounted at `mount`, with this process in the blkio
-/// cgroup that throttles it. Dropping it undoes each step that was done.
-#[derive(Default)]
-struct SlowDisk {
-    loop_dev: Option<String>,
-    mount: Option<PathBuf>,
-    cgroup: Option<PathBuf>,
-}
-
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl SlowDisk {
-    fn set_up(image: &Path, mount: &Path, write_bps: u64) -> Result<Self, String> {
-        const BLKIO: &str = "/sys/fs/cgroup/blkio";
-        if !Path::new(BLKIO).join("cgroup.procs").exists() {
-            return Err(format!("no cgroup v1 blkio controller at {BLKIO}"));
-        }
-        let mut disk = SlowDisk::default();
-        std::fs::File::create(image)
-            .and_then(|f| f.set_len(128 << 20))
-            .map_err(|e| format!("disk image: {e}"))?;
-        let dev = run("losetup", &["-f", "--show", &image.to_string_lossy()])?;
-        disk.loop_dev = Some(dev.clone());
-        run("mkfs.ext4", &["-q", &dev])?;
-        std::fs::create_dir_all(mount).map_err(|e| e.to_string())?;
-        run("mount", &[&dev, &mount.to_string_lossy()])?;
-        disk.mount = Some(mount.to_path_buf());
-        let name = Path::new(&dev).file_name().unwrap().to_string_lossy();
-        let dev_number = std::fs::read_to_string(format!("/sys/block/{name}/dev"))
-            .map_err(|e| format!("{dev}'s device number: {e}"))?;
-        let cgroup = Path::new(BLKIO).join(format!("weir-slow-disk-{}", std::process::id()));
-        std::fs::create_dir_all(&cgroup).map_err(|e| format!("{}: {e}", cgroup.display()))?;
-        disk.cgroup = Some(cgroup.clone());
-        let write = |file: &str, value: String| {
-            std::fs::write(cgroup.join(file), &value)
-                .map_err(|e| format!("writing {value:?} to {file}: {e}"))
-        };
-        write(
-            "blkio.throttle.write_bps_device",
-            format!("{} {write_bps}", dev_number.trim()),
-        )?;
-        write("cgroup.procs", std::process::id().to_string())?;
-        Ok(disk)
-    }
-}
-
-impl Drop for SlowDisk {
-    fn drop(&mut self) {
-        if let Some(cgroup) = &self.cgroup {
-            let root = cgroup.parent().unwrap().join("cgroup.procs");
-            let _ = std::fs::write(root, std::process::id().to_string());
-            let _ = std::fs::remove_dir(cgroup);
-        }
-        if let Some(mount) = &self.mount {
-            let _ = Command::new("umount").arg("-l").arg(mount).status();
-        }
-        if let Some(dev) = &self.loop_dev {
-            let _ = Command::new("losetup").args(["-d", dev]).status();
-        }
-    }
-}
 
 /// This process's resident set, in bytes.
 fn rss() -> u64 {
@@ -218,11 +141,13 @@ async fn produce_flat_out(
 async fn producers_faster_than_the_disk_are_slowed_with_bounded_broker_memory_and_lose_nothing() {
     crate::support::init_test_logging();
     let dir = tempfile::tempdir().unwrap();
-    let disk = match SlowDisk::set_up(
+    let disk = LoopDisk::mount(
         &dir.path().join("disk.img"),
         &dir.path().join("data/broker-1"),
-        DISK_BPS,
-    ) {
+        true,
+    )
+    .and_then(|mut disk| disk.throttle_writes(DISK_BPS).map(|()| disk));
+    let disk = match disk {
         Ok(disk) => disk,
         Err(why) => {
             eprintln!("SKIPPED producers_faster_than_the_disk...: cannot make a slow disk ({why}); this test needs root, losetup, mkfs.ext4 and cgroup v1 blkio");
