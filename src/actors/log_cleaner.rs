@@ -189,7 +189,12 @@ impl Handler<PrepareClean> for Replica {
         let Some((log, producers)) = self.log_for_cleaner() else {
             return Ok(None);
         };
-        prepare(log, producers.last_offsets(), msg.now_ms)
+        let prepared = prepare(log, producers.last_offsets(), msg.now_ms);
+        // An I/O error on the log is its dir's failure, for the cleaner as for any owner.
+        if let Err(e) = &prepared {
+            self.log_dir_failure(e);
+        }
+        prepared
     }
 }
 
@@ -198,7 +203,13 @@ impl Handler<SwapCleanedSegments> for Replica {
 
     fn handle(&mut self, msg: SwapCleanedSegments, _: &mut Self::Context) -> Self::Result {
         match self.log_for_cleaner() {
-            Some((log, _)) => swap(log, &msg.0),
+            Some((log, _)) => {
+                let swapped = swap(log, &msg.0);
+                if let Err(e) = &swapped {
+                    self.log_dir_failure(e);
+                }
+                swapped
+            }
             None => {
                 discard_cleaned(&msg.0.dir, &msg.0.groups);
                 Ok(SwapReport::Discarded("the replica is stopping".into()))

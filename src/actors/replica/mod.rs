@@ -250,6 +250,12 @@ impl Replica {
     /// reports its log dir as failed: a full disk or a failing device is the dir's fault,
     /// not this request's, and a log whose last write may be torn must not be written again.
     pub(crate) fn storage_failure(&mut self, e: StorageError) -> ApiError {
+        self.log_dir_failure(&e);
+        storage_error(&self.tp, e)
+    }
+
+    /// [`Self::storage_failure`] for callers that pass the error on as it is.
+    pub(crate) fn log_dir_failure(&mut self, e: &StorageError) {
         if matches!(e, StorageError::Io { .. }) && !self.log_dir_offline {
             tracing::error!(partition = %self.tp, error = %e, "I/O error on the log: its log dir goes offline");
             self.go_offline();
@@ -260,7 +266,6 @@ impl Replica {
                 });
             }
         }
-        storage_error(&self.tp, e)
     }
 
     /// Serves nothing from now on; waiters on its progress give up.
@@ -315,7 +320,11 @@ impl Replica {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::warn!(partition = %tp, error = %e, "producer state snapshot failed");
-                        act.storage_failure(StorageError::io("producer state snapshot", e));
+                        // A file gone meanwhile is a race with truncation or deletion, not
+                        // the disk failing.
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            act.storage_failure(StorageError::io("producer state snapshot", e));
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "producer state snapshot task failed")
@@ -634,7 +643,9 @@ impl Replica {
                     producer_state::delete_snapshots_below(log.dir(), log.log_start_offset())
                 {
                     tracing::warn!(partition = %tp, error = %e, "cannot delete old producer snapshots");
-                    failures.push(StorageError::io("deleting producer snapshots", e));
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        failures.push(StorageError::io("deleting producer snapshots", e));
+                    }
                 }
             }
             Err(e) => {
