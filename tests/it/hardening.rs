@@ -101,6 +101,38 @@ struct Steady {
 }
 
 impl Steady {
+    /// Creates `topics` (one partition each, the steady client's first), waits for their
+    /// leaders, and checks the first record goes in.
+    async fn start(cluster: &Cluster, addr: SocketAddr, topics: &[&str]) -> Steady {
+        let mut steady = Steady {
+            addr,
+            client: Client::connect(addr, "test").await.unwrap(),
+            stored: Vec::new(),
+        };
+        for topic in topics {
+            assert_eq!(
+                steady.client.create_topic(topic, 1, 1, None).await.unwrap(),
+                0
+            );
+        }
+        crate::support::wait_until_async(
+            "the topics have leaders",
+            Duration::from_secs(30),
+            || {
+                let led = cluster
+                    .status()
+                    .partitions
+                    .iter()
+                    .filter(|p| topics.contains(&p.topic.as_str()) && p.leader >= 0)
+                    .count();
+                async move { (led == topics.len()).then_some(()) }
+            },
+        )
+        .await;
+        steady.check("start").await;
+        steady
+    }
+
     async fn check(&mut self, after: &str) {
         let value = Bytes::from(format!("record after {after}"));
         let produced = match self
@@ -147,25 +179,7 @@ async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_produ
         .await
         .expect("cluster starts");
     let addr = cluster.broker(1).unwrap().addr;
-    let mut steady = Steady {
-        addr,
-        client: Client::connect(addr, "test").await.unwrap(),
-        stored: Vec::new(),
-    };
-    assert_eq!(
-        steady.client.create_topic(TOPIC, 1, 1, None).await.unwrap(),
-        0
-    );
-    crate::support::wait_until_async("the topic has a leader", Duration::from_secs(30), || {
-        let p = cluster
-            .status()
-            .partitions
-            .into_iter()
-            .find(|p| p.topic == TOPIC && p.leader >= 0);
-        async move { p }
-    })
-    .await;
-    steady.check("start").await;
+    let mut steady = Steady::start(&cluster, addr, &[TOPIC]).await;
 
     // Bad input, one class per connection: each is closed, nothing else is.
     let mut unknown_key = request(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default());
@@ -527,28 +541,7 @@ async fn many_flooding_connections_hold_no_more_than_the_broker_wide_request_que
         .await
         .expect("cluster starts");
     let addr = cluster.broker(1).unwrap().addr;
-    let mut steady = Steady {
-        addr,
-        client: Client::connect(addr, "test").await.unwrap(),
-        stored: Vec::new(),
-    };
-    for topic in [TOPIC, "flood"] {
-        assert_eq!(
-            steady.client.create_topic(topic, 1, 1, None).await.unwrap(),
-            0
-        );
-    }
-    crate::support::wait_until_async("the topics have leaders", Duration::from_secs(30), || {
-        let led = cluster
-            .status()
-            .partitions
-            .iter()
-            .filter(|p| p.leader >= 0)
-            .count();
-        async move { (led == 2).then_some(()) }
-    })
-    .await;
-    steady.check("start").await;
+    let mut steady = Steady::start(&cluster, addr, &[TOPIC, "flood"]).await;
 
     // Produce requests of ~100 KiB: the byte bound binds before the request bound for them,
     // tiny ApiVersions requests in between fill places without bytes.
