@@ -35,6 +35,8 @@ pub struct RequestQueue {
     queued_bytes: AtomicU64,
     /// The most bytes ever held at once (weir's own gauge: what the bound was tested against).
     peak_bytes: AtomicU64,
+    /// Requests ever let in.
+    admitted: AtomicU64,
 }
 
 /// One request's place in the queue; dropping it gives the place back.
@@ -70,6 +72,7 @@ impl RequestQueue {
             queued_requests: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
         })
     }
 
@@ -98,6 +101,7 @@ impl RequestQueue {
             .await
             .expect("the request semaphore is never closed");
         self.queued_requests.fetch_add(1, Ordering::Relaxed);
+        self.admitted.fetch_add(1, Ordering::Relaxed);
         let len = len as u64;
         let now = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
         self.peak_bytes.fetch_max(now, Ordering::Relaxed);
@@ -122,6 +126,11 @@ impl RequestQueue {
     /// The most request bytes held at once since the broker started.
     pub fn peak_bytes(&self) -> u64 {
         self.peak_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Requests let in since the broker started.
+    pub fn admitted_total(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
     }
 
     /// `queued.max.requests`.

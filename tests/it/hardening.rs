@@ -635,3 +635,72 @@ async fn many_flooding_connections_hold_no_more_than_the_broker_wide_request_que
     steady.check("a flood of many connections").await;
     cluster.shutdown().await.expect("clean shutdown");
 }
+
+/// A connection pipelining long-poll fetches waits on itself (one fetch at a time per
+/// connection), not on the broker: its queued fetches are out of the request queue, so a
+/// small `queued.max.requests` still serves everyone else at once.
+#[actix::test]
+async fn pipelined_long_poll_fetches_of_one_connection_leave_the_request_queue_to_others() {
+    crate::support::init_test_logging();
+    const MAX_REQUESTS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .base_port(0)
+        .data_dir(dir.path())
+        .worker_threads(2)
+        .set("queued.max.requests", MAX_REQUESTS.to_string())
+        .start()
+        .await
+        .expect("cluster starts");
+    let addr = cluster.broker(1).unwrap().addr;
+    let mut steady = Steady::start(&cluster, addr, &[TOPIC, "empty"]).await;
+    // Fetches of an empty partition that wait 3 s each for data that never comes.
+    let fetch = |id: i32| {
+        request(
+            ApiKey::Fetch,
+            11,
+            id,
+            &FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(3000)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(weir::demo::client::topic_name("empty"))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)])]),
+        )
+    };
+    let queue = cluster.broker(1).unwrap().node.request_queue.clone();
+    let before = queue.admitted_total();
+    let mut poller = connect_from("127.0.0.3", addr).await;
+    for id in 0..(4 * MAX_REQUESTS) as i32 {
+        poller.write_all(&fetch(id)).await.unwrap();
+    }
+    // In flight up to the connection's bound, one more handed to its writer, one more read.
+    crate::support::wait_until_async(
+        "the poller's fetches are in",
+        Duration::from_secs(10),
+        || {
+            let admitted = queue.admitted_total() - before;
+            async move { (admitted as usize >= MAX_REQUESTS + 2).then_some(()) }
+        },
+    )
+    .await;
+    let started = Instant::now();
+    steady.check("pipelined long polls").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the steady client waited {:?} behind another connection's long polls",
+        started.elapsed()
+    );
+    let (requests, _, _) = request_queue(&cluster, 1);
+    assert!(
+        requests < MAX_REQUESTS,
+        "{requests} places held by one connection"
+    );
+    cluster.shutdown().await.expect("clean shutdown");
+}
