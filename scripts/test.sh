@@ -14,6 +14,9 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 # `ip netns` for the multi-node link-cut test (it runs as root, as CI does).
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# tests/it/slow_disk.rs: a throttled ext4 on a loop device
+command -v mkfs.ext4 >/dev/null 2>&1 || need_apt+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need_apt+=(mount)
 # A real headless browser for the console's tests (tests/it/ui.rs), driven via chromedriver.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)

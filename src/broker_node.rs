@@ -163,6 +163,8 @@ pub struct BrokerNode {
     seam: NodeSeam,
     /// Requests to the controller (controlled shutdown).
     peers: Peers,
+    /// The client requests read and not yet handled (its gauges are in the metrics too).
+    pub request_queue: Arc<crate::protocol::request_queue::RequestQueue>,
 }
 
 impl BrokerNode {
@@ -390,6 +392,7 @@ impl BrokerNode {
         let link =
             ControllerForwarder::link(&forwarder, ProducerIdManager::new(allocator.recipient()));
         directory.set_controller(link.clone());
+        let request_queue = crate::protocol::request_queue::RequestQueue::from_config(&config);
         let ctx = Arc::new(ApiContext {
             broker_id: id,
             topic_defaults: Arc::new(config.topic_defaults()),
@@ -400,6 +403,7 @@ impl BrokerNode {
             controller: link,
             groups: router.clone(),
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            request_queue: request_queue.clone(),
         });
         crate::metrics::serve(&ctx, run.subscribe())?;
         // [compaction] The log cleaner of this broker's compacted logs; stops with the node.
@@ -435,6 +439,7 @@ impl BrokerNode {
             run,
             seam,
             peers: forwarder_peers,
+            request_queue,
         })
     }
 

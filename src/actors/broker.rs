@@ -17,7 +17,7 @@
 //! replica actors, which are spread over several arbiters (threads).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -305,24 +305,31 @@ impl Broker {
                 log.update_config(config);
                 log
             }
-            None => self
-                .log_manager
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_mut()
-                .ok_or_else(|| {
+            None => {
+                let mut manager = self.log_manager.lock().unwrap_or_else(|p| p.into_inner());
+                let manager = manager.as_mut().ok_or_else(|| {
                     ApiError::with_message(
                         ResponseError::KafkaStorageError,
                         "the broker is shutting down",
                     )
-                })?
-                .create_log(tp, config)
-                .map_err(|e| {
+                })?;
+                let dir = manager.dir_for_new_log().map(Path::to_path_buf);
+                manager.create_log(tp, config).map_err(|e| {
+                    // Kafka's LogManager: an I/O error creating a log fails its dir.
+                    if let (StorageError::Io { .. }, Some(dir), Some(failures)) =
+                        (&e, dir, &self.log_dir_failures)
+                    {
+                        failures.do_send(LogDirFailed {
+                            log_dir: dir,
+                            reason: format!("creating the log of {tp}: {e}"),
+                        });
+                    }
                     ApiError::from_code(
                         e.kafka_code(),
                         Some(format!("creating the log of {tp}: {e}")),
                     )
-                })?,
+                })?
+            }
         };
         let replica = Replica::new(
             tp.clone(),
@@ -1406,6 +1413,44 @@ mod tests {
             }
         }
         assert_eq!(shared.replicas.len(), 2);
+    }
+
+    #[actix::test]
+    async fn an_io_error_creating_a_log_takes_its_dir_offline_and_the_controller_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let listener = told.clone();
+        let (broker, _shared) =
+            Broker::open(config(dir.path()), Some("test-cluster"), vec![]).unwrap();
+        let broker = broker
+            .with_log_dir_offline_listener(Arc::new(move |dir| {
+                listener.lock().unwrap().push(dir);
+            }))
+            .start();
+        // A file where the partition's directory must go: creating its log is a real I/O
+        // error (ENOTDIR / EEXIST), as a broken dir would give.
+        std::fs::write(dir.path().join("orders-0"), b"not a directory").unwrap();
+        let results = broker
+            .send(leader_and_isr(1, Uuid::new_v4(), 1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            results[0].1.as_ref().map(|e| e.code),
+            Some(ResponseError::KafkaStorageError.code()),
+            "{results:?}"
+        );
+        let dirs = broker.send(DescribeLogDirs { topics: None }).await.unwrap();
+        assert!(dirs[0].offline, "the dir is offline");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while told.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the controller was not told"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*told.lock().unwrap(), vec![dir.path().to_path_buf()]);
     }
 
     #[actix::test]

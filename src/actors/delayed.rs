@@ -7,7 +7,8 @@
 //! touched after every append. Here every replica publishes its [`PartitionProgress`] on a
 //! `watch` channel, so a delayed operation is a future that waits on those channels and one
 //! deadline timer: it wakes exactly when a partition it waits on changes, never by polling,
-//! and it lives on the connection's task (nothing to clean up when the client goes away).
+//! and it lives on the request's task (nothing to clean up: it ends by its deadline at the
+//! latest). Waiting here gives the request's place in the broker's request queue back.
 
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub async fn delayed_produce(
     waits: Vec<ProduceWait>,
     timeout: Duration,
 ) -> Vec<ProduceWaitOutcome> {
+    // Parked: the request no longer counts against the broker's request queue.
+    crate::protocol::request_queue::parked();
     let deadline = Instant::now() + timeout;
     futures::future::join_all(waits.into_iter().map(|mut wait| async move {
         let required = wait.required_offset;
@@ -114,6 +117,7 @@ impl FetchWatch {
 /// Kafka's `DelayedFetch` wait: returns `true` when one of the partitions has something new
 /// (the caller reads again), `false` when the deadline passed first.
 pub async fn wait_for_fetchable(watches: &mut [FetchWatch], deadline: Instant) -> bool {
+    crate::protocol::request_queue::parked();
     if watches.is_empty() {
         tokio::time::sleep_until(deadline).await;
         return false;

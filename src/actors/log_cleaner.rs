@@ -19,6 +19,9 @@
 //!    swaps the cleaned ones in (renames only); the replaced files are removed and the
 //!    cleaner checkpoint written on a blocking thread.
 //!
+//! A clean that fails on the log's files tells the owner ([`CleanFailed`]): an I/O error takes
+//! its log dir offline, as any other on the log does.
+//!
 //! The owners are the partition replicas: their handlers for these messages live here, next
 //! to the messages, and reduce to [`describe`], [`prepare`] and [`swap`], which anything that
 //! owns a [`PartitionLog`] can call (the actor tests' stand-in owner does).
@@ -107,6 +110,12 @@ pub struct PrepareClean {
 #[rtype(result = "Result<SwapReport, StorageError>")]
 pub struct SwapCleanedSegments(pub CleanedLog);
 
+/// The clean itself (on the cleaner's thread) failed on the log's files: an I/O error there
+/// is the log dir's failure (Kafka's cleaner reports it to the `LogDirFailureChannel`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CleanFailed(pub StorageError);
+
 /// What the owner did with a clean.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwapReport {
@@ -189,7 +198,25 @@ impl Handler<PrepareClean> for Replica {
         let Some((log, producers)) = self.log_for_cleaner() else {
             return Ok(None);
         };
-        prepare(log, producers.last_offsets(), msg.now_ms)
+        let prepared = prepare(log, producers.last_offsets(), msg.now_ms);
+        // An I/O error on the log is its dir's failure, for the cleaner as for any owner.
+        if let Err(e) = &prepared {
+            self.log_dir_failure(e);
+        }
+        prepared
+    }
+}
+
+impl Handler<CleanFailed> for Replica {
+    type Result = ();
+
+    fn handle(&mut self, msg: CleanFailed, _: &mut Self::Context) {
+        // A file gone meanwhile is the log being deleted under the clean, not the disk.
+        let gone = matches!(&msg.0, StorageError::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound);
+        if !gone {
+            self.log_dir_failure(&msg.0);
+        }
     }
 }
 
@@ -198,7 +225,13 @@ impl Handler<SwapCleanedSegments> for Replica {
 
     fn handle(&mut self, msg: SwapCleanedSegments, _: &mut Self::Context) -> Self::Result {
         match self.log_for_cleaner() {
-            Some((log, _)) => swap(log, &msg.0),
+            Some((log, _)) => {
+                let swapped = swap(log, &msg.0);
+                if let Err(e) = &swapped {
+                    self.log_dir_failure(e);
+                }
+                swapped
+            }
             None => {
                 discard_cleaned(&msg.0.dir, &msg.0.groups);
                 Ok(SwapReport::Discarded("the replica is stopping".into()))
@@ -216,6 +249,7 @@ pub struct CleanerPeer {
     pub describe: Recipient<DescribeCleanable>,
     pub prepare: Recipient<PrepareClean>,
     pub swap: Recipient<SwapCleanedSegments>,
+    pub failed: Recipient<CleanFailed>,
 }
 
 impl CleanerPeer {
@@ -224,12 +258,14 @@ impl CleanerPeer {
         A: Actor<Context = Context<A>>
             + Handler<DescribeCleanable>
             + Handler<PrepareClean>
-            + Handler<SwapCleanedSegments>,
+            + Handler<SwapCleanedSegments>
+            + Handler<CleanFailed>,
     {
         CleanerPeer {
             describe: addr.clone().recipient(),
             prepare: addr.clone().recipient(),
-            swap: addr.recipient(),
+            swap: addr.clone().recipient(),
+            failed: addr.recipient(),
         }
     }
 }
@@ -560,7 +596,11 @@ async fn run_clean(
     let cleaned = match result {
         Ok(cleaned) => cleaned,
         Err(CleanError::Aborted) => return (map, CleanEnd::Nothing),
-        Err(CleanError::Storage(e)) => return (map, CleanEnd::Failed(e.to_string())),
+        Err(CleanError::Storage(e)) => {
+            let why = e.to_string();
+            peer.failed.do_send(CleanFailed(e));
+            return (map, CleanEnd::Failed(why));
+        }
     };
     let (dir, groups) = (cleaned.dir.clone(), cleaned.groups.clone());
     match peer.swap.send(SwapCleanedSegments(cleaned.clone())).await {
@@ -660,6 +700,11 @@ mod tests {
         fn handle(&mut self, msg: PrepareClean, _: &mut Context<Self>) -> Self::Result {
             prepare(&self.log, HashMap::new(), msg.now_ms)
         }
+    }
+
+    impl Handler<CleanFailed> for Owner {
+        type Result = ();
+        fn handle(&mut self, _: CleanFailed, _: &mut Context<Self>) {}
     }
 
     impl Handler<SwapCleanedSegments> for Owner {

@@ -250,6 +250,8 @@ config_struct! {
         max_connections_per_ip_overrides: Vec<String> = "max.connections.per.ip.overrides", vec![];
         connections_max_idle_ms: i64 = "connections.max.idle.ms", 600_000;
         queued_max_requests: i32 = "queued.max.requests", 500;
+        /// Bytes of requests read and not yet handled, broker-wide; ≤ 0 is unbounded.
+        queued_max_request_bytes: i64 = "queued.max.request.bytes", -1;
         request_timeout_ms: i32 = "request.timeout.ms", 30_000;
         /// weir's own: the Prometheus endpoint's port; off unless set.
         metrics_port: Option<u16> = "metrics.port", None;

@@ -91,6 +91,7 @@ pub fn serve(
         metadata: ctx.metadata.clone(),
         replicas: ctx.replicas.clone(),
         groups: ctx.groups.clone(),
+        request_queue: ctx.request_queue.clone(),
     });
     actix::spawn(accept_loop(listener, view, run));
     tracing::info!(broker = id, %addr, "serving metrics");

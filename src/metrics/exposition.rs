@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::actors::broker::LocalReplicas;
 use crate::actors::group::coordinator::{ListGroups, OffsetFetch};
@@ -11,6 +12,7 @@ use crate::actors::group::GroupRouter;
 use crate::actors::metadata_cache::MetadataCache;
 
 use super::LATENCY_BUCKETS;
+use crate::protocol::request_queue::RequestQueue;
 
 /// What a scrape reads besides the counters.
 #[derive(Clone)]
@@ -19,6 +21,7 @@ pub struct BrokerView {
     pub metadata: MetadataCache,
     pub replicas: LocalReplicas,
     pub groups: GroupRouter,
+    pub request_queue: Arc<RequestQueue>,
 }
 
 /// `"` `\` and newlines escaped, as the format requires in label values.
@@ -192,6 +195,35 @@ pub async fn scrape(view: &BrokerView) -> String {
         "weir_isr_expands_total",
         &[],
         m.isr_expands.load(Ordering::Relaxed) as f64,
+    );
+
+    // The request queue (Kafka's request channel and request memory pool).
+    let queue = &view.request_queue;
+    w.family(
+        "weir_request_queue_size",
+        "gauge",
+        "Client requests read and not yet handled or parked (bounded by queued.max.requests).",
+    );
+    w.sample(
+        "weir_request_queue_size",
+        &[],
+        queue.queued_requests() as f64,
+    );
+    w.family(
+        "weir_request_queue_bytes",
+        "gauge",
+        "Bytes of those requests (bounded by queued.max.request.bytes).",
+    );
+    w.sample("weir_request_queue_bytes", &[], queue.queued_bytes() as f64);
+    w.family(
+        "weir_request_queue_peak_bytes",
+        "gauge",
+        "The most request bytes queued at once since the broker started.",
+    );
+    w.sample(
+        "weir_request_queue_peak_bytes",
+        &[],
+        queue.peak_bytes() as f64,
     );
 
     // Requests.

@@ -13,6 +13,8 @@
 //! | `weir_topic_bytes_in_total{topic}`, `weir_topic_bytes_out_total{topic}` | counter | `BrokerTopicMetrics.BytesInPerSec`, `BytesOutPerSec` |
 //! | `weir_partition_log_end_offset{topic,partition}`, `weir_partition_high_watermark{…}` | gauge | `Log.LogEndOffset`, the replica's high-water mark |
 //! | `weir_consumer_group_lag{group,topic,partition}` | gauge | consumer lag as `kafka-consumer-groups.sh` computes it |
+//! | `weir_request_queue_size`, `weir_request_queue_bytes` | gauge | `RequestChannel.RequestQueueSize`, `SocketServer.MemoryPoolUsed` |
+//! | `weir_request_queue_peak_bytes` | gauge | weir's own: the most request bytes queued at once |
 //!
 //! Counters are kept only while some endpoint serves ([`enabled`]): the request path checks
 //! one relaxed atomic otherwise. Gauges are read from the broker's live state at scrape time

@@ -6,15 +6,22 @@
 //! Memory stays bounded whatever the client does:
 //! - a frame larger than `socket.request.max.bytes` (or with a negative size) closes the
 //!   connection before anything is allocated for it;
-//! - at most `queued.max.requests` requests are in flight per connection; at the bound the
-//!   reader stops reading, so TCP flow control pushes back on the client;
+//! - at most `queued.max.requests` requests are in flight per connection, holding at most
+//!   `socket.request.max.bytes` of request bytes; at the bound the reader stops reading, so
+//!   TCP flow control pushes back on the client (Kafka goes further and reads one request at
+//!   a time per connection; weir lets clients pipeline, within these bounds);
+//! - a request's body is read only once the broker-wide [`request_queue::RequestQueue`] (Kafka's request
+//!   channel: `queued.max.requests` and `queued.max.request.bytes` over all connections) has
+//!   a place for it, so many connections together hold bounded memory too. Each request is
+//!   handled in its own task, so it finishes and gives its place back even while its
+//!   connection's writer is blocked;
 //! - a client that never reads its responses blocks the writer, which stops taking requests,
 //!   which stops the reader: the same backpressure (Kafka mutes such a channel);
 //! - `connections.max.idle.ms` (default 600 000) closes a connection that sends nothing
-//!   between requests for that long, one whose request frame, once its first byte arrived,
-//!   is not whole within that long (a slowloris trickling a partial frame is dropped however
-//!   it paces its bytes), and one whose responses make no progress into its socket for that
-//!   long (a client that stopped reading).
+//!   between requests for that long, one whose size prefix, once its first byte arrived, or
+//!   whose body, once let in, is not whole within that long (a slowloris trickling a partial
+//!   frame is dropped however it paces its bytes), and one whose responses make no progress
+//!   into its socket for that long (a client that stopped reading).
 //!
 //! A request that cannot be served (truncated or garbage frame, unknown API key, malformed
 //! body) closes the connection, but only after the responses already owed are written.
@@ -35,6 +42,7 @@ use tokio::time::Instant;
 
 use super::api::{self, ApiContext, CloseConnection, Outcome, PendingResponse};
 use super::listener::NodeRun;
+use super::request_queue;
 
 /// What a connection enforces, from the broker's config.
 #[derive(Debug, Clone, Copy)]
@@ -101,15 +109,43 @@ async fn read_requests(
     let budget_bytes = limits.max_request_bytes.clamp(1, u32::MAX as usize);
     let budget = Arc::new(tokio::sync::Semaphore::new(budget_bytes));
     loop {
-        let frame = tokio::select! {
-            frame = read_frame(&mut reader, &mut buf, limits) => frame,
+        let size = tokio::select! {
+            size = read_size(&mut reader, &mut buf, limits) => size,
             // The writer ended (the client went away or a response asked to close).
             _ = tx.closed() => return,
             _ = shutdown.wait_for(|run| *run == NodeRun::Stopped) => return,
         };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
+        let size = match size {
+            Ok(Some(size)) => size,
             Ok(None) => return,
+            Err(reason) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                let _ = tx.send(Pending::Close(reason)).await;
+                return;
+            }
+        };
+        // This connection's bound, then the broker's: until both grant the request, its body
+        // is not read (TCP pushes back on the client).
+        let weight = size.clamp(1, budget_bytes) as u32;
+        let admitted = async {
+            let permit = budget.clone().acquire_many_owned(weight).await.ok()?;
+            Some((permit, ctx.request_queue.admit(size).await))
+        };
+        let (permit, place) = tokio::select! {
+            admitted = admitted => match admitted {
+                Some(admitted) => admitted,
+                None => return,
+            },
+            _ = tx.closed() => return,
+            _ = shutdown.wait_for(|run| *run == NodeRun::Stopped) => return,
+        };
+        let frame = tokio::select! {
+            frame = read_body(&mut reader, &mut buf, size, limits) => frame,
+            _ = tx.closed() => return,
+            _ = shutdown.wait_for(|run| *run == NodeRun::Stopped) => return,
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
             Err(reason) => {
                 tracing::info!(%peer, %reason, "closing connection");
                 let _ = tx.send(Pending::Close(reason)).await;
@@ -125,18 +161,18 @@ async fn read_requests(
             Ok(NodeRun::Serving) => {}
             _ => return,
         }
-        let weight = frame.len().clamp(1, budget_bytes) as u32;
-        let permit = tokio::select! {
-            permit = budget.clone().acquire_many_owned(weight) => permit,
-            _ = tx.closed() => return,
-        };
         match api::dispatch(ctx, frame) {
             Ok(pending) => {
-                let pending = Box::pin(async move {
-                    let outcome = pending.await;
+                // Its own task: the request finishes, and gives its places back, even while
+                // the writer is blocked on a client that does not read.
+                let handling = tokio::spawn(async move {
+                    let outcome = request_queue::holding(place, pending).await;
                     drop(permit);
                     outcome
                 });
+                let pending: PendingResponse = Box::pin(handling.map(|joined| {
+                    joined.unwrap_or_else(|e| Outcome::Close(format!("request task failed: {e}")))
+                }));
                 if tx.send(Pending::Response(pending)).await.is_err() {
                     return;
                 }
@@ -150,14 +186,14 @@ async fn read_requests(
     }
 }
 
-/// The next request frame without its size prefix; `None` when the client closed cleanly
-/// between requests. Waiting for a frame's first byte is bounded by the idle timeout; once it
-/// came, the whole frame must arrive within the idle timeout too.
-async fn read_frame(
+/// The size of the next request frame, its prefix consumed; `None` when the client closed
+/// cleanly between requests. Waiting for a frame's first byte is bounded by the idle timeout;
+/// once it came, the size prefix must be whole within the idle timeout too.
+async fn read_size(
     reader: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     limits: ConnectionLimits,
-) -> Result<Option<Bytes>, String> {
+) -> Result<Option<usize>, String> {
     let mut deadline = (!buf.is_empty()).then(|| Instant::now() + limits.idle_timeout);
     while buf.len() < 4 {
         let wait_until = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
@@ -178,19 +214,28 @@ async fn read_frame(
             limits.max_request_bytes
         ));
     }
-    let total = 4 + size as usize;
-    let deadline = deadline.unwrap_or_else(|| Instant::now() + limits.idle_timeout);
-    while buf.len() < total {
-        if read_more(reader, buf, total - buf.len(), deadline, true).await? == 0 {
+    buf.advance(4);
+    Ok(Some(size as usize))
+}
+
+/// The `size` bytes of a request frame after its prefix, which must all arrive within the
+/// idle timeout of the frame being let in (a slowloris is dropped however it paces them).
+async fn read_body(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    size: usize,
+    limits: ConnectionLimits,
+) -> Result<Bytes, String> {
+    let deadline = Instant::now() + limits.idle_timeout;
+    while buf.len() < size {
+        if read_more(reader, buf, size - buf.len(), deadline, true).await? == 0 {
             return Err(format!(
                 "truncated frame: the connection ended after {} of {size} bytes",
-                buf.len() - 4
+                buf.len()
             ));
         }
     }
-    let mut frame = buf.split_to(total);
-    frame.advance(4);
-    Ok(Some(frame.freeze()))
+    Ok(buf.split_to(size).freeze())
 }
 
 /// Reads at least one byte by `deadline`, growing the buffer towards `wanted` in bounded

@@ -10,3 +10,4 @@ pub mod connection;
 pub mod connection_quotas;
 pub mod error;
 pub mod listener;
+pub mod request_queue;

@@ -322,6 +322,19 @@ impl LogManager {
     }
 
     /// New partition: a log in the dir holding the fewest partitions (the first on ties).
+    /// The online dir holding the fewest logs: where [`Self::create_log`] puts the next one
+    /// (an I/O error creating it is that dir's failure).
+    pub fn dir_for_new_log(&self) -> Option<&Path> {
+        self.dir_index_for_new_log()
+            .map(|i| self.dirs[i].path.as_path())
+    }
+
+    fn dir_index_for_new_log(&self) -> Option<usize> {
+        (0..self.dirs.len())
+            .filter(|&i| !self.dirs[i].offline)
+            .min_by_key(|&i| self.partitions_in(i))
+    }
+
     pub fn create_log(
         &mut self,
         tp: &TopicPartition,
@@ -332,9 +345,8 @@ impl LogManager {
                 "a log for {tp} already exists"
             )));
         }
-        let index = (0..self.dirs.len())
-            .filter(|&i| !self.dirs[i].offline)
-            .min_by_key(|&i| self.partitions_in(i))
+        let index = self
+            .dir_index_for_new_log()
             .ok_or_else(|| StorageError::LogDir("every log dir is offline".into()))?;
         let path = self.dirs[index].path.join(tp.to_string());
         let params = LogLoadParams {

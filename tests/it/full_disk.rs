@@ -5,6 +5,10 @@
 //! every acknowledged record and takes new ones. Once space returns, a restart of broker 1
 //! brings the dir back with its data, and its replica rejoins the ISR.
 //!
+//! Other I/O errors take the dir offline the same way (Kafka's `LogDirFailureChannel` takes
+//! any `IOException`): broker 1's `log.dirs` on a loop device whose writes start failing (see
+//! [`crate::loop_disk`]) loses the dir at its next fsync, and its leadership moves.
+//!
 //! Mounting needs root; where `mount` fails the test prints why and returns (skipped, not
 //! silently passed).
 
@@ -23,6 +27,7 @@ use weir::cluster::faults::Fault;
 use weir::cluster::status::PartitionStatus;
 use weir::cluster::Cluster;
 
+use crate::loop_disk::LoopDisk;
 use crate::support::wait_until_async;
 use weir::demo::client::{topic_name as name, Client};
 
@@ -156,6 +161,35 @@ async fn describe_log_dir_errors(cluster: &Cluster, broker: i32) -> Vec<(String,
         .collect()
 }
 
+/// Creates the topic's one partition on brokers 1..=`brokers`, led by broker 1 (the first
+/// replica of its assignment), and waits for its full ISR.
+async fn create_led_by_broker_1(cluster: &Cluster, brokers: i32) {
+    let created: CreateTopicsResponse = client(cluster, 2)
+        .await
+        .call(
+            ApiKey::CreateTopics,
+            5,
+            &CreateTopicsRequest::default()
+                .with_timeout_ms(30_000)
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(name(TOPIC))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![
+                        create_topics_request::CreatableReplicaAssignment::default()
+                            .with_partition_index(0)
+                            .with_broker_ids((1..=brokers).map(Into::into).collect()),
+                    ])]),
+        )
+        .await
+        .expect("create topic");
+    assert_eq!(created.topics[0].error_code, 0, "creating {TOPIC}");
+    wait_partition(cluster, "broker 1 leads with a full ISR", |p| {
+        p.leader == 1 && p.isr.len() == brokers as usize
+    })
+    .await;
+}
+
 #[actix::test]
 async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_it_back() {
     crate::support::init_test_logging();
@@ -179,31 +213,7 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
         .await
         .expect("cluster starts");
 
-    // One partition, led by broker 1 (the first replica of its assignment).
-    let created: CreateTopicsResponse = client(&cluster, 2)
-        .await
-        .call(
-            ApiKey::CreateTopics,
-            5,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(30_000)
-                .with_topics(vec![create_topics_request::CreatableTopic::default()
-                    .with_name(name(TOPIC))
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1)
-                    .with_assignments(vec![
-                        create_topics_request::CreatableReplicaAssignment::default()
-                            .with_partition_index(0)
-                            .with_broker_ids(vec![1.into(), 2.into(), 3.into()]),
-                    ])]),
-        )
-        .await
-        .expect("create topic");
-    assert_eq!(created.topics[0].error_code, 0, "creating {TOPIC}");
-    wait_partition(&cluster, "broker 1 leads with a full ISR", |p| {
-        p.leader == 1 && p.isr.len() == 3
-    })
-    .await;
+    create_led_by_broker_1(&cluster, 3).await;
 
     // Acknowledged by the whole ISR before the disk fills: 40 KiB, past the first index entry.
     let acked = values("before", 40, 1024);
@@ -305,5 +315,114 @@ async fn a_full_log_dir_goes_offline_its_leadership_moves_and_a_restart_brings_i
     );
 
     cluster.shutdown().await.expect("clean shutdown");
+    drop(disk);
+}
+
+#[actix::test]
+async fn a_log_dir_whose_device_fails_writes_goes_offline_at_its_next_fsync_and_leadership_moves() {
+    crate::support::init_test_logging();
+    let dir = tempfile::tempdir().unwrap();
+    // No journal: the file system itself keeps going, so the first failure the broker sees
+    // is its own fsync's EIO (a journal would abort and make the mount read-only first).
+    let disk = LoopDisk::mount(
+        &dir.path().join("disk.img"),
+        &dir.path().join("broker-1"),
+        false,
+    );
+    let mut disk = match disk {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED a_log_dir_whose_device_fails_writes...: cannot make a loop device ({why}); this test needs root, losetup and mkfs.ext4");
+            return;
+        }
+    };
+    let cluster = Cluster::builder()
+        .brokers(2)
+        .base_port(0)
+        .data_dir(dir.path())
+        .worker_threads(2)
+        .set("min.insync.replicas", "1")
+        // Appends go to the page cache; the log is fsynced every 100 ms (Kafka's flush.ms).
+        .set("log.flush.interval.ms", "100")
+        .start()
+        .await
+        .expect("cluster starts");
+    create_led_by_broker_1(&cluster, 2).await;
+    let mut leader = client(&cluster, 1).await;
+    let mut acked = values("before", 20, 1024);
+    for value in &acked {
+        let produced = leader
+            .produce_values(TOPIC, 0, -1, std::slice::from_ref(value), 10_000)
+            .await
+            .unwrap();
+        assert_eq!(produced.error_code, 0, "producing before the device fails");
+    }
+
+    if let Err(why) = disk.fail_writes() {
+        eprintln!(
+            "SKIPPED a_log_dir_whose_device_fails_writes...: cannot make the device fail ({why})"
+        );
+        cluster.shutdown().await.ok();
+        return;
+    }
+    // Writes still land in the page cache; the next fsync fails with EIO and takes the dir
+    // offline: produce then answers KAFKA_STORAGE_ERROR (or NOT_LEADER once it moved).
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let code = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker 1 kept acknowledging produce on a device that fails writes"
+        );
+        let value = values(&format!("during-{}", acked.len()), 1, 1024);
+        let produced = leader
+            .produce_values(TOPIC, 0, -1, &value, 10_000)
+            .await
+            .unwrap();
+        if produced.error_code != 0 {
+            break produced.error_code;
+        }
+        acked.extend(value);
+    };
+    assert!(
+        [KAFKA_STORAGE_ERROR, 6].contains(&code),
+        "a produce to the failed dir: {code}"
+    );
+    let dirs = describe_log_dir_errors(&cluster, 1).await;
+    assert!(
+        dirs.iter().any(|(_, code)| *code == KAFKA_STORAGE_ERROR),
+        "DescribeLogDirs reports the offline dir: {dirs:?}"
+    );
+    let moved = wait_partition(&cluster, "broker 2 leads", |p| p.leader == 2).await;
+    // Everything acknowledged by the ISR is on the new leader, which takes new records.
+    let mut new_leader = client(&cluster, moved.leader).await;
+    let after = values("moved", 1, 100);
+    let produced = new_leader
+        .produce_values(TOPIC, 0, -1, &after, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(produced.error_code, 0, "producing to the new leader");
+    let (code, read) = new_leader.read_all(TOPIC, 0, 0).await.unwrap();
+    assert_eq!(code, 0);
+    // In order, with nothing acknowledged missing (the refused produce may or may not have
+    // reached broker 2 before the error: not acknowledged is not a promise either way).
+    let read: Vec<Bytes> = read.into_iter().map(|(_, v)| v).collect();
+    let mut unread = read.iter();
+    let missing: Vec<String> = acked
+        .iter()
+        .chain(after.iter())
+        .filter(|v| !unread.any(|r| r == *v))
+        .map(|v| String::from_utf8_lossy(&v[..v.len().min(16)]).into_owned())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged records missing or out of order on the new leader: {missing:?} ({} read, {} acknowledged)",
+        read.len(),
+        acked.len() + after.len()
+    );
+    eprintln!(
+        "{} records acknowledged before broker 1's fsync failed took its dir offline; all on broker 2",
+        acked.len()
+    );
+    cluster.shutdown().await.ok();
     drop(disk);
 }

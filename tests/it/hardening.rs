@@ -11,11 +11,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    fetch_request, ApiKey, ApiVersionsRequest, BrokerId, FetchRequest, RequestHeader,
-};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{fetch_request, ApiKey, ApiVersionsRequest, BrokerId, FetchRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use weir::actors::coordination::{
@@ -24,6 +21,8 @@ use weir::actors::coordination::{
 use weir::cluster::Cluster;
 
 use weir::demo::client::Client;
+
+use crate::support::{kafka_request as request, read_response};
 
 /// How long the server has to close a connection it must close.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
@@ -86,21 +85,6 @@ async fn assert_dropped_while_blocked(
     }
 }
 
-fn request<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("hardening")))
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
-}
-
 /// A frame with a well-formed size prefix around `body`.
 fn framed(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as i32).to_be_bytes().to_vec();
@@ -117,6 +101,38 @@ struct Steady {
 }
 
 impl Steady {
+    /// Creates `topics` (one partition each, the steady client's first), waits for their
+    /// leaders, and checks the first record goes in.
+    async fn start(cluster: &Cluster, addr: SocketAddr, topics: &[&str]) -> Steady {
+        let mut steady = Steady {
+            addr,
+            client: Client::connect(addr, "test").await.unwrap(),
+            stored: Vec::new(),
+        };
+        for topic in topics {
+            assert_eq!(
+                steady.client.create_topic(topic, 1, 1, None).await.unwrap(),
+                0
+            );
+        }
+        crate::support::wait_until_async(
+            "the topics have leaders",
+            Duration::from_secs(30),
+            || {
+                let led = cluster
+                    .status()
+                    .partitions
+                    .iter()
+                    .filter(|p| topics.contains(&p.topic.as_str()) && p.leader >= 0)
+                    .count();
+                async move { (led == topics.len()).then_some(()) }
+            },
+        )
+        .await;
+        steady.check("start").await;
+        steady
+    }
+
     async fn check(&mut self, after: &str) {
         let value = Bytes::from(format!("record after {after}"));
         let produced = match self
@@ -163,25 +179,7 @@ async fn the_kafka_port_survives_floods_and_bad_input_while_a_client_keeps_produ
         .await
         .expect("cluster starts");
     let addr = cluster.broker(1).unwrap().addr;
-    let mut steady = Steady {
-        addr,
-        client: Client::connect(addr, "test").await.unwrap(),
-        stored: Vec::new(),
-    };
-    assert_eq!(
-        steady.client.create_topic(TOPIC, 1, 1, None).await.unwrap(),
-        0
-    );
-    crate::support::wait_until_async("the topic has a leader", Duration::from_secs(30), || {
-        let p = cluster
-            .status()
-            .partitions
-            .into_iter()
-            .find(|p| p.topic == TOPIC && p.leader >= 0);
-        async move { p }
-    })
-    .await;
-    steady.check("start").await;
+    let mut steady = Steady::start(&cluster, addr, &[TOPIC]).await;
 
     // Bad input, one class per connection: each is closed, nothing else is.
     let mut unknown_key = request(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default());
@@ -498,4 +496,211 @@ async fn the_coordinator_port_survives_floods_and_bad_input_while_a_session_keep
 
     server.stop();
     service.shutdown().await;
+}
+
+/// The broker's request queue now: (requests, bytes, peak bytes). The same numbers are the
+/// `weir_request_queue_*` metrics; read here directly, since a paused broker's metrics
+/// endpoint waits on its paused actors.
+fn request_queue(cluster: &Cluster, broker: i32) -> (usize, u64, u64) {
+    let q = &cluster
+        .broker(broker)
+        .expect("the broker")
+        .node
+        .request_queue;
+    (
+        q.queued_requests() as usize,
+        q.queued_bytes(),
+        q.peak_bytes(),
+    )
+}
+
+/// Kafka's request channel bound, broker-wide: many connections pipelining produce requests
+/// while the broker cannot handle them (paused) hold at most `queued.max.requests` requests
+/// and `queued.max.request.bytes` bytes read from their sockets; the rest wait in the clients'
+/// TCP windows. Once the broker goes on, every request is answered (none was dropped), every
+/// record is stored, and another client is served.
+#[actix::test]
+async fn many_flooding_connections_hold_no_more_than_the_broker_wide_request_queue() {
+    use kafka_protocol::messages::{produce_request, ProduceRequest, ProduceResponse};
+    use kafka_protocol::protocol::Decodable;
+    use weir::cluster::faults::Fault;
+    crate::support::init_test_logging();
+    const MAX_REQUESTS: usize = 16;
+    const MAX_BYTES: usize = 1 << 20;
+    const CONNECTIONS: usize = 24;
+    const FRAMES: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::builder()
+        .brokers(1)
+        .base_port(0)
+        .data_dir(dir.path())
+        .worker_threads(2)
+        .set("queued.max.requests", MAX_REQUESTS.to_string())
+        .set("queued.max.request.bytes", MAX_BYTES.to_string())
+        .start()
+        .await
+        .expect("cluster starts");
+    let addr = cluster.broker(1).unwrap().addr;
+    let mut steady = Steady::start(&cluster, addr, &[TOPIC, "flood"]).await;
+
+    // Produce requests of ~100 KiB: the byte bound binds before the request bound for them,
+    // tiny ApiVersions requests in between fill places without bytes.
+    let record = Bytes::from(vec![b'f'; 100 * 1024]);
+    let produce = |id: i32| {
+        request(
+            ApiKey::Produce,
+            9,
+            id,
+            &ProduceRequest::default()
+                .with_acks(1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![produce_request::TopicProduceData::default()
+                    .with_name(weir::demo::client::topic_name("flood"))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(weir::demo::client::batch(&[(
+                                None,
+                                record.clone(),
+                            )]))),
+                    ])]),
+        )
+    };
+    cluster.inject(Fault::Pause(1)).await.expect("pause 1");
+    let mut flooders = Vec::new();
+    for c in 0..CONNECTIONS {
+        let mut stream = connect_from("127.0.0.3", addr).await;
+        let frames: Vec<Vec<u8>> = (0..FRAMES as i32)
+            .map(|i| {
+                if c % 3 == 2 {
+                    request(ApiKey::ApiVersions, 3, i, &ApiVersionsRequest::default())
+                } else {
+                    produce(i)
+                }
+            })
+            .collect();
+        flooders.push(tokio::spawn(async move {
+            // Writes everything (blocking while the broker does not read), then reads every
+            // answer.
+            for f in &frames {
+                stream.write_all(f).await.expect("the flooder's writes");
+            }
+            let mut codes = Vec::new();
+            for i in 0..FRAMES as i32 {
+                let mut frame = read_response(&mut stream).await.expect("an answer");
+                if c % 3 == 2 {
+                    continue;
+                }
+                let header = kafka_protocol::messages::ResponseHeader::decode(
+                    &mut frame,
+                    ApiKey::Produce.response_header_version(9),
+                )
+                .unwrap();
+                assert_eq!(header.correlation_id, i, "answers in request order");
+                let response = ProduceResponse::decode(&mut frame, 9).unwrap();
+                codes.push(response.responses[0].partition_responses[0].error_code);
+            }
+            codes
+        }));
+    }
+    // The paused broker reads requests until the queue is full, then no more.
+    let full = crate::support::wait_until_async(
+        "the request queue fills up",
+        Duration::from_secs(20),
+        || async {
+            let (requests, bytes, _) = request_queue(&cluster, 1);
+            assert!(requests <= MAX_REQUESTS, "{requests} requests queued");
+            (requests == MAX_REQUESTS || bytes as usize + 110 * 1024 > MAX_BYTES)
+                .then_some((requests, bytes))
+        },
+    )
+    .await;
+    eprintln!("the request queue filled up at {full:?} (requests, bytes)");
+    cluster.inject(Fault::Resume(1)).await.expect("resume 1");
+    let mut stored = 0;
+    for (c, flooder) in flooders.into_iter().enumerate() {
+        let codes = flooder.await.expect("a flooder");
+        assert!(codes.iter().all(|c| *c == 0), "flooder {c}: {codes:?}");
+        stored += codes.len();
+    }
+    let (requests, bytes, peak) = request_queue(&cluster, 1);
+    assert!(
+        peak as usize <= MAX_BYTES,
+        "{peak} request bytes were queued at once, over queued.max.request.bytes={MAX_BYTES}"
+    );
+    eprintln!("peak of queued request bytes: {peak}; now {requests} requests, {bytes} bytes");
+    let (code, read) = steady.client.read_all("flood", 0, 0).await.unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(read.len(), stored, "every flooded record is stored");
+    steady.check("a flood of many connections").await;
+    cluster.shutdown().await.expect("clean shutdown");
+}
+
+/// A connection pipelining long-poll fetches waits on itself (one fetch at a time per
+/// connection), not on the broker: its queued fetches are out of the request queue, so a
+/// small `queued.max.requests` still serves everyone else at once.
+#[actix::test]
+async fn pipelined_long_poll_fetches_of_one_connection_leave_the_request_queue_to_others() {
+    crate::support::init_test_logging();
+    const MAX_REQUESTS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::builder()
+        .brokers(1)
+        .base_port(0)
+        .data_dir(dir.path())
+        .worker_threads(2)
+        .set("queued.max.requests", MAX_REQUESTS.to_string())
+        .start()
+        .await
+        .expect("cluster starts");
+    let addr = cluster.broker(1).unwrap().addr;
+    let mut steady = Steady::start(&cluster, addr, &[TOPIC, "empty"]).await;
+    // Fetches of an empty partition that wait 3 s each for data that never comes.
+    let fetch = |id: i32| {
+        request(
+            ApiKey::Fetch,
+            11,
+            id,
+            &FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(3000)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(weir::demo::client::topic_name("empty"))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20)])]),
+        )
+    };
+    let queue = cluster.broker(1).unwrap().node.request_queue.clone();
+    let before = queue.admitted_total();
+    let mut poller = connect_from("127.0.0.3", addr).await;
+    for id in 0..(4 * MAX_REQUESTS) as i32 {
+        poller.write_all(&fetch(id)).await.unwrap();
+    }
+    // In flight up to the connection's bound, one more handed to its writer, one more read.
+    crate::support::wait_until_async(
+        "the poller's fetches are in",
+        Duration::from_secs(10),
+        || {
+            let admitted = queue.admitted_total() - before;
+            async move { (admitted as usize >= MAX_REQUESTS + 2).then_some(()) }
+        },
+    )
+    .await;
+    let started = Instant::now();
+    steady.check("pipelined long polls").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the steady client waited {:?} behind another connection's long polls",
+        started.elapsed()
+    );
+    let (requests, _, _) = request_queue(&cluster, 1);
+    assert!(
+        requests < MAX_REQUESTS,
+        "{requests} places held by one connection"
+    );
+    cluster.shutdown().await.expect("clean shutdown");
 }

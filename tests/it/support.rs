@@ -84,3 +84,39 @@ pub fn init_test_logging() {
             .try_init();
     }
 }
+
+/// A Kafka request frame (size prefix, header, body) as a raw client sends it.
+pub fn kafka_request<R: kafka_protocol::protocol::Encodable>(
+    api: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) -> Vec<u8> {
+    use kafka_protocol::protocol::Encodable;
+    let mut buf = bytes::BytesMut::new();
+    kafka_protocol::messages::RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+            "raw-test-client",
+        )))
+        .encode(&mut buf, api.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Reads one response frame (without its size prefix).
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::io::Result<bytes::Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await?;
+    let mut frame = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    stream.read_exact(&mut frame).await?;
+    Ok(bytes::Bytes::from(frame))
+}

@@ -250,6 +250,12 @@ impl Replica {
     /// reports its log dir as failed: a full disk or a failing device is the dir's fault,
     /// not this request's, and a log whose last write may be torn must not be written again.
     pub(crate) fn storage_failure(&mut self, e: StorageError) -> ApiError {
+        self.log_dir_failure(&e);
+        storage_error(&self.tp, e)
+    }
+
+    /// [`Self::storage_failure`] for callers that pass the error on as it is.
+    pub(crate) fn log_dir_failure(&mut self, e: &StorageError) {
         if matches!(e, StorageError::Io { .. }) && !self.log_dir_offline {
             tracing::error!(partition = %self.tp, error = %e, "I/O error on the log: its log dir goes offline");
             self.go_offline();
@@ -260,7 +266,6 @@ impl Replica {
                 });
             }
         }
-        storage_error(&self.tp, e)
     }
 
     /// Serves nothing from now on; waiters on its progress give up.
@@ -309,18 +314,22 @@ impl Replica {
         let state = self.producer_state.clone();
         let tp = self.tp.clone();
         ctx.spawn(
-            async move {
-                match tokio::task::spawn_blocking(move || state.take_snapshot(&dir)).await {
+            async move { tokio::task::spawn_blocking(move || state.take_snapshot(&dir)).await }
+                .into_actor(self)
+                .map(move |result, act, _| match result {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
-                        tracing::warn!(partition = %tp, error = %e, "producer state snapshot failed")
+                        tracing::warn!(partition = %tp, error = %e, "producer state snapshot failed");
+                        // A file gone meanwhile is a race with truncation or deletion, not
+                        // the disk failing.
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            act.storage_failure(StorageError::io("producer state snapshot", e));
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "producer state snapshot task failed")
                     }
-                }
-            }
-            .into_actor(self),
+                }),
         );
     }
 
@@ -335,9 +344,8 @@ impl Replica {
 
     /// Truncates the log to `offset` and rebuilds the producer state for what remains.
     fn truncate_log_to(&mut self, offset: i64) -> Result<(), ApiError> {
-        let tp = self.tp.clone();
-        let log = self.log_mut()?;
-        log.truncate_to(offset).map_err(|e| storage_error(&tp, e))?;
+        let truncated = self.log_mut()?.truncate_to(offset);
+        truncated.map_err(|e| self.storage_failure(e))?;
         self.producer_state = load_producer_state(self.log()?);
         self.high_watermark = self.high_watermark.min(offset);
         self.update_progress();
@@ -496,6 +504,7 @@ impl Replica {
             Ok(job) => job,
             Err(e) => {
                 tracing::warn!(partition = %self.tp, error = %e, "cannot prepare a flush");
+                self.storage_failure(e);
                 return;
             }
         };
@@ -511,14 +520,22 @@ impl Replica {
             act.flush_in_flight = false;
             match result {
                 Ok(job) => {
-                    if let Some(log) = act.log.as_mut() {
-                        if let Err(e) = log.flush_completed(&job, now_ms()) {
-                            tracing::warn!(partition = %act.tp, error = %e, "flush bookkeeping failed");
-                        }
+                    let completed = act
+                        .log
+                        .as_mut()
+                        .map(|log| log.flush_completed(&job, now_ms()));
+                    if let Some(Err(e)) = completed {
+                        tracing::warn!(partition = %act.tp, error = %e, "flush bookkeeping failed");
+                        act.storage_failure(e);
                     }
                     act.update_progress();
                 }
-                Err(e) => tracing::warn!(partition = %act.tp, error = %e, "flush failed"),
+                // Kafka's rule: a failed fsync may have lost what the page cache held, and the
+                // log must not be written or served again until a restart recovers it.
+                Err(e) => {
+                    tracing::warn!(partition = %act.tp, error = %e, "flush failed");
+                    act.storage_failure(e);
+                }
             }
         }));
     }
@@ -550,11 +567,11 @@ impl Replica {
                 // recorded (ours, or its own after a broker died).
                 Role::Leader(leader) if same_epoch => leader,
                 _ => {
-                    let tp = self.tp.clone();
-                    self.log_mut()?
+                    let assigned = self
+                        .log_mut()?
                         .leader_epoch_cache()
-                        .assign(state.leader_epoch, log_end)
-                        .map_err(|e| storage_error(&tp, e))?;
+                        .assign(state.leader_epoch, log_end);
+                    assigned.map_err(|e| self.storage_failure(e))?;
                     LeaderState {
                         isr: Vec::new(),
                         pending_isr: None,
@@ -612,8 +629,10 @@ impl Replica {
         let Some(log) = self.log.as_mut() else {
             return;
         };
+        let mut failures = Vec::new();
         if let Err(e) = log.maybe_roll(now) {
             tracing::warn!(partition = %tp, error = %e, "time-based segment roll failed");
+            failures.push(e);
         }
         match log.apply_retention(now) {
             Ok(0) => {}
@@ -624,9 +643,18 @@ impl Replica {
                     producer_state::delete_snapshots_below(log.dir(), log.log_start_offset())
                 {
                     tracing::warn!(partition = %tp, error = %e, "cannot delete old producer snapshots");
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        failures.push(StorageError::io("deleting producer snapshots", e));
+                    }
                 }
             }
-            Err(e) => tracing::warn!(partition = %tp, error = %e, "retention failed"),
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "retention failed");
+                failures.push(e);
+            }
+        }
+        for e in failures {
+            self.storage_failure(e);
         }
         let removed = self
             .producer_state
@@ -962,11 +990,11 @@ impl Handler<ReadRecords> for Replica {
                 FetchIsolation::LogEnd => log.log_end_offset(),
                 FetchIsolation::HighWatermark | FetchIsolation::TxnCommitted => self.high_watermark,
             };
-            log.read(msg.fetch_offset, msg.max_bytes, limit, msg.min_one)
-                .map_err(|e| storage_error(&self.tp, e))
+            Ok(log.read(msg.fetch_offset, msg.max_bytes, limit, msg.min_one))
         })();
         match result {
-            Ok(data) => read.records = data.records,
+            Ok(Ok(data)) => read.records = data.records,
+            Ok(Err(e)) => read.error = Some(self.storage_failure(e)),
             Err(e) => read.error = Some(e),
         }
         MessageResult(read)
@@ -1029,15 +1057,11 @@ impl Handler<ListOffsets> for Replica {
                     Ok(found(offset, timestamp))
                 }
             }
-            timestamp => {
-                match log
-                    .offset_for_timestamp(timestamp)
-                    .map_err(|e| storage_error(&self.tp, e))?
-                {
-                    Some((offset, ts)) if offset < visible_end => Ok(found(offset, ts)),
-                    _ => Ok(found(-1, -1)),
-                }
-            }
+            timestamp => match log.offset_for_timestamp(timestamp) {
+                Ok(Some((offset, ts))) if offset < visible_end => Ok(found(offset, ts)),
+                Ok(_) => Ok(found(-1, -1)),
+                Err(e) => Err(self.storage_failure(e)),
+            },
         }
     }
 }
@@ -1070,11 +1094,9 @@ impl Handler<DeleteRecordsBefore> for Replica {
                 ),
             ));
         }
-        let tp = self.tp.clone();
         let new_start = if offset > log_start {
-            self.log_mut()?
-                .delete_records_before(offset)
-                .map_err(|e| storage_error(&tp, e))?
+            let deleted = self.log_mut()?.delete_records_before(offset);
+            deleted.map_err(|e| self.storage_failure(e))?
         } else {
             log_start
         };

@@ -19,10 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 
-use super::{
-    last_epoch_of, load_producer_state, producer_batch, storage_error, Replica, Role,
-    ISR_RETRY_BACKOFF,
-};
+use super::{last_epoch_of, load_producer_state, producer_batch, Replica, Role, ISR_RETRY_BACKOFF};
 use crate::actors::alter_partition::ProposeIsr;
 use crate::actors::controller::messages::PartitionLeadership;
 use crate::actors::replication::{DivergingEpoch, FetchPartition, FetchedPartition};
@@ -380,11 +377,10 @@ impl Replica {
             self.update_progress();
         }
         answer.high_watermark = self.high_watermark;
-        let tp = self.tp.clone();
         let read = self
             .log()?
-            .read(p.fetch_offset, p.max_bytes as usize, log_end, true)
-            .map_err(|e| storage_error(&tp, e))?;
+            .read(p.fetch_offset, p.max_bytes as usize, log_end, true);
+        let read = read.map_err(|e| self.storage_failure(e))?;
         answer.records = read.records;
         Ok(answer)
     }
@@ -439,7 +435,6 @@ impl Handler<AppendAsFollower> for Replica {
 
     fn handle(&mut self, msg: AppendAsFollower, ctx: &mut Self::Context) -> Self::Result {
         self.require_follower_of_epoch(msg.leader_epoch)?;
-        let tp = self.tp.clone();
         if !msg.records.is_empty() {
             let segments_before = self.log()?.segment_count();
             let records = msg.records.clone();
@@ -474,9 +469,8 @@ impl Handler<AppendAsFollower> for Replica {
         if new_start > self.log()?.log_start_offset() {
             let high_watermark = self.high_watermark;
             self.log_mut()?.update_high_watermark(high_watermark);
-            self.log_mut()?
-                .delete_records_before(new_start)
-                .map_err(|e| storage_error(&tp, e))?;
+            let deleted = self.log_mut()?.delete_records_before(new_start);
+            deleted.map_err(|e| self.storage_failure(e))?;
         }
         self.update_progress();
         self.maybe_flush(ctx);
@@ -527,10 +521,8 @@ impl Handler<TruncateToDivergence> for Replica {
         } else {
             // No record goes, but an epoch we assigned at our log end as a leader that never
             // appended must (see `PartitionLog::truncate_to`), or the next fetch diverges again.
-            let tp = self.tp.clone();
-            self.log_mut()?
-                .truncate_to(target)
-                .map_err(|e| storage_error(&tp, e))?;
+            let truncated = self.log_mut()?.truncate_to(target);
+            truncated.map_err(|e| self.storage_failure(e))?;
         }
         self.follower_position()
     }
@@ -557,10 +549,10 @@ impl Handler<ResetToLeaderRange> for Replica {
             self.truncate_log_to(msg.leader_log_end_offset)?;
         } else if msg.leader_log_start_offset > log_end {
             tracing::info!(partition = %self.tp, start = msg.leader_log_start_offset, "the leader's log starts past ours: starting over there");
-            let tp = self.tp.clone();
-            self.log_mut()?
-                .truncate_fully_and_start_at(msg.leader_log_start_offset)
-                .map_err(|e| storage_error(&tp, e))?;
+            let restarted = self
+                .log_mut()?
+                .truncate_fully_and_start_at(msg.leader_log_start_offset);
+            restarted.map_err(|e| self.storage_failure(e))?;
             self.producer_state = load_producer_state(self.log()?);
             self.high_watermark = msg.leader_log_start_offset;
             self.update_progress();

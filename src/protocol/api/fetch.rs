@@ -69,7 +69,16 @@ impl KafkaApi for Fetch {
         let version = header.request_api_version;
         async move {
             // Held until the response is built; the gate never closes.
-            let _gate = ctx.fetch_gate.clone().acquire_owned().await.ok();
+            let _gate = match ctx.fetch_gate.clone().try_acquire_owned() {
+                Ok(gate) => Some(gate),
+                Err(_) => {
+                    // Behind this connection's previous fetch: waiting on the client's own
+                    // request, out of the broker's request queue (or one connection
+                    // pipelining fetches could hold every place in it).
+                    crate::protocol::request_queue::parked();
+                    ctx.fetch_gate.clone().acquire_owned().await.ok()
+                }
+            };
             if version >= 7 && request.session_id != 0 {
                 return Reply::Respond(
                     FetchResponse::default()

@@ -37,7 +37,13 @@ macro_rules! group_api {
             ) -> BoxFuture<'static, Reply<$resp>> {
                 let router = ctx.groups.clone();
                 let version = header.request_api_version;
-                async move { Reply::Respond($func(&router, version, request).await) }.boxed()
+                async move {
+                    // The group coordinator holds it from here (a SyncGroup waits for the
+                    // leader's assignment): Kafka's purgatory, out of the request queue.
+                    crate::protocol::request_queue::parked();
+                    Reply::Respond($func(&router, version, request).await)
+                }
+                .boxed()
             }
 
             fn error_response(_version: i16, code: i16) -> $resp {
@@ -164,6 +170,8 @@ impl KafkaApi for JoinGroup {
             client_host: "/127.0.0.1".to_string(),
         };
         async move {
+            // Waits for the rebalance in the group coordinator: Kafka's DelayedJoin.
+            crate::protocol::request_queue::parked();
             Reply::Respond(group_api::join_group(&router, version, &client, request).await)
         }
         .boxed()

@@ -67,6 +67,8 @@ pub struct ApiContext {
     /// the answers must not make the broker hold many of them. Clients fetch one request at
     /// a time per broker anyway.
     pub fetch_gate: Arc<tokio::sync::Semaphore>,
+    /// The broker's request channel bound, shared by every client connection.
+    pub request_queue: Arc<crate::protocol::request_queue::RequestQueue>,
 }
 
 impl ApiContext {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, FetchRequest, FetchResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -21,6 +21,7 @@ use kafka_protocol::records::{
 
 use super::rdkafka_client::{consume_all, create_topic, produce_mixed};
 use super::Weir;
+use crate::support::kafka_request as frame;
 
 const MAX_REQUEST: usize = 1 << 20;
 const MAX_MESSAGE: usize = 100_000;
@@ -29,22 +30,6 @@ fn connect(bootstrap: &str) -> TcpStream {
     let s = TcpStream::connect(bootstrap).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     s
-}
-
-fn frame<R: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
-    let header = RequestHeader::default()
-        .with_request_api_key(api as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("bad-input")));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, api.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
 }
 
 /// The next response frame, or `None` when the broker closed the connection.
