@@ -7,7 +7,8 @@
 //! [`schedule`] (inject, hold, heal everything), then stops the workload, waits for every
 //! partition to have a leader (timed against a bound) and a full, caught-up ISR, reads every
 //! replica's log through its replica actor, reads the committed offsets back, and hands it
-//! all to the [`checker`].
+//! all to the [`checker`]. A round needs of its cluster only a [`Rig`]: with `--processes` the
+//! same rounds run over a `weir coordinator` and `weir broker` processes ([`processes`]).
 //!
 //! Output: a line per round on stdout, then one JSON line (`rounds`, `faults`, `acked`,
 //! `lost`, `duplicated`, `divergent`, `seed`); the exit status is 0 only if every invariant
