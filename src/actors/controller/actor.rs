@@ -263,6 +263,18 @@ impl StreamHandler<SessionEvent> for Controller {
             return;
         }
         let Some(mut core) = self.core.take() else {
+            // The core is out only while a handler holds it, and those block the stream;
+            // should an event get here anyway, it is handled later rather than lost (a lost
+            // watch event is a watch never set again).
+            tracing::warn!(
+                ?event,
+                "coordination event while the controller is busy; handled later"
+            );
+            if let SessionEvent::Watch(watch) = event {
+                ctx.run_later(WATCH_RETRY_BACKOFF, move |_, ctx| {
+                    ctx.notify(RetryWatch(watch));
+                });
+            }
             return;
         };
         crate::observe::coord::session_event(
