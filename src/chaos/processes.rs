@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -48,7 +49,16 @@ impl Proc {
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // SAFETY: prctl between fork and exec touches no memory of the parent.
+        unsafe {
+            // A chaos run killed by a signal takes its brokers with it.
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
             .args(args)
             .env("WEIR_COORDINATOR_TICK_MS", COORDINATOR_TICK_MS)
             .env(
