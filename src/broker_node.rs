@@ -376,10 +376,12 @@ impl BrokerNode {
         // Case 2: serve clients only once the controller told us about the cluster.
         let deadline = tokio::time::Instant::now() + METADATA_WAIT;
         while !shared.metadata.snapshot().is_initialized() {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "broker {id}: no metadata from a controller within {METADATA_WAIT:?}"
-            );
+            if tokio::time::Instant::now() >= deadline {
+                abandon(id, &run, &seam, &controller, &broker).await;
+                anyhow::bail!(
+                    "broker {id}: no metadata from a controller within {METADATA_WAIT:?}"
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
@@ -405,7 +407,10 @@ impl BrokerNode {
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             request_queue: request_queue.clone(),
         });
-        crate::metrics::serve(&ctx, run.subscribe())?;
+        if let Err(e) = crate::metrics::serve(&ctx, run.subscribe()) {
+            abandon(id, &run, &seam, &controller, &broker).await;
+            return Err(e);
+        }
         // [compaction] The log cleaner of this broker's compacted logs; stops with the node.
         let mut until_stopped = run.subscribe();
         LogCleaner::start_for_broker(&ctx.config, shared.replicas.clone(), async move {
@@ -453,10 +458,14 @@ impl BrokerNode {
     /// actors stop without flushing or checkpointing. Its files stay for a restart.
     pub async fn crash(&self) {
         tracing::warn!(broker = self.id, "crashing broker (fault injection)");
-        self.stop_listener();
-        self.seam.leave(self.id);
-        let _ = self.controller.send(SessionFault::Crash).await;
-        let _ = self.broker.send(broker::Crash).await;
+        abandon(
+            self.id,
+            &self.run,
+            &self.seam,
+            &self.controller,
+            &self.broker,
+        )
+        .await;
     }
 
     /// Pauses the broker as a stopped process (fault injection): client requests, messages
@@ -574,6 +583,25 @@ impl BrokerNode {
 
 /// Kafka creates its chroot (`host:port/chroot`) when it is missing: connect once without it
 /// and make the path.
+/// Stops a node as a crash does: clients cut off, the seam left, the coordination session
+/// abandoned, the broker's actors stopped and its log dirs unlocked. A start that fails after
+/// its actors began ends here too, so nothing of the attempt (the `.lock` of its log dirs, a
+/// registration, a controller) outlives it and a later start on the same dirs can succeed.
+async fn abandon(
+    id: i32,
+    run: &watch::Sender<NodeRun>,
+    seam: &NodeSeam,
+    controller: &Addr<Controller>,
+    broker: &Addr<Broker>,
+) {
+    let _ = run.send(NodeRun::Stopped);
+    seam.leave(id);
+    let _ = controller.send(SessionFault::Crash).await;
+    // Answered once the broker's replicas halted and its log manager (holding the locks)
+    // was dropped.
+    let _ = broker.send(broker::Crash).await;
+}
+
 async fn ensure_chroot(
     zookeeper_connect: Option<&str>,
     session_timeout: Duration,

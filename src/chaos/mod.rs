@@ -7,7 +7,8 @@
 //! [`schedule`] (inject, hold, heal everything), then stops the workload, waits for every
 //! partition to have a leader (timed against a bound) and a full, caught-up ISR, reads every
 //! replica's log through its replica actor, reads the committed offsets back, and hands it
-//! all to the [`checker`].
+//! all to the [`checker`]. A round needs of its cluster only a [`Rig`]: with `--processes` the
+//! same rounds run over a `weir coordinator` and `weir broker` processes ([`processes`]).
 //!
 //! Output: a line per round on stdout, then one JSON line (`rounds`, `faults`, `acked`,
 //! `lost`, `duplicated`, `divergent`, `seed`); the exit status is 0 only if every invariant
@@ -17,6 +18,7 @@
 //! its seed.
 
 pub mod checker;
+pub mod processes;
 pub mod schedule;
 pub mod workload;
 
@@ -30,12 +32,11 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::actors::replica::{FetchIsolation, ReadRecords};
 use crate::cluster::faults::Fault;
-use crate::cluster::status::ClusterStatus;
 use crate::cluster::{BrokerState, Cluster};
 use crate::storage::batch::BatchHeader;
 use crate::transport::faults::Node;
 use checker::{History, PartitionHistory, ReplicaLog, StoredBatch, Verdict};
-use schedule::{Action, RoundPlan, Shape, Target};
+use schedule::{Action, FaultSet, RoundPlan, Shape, Target};
 
 /// Broker settings for chaos: sessions short enough that a crashed broker is noticed (and can
 /// register again) within seconds, an ISR that drops a stalled follower within 1.5 s so
@@ -67,6 +68,10 @@ pub struct ChaosConfig {
     pub data_dir: Option<PathBuf>,
     /// Record a message trace per round (kept only for failing rounds).
     pub trace: bool,
+    /// Which faults the schedule draws from.
+    pub faults: FaultSet,
+    /// The `weir` executable [`processes::run`] starts (this one by default).
+    pub weir_binary: Option<PathBuf>,
 }
 
 impl ChaosConfig {
@@ -81,7 +86,106 @@ impl ChaosConfig {
             settle: Duration::from_secs(30),
             data_dir: None,
             trace: true,
+            faults: FaultSet::All,
+            weir_binary: None,
         }
+    }
+}
+
+/// One partition as a round sees it.
+#[derive(Debug, Clone)]
+pub struct PartitionView {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 while offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// The leader's; -1 when unknown.
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+}
+
+/// What a round needs of the cluster it runs on: the in-process [`Cluster`], or
+/// [`processes::ProcessCluster`] (a `weir coordinator` and `weir broker` processes).
+#[allow(async_fn_in_trait)]
+pub trait Rig {
+    /// Every broker's client address.
+    fn addresses(&self) -> BTreeMap<i32, SocketAddr>;
+    /// Injects `action` against `topic`'s round; how the fault reads, or `None` when it did
+    /// not apply (no broker to hit, or the broker is already down).
+    async fn inject(&mut self, topic: &str, action: &Action) -> Option<String>;
+    /// Heals every fault: links, paused and crashed brokers.
+    async fn heal(&mut self) -> anyhow::Result<()>;
+    /// Every partition of every topic (offsets filled in for `topic`'s at least).
+    async fn partitions(&self, topic: &str) -> Vec<PartitionView>;
+    /// Broker `broker`'s log end of the partition; `None` when it is not running one.
+    async fn log_end(&self, topic: &str, partition: i32, broker: i32) -> Option<i64>;
+    /// Every stored batch of broker `broker`'s replica of the partition.
+    async fn read_replica(
+        &self,
+        topic: &str,
+        partition: i32,
+        broker: i32,
+    ) -> anyhow::Result<ReplicaLog>;
+}
+
+impl Rig for Cluster {
+    fn addresses(&self) -> BTreeMap<i32, SocketAddr> {
+        self.brokers().iter().map(|b| (b.id, b.addr)).collect()
+    }
+
+    async fn inject(&mut self, topic: &str, action: &Action) -> Option<String> {
+        let Some((fault, text)) = concrete(self, topic, action) else {
+            tracing::info!(%action, "no broker to hit; skipped");
+            return None;
+        };
+        match Cluster::inject(self, fault).await {
+            Ok(()) => Some(text),
+            // A combination may name a broker the other fault already took down.
+            Err(e) => {
+                tracing::info!(%text, error = %e, "fault not applicable; skipped");
+                None
+            }
+        }
+    }
+
+    async fn heal(&mut self) -> anyhow::Result<()> {
+        heal_all(self).await
+    }
+
+    async fn partitions(&self, _topic: &str) -> Vec<PartitionView> {
+        self.status()
+            .partitions
+            .into_iter()
+            .map(|p| PartitionView {
+                topic: p.topic,
+                partition: p.partition,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas,
+                isr: p.isr,
+                high_watermark: p.high_watermark,
+                log_end_offset: p.log_end_offset,
+            })
+            .collect()
+    }
+
+    async fn log_end(&self, topic: &str, partition: i32, broker: i32) -> Option<i64> {
+        self.broker(broker)
+            .filter(|b| b.state == BrokerState::Up)
+            .and_then(|b| b.shared.replicas.get(topic, partition))
+            .map(|h| h.progress().log_end_offset)
+    }
+
+    async fn read_replica(
+        &self,
+        topic: &str,
+        partition: i32,
+        broker: i32,
+    ) -> anyhow::Result<ReplicaLog> {
+        read_replica(self, topic, partition, broker).await
     }
 }
 
@@ -131,9 +235,7 @@ pub async fn run(
         "--brokers must be 3 to 5, not {}",
         config.brokers
     );
-    let dir = config.data_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("weir-chaos-{}-{}", std::process::id(), config.seed))
-    });
+    let dir = run_dir(config);
     let mut builder = Cluster::builder()
         .brokers(config.brokers)
         .base_port(0)
@@ -146,19 +248,44 @@ pub async fn run(
         .start()
         .await
         .context("starting the chaos cluster")?;
+    let summary = run_rounds(&mut cluster, config, &dir, &mut on_round).await;
+    if let Err(e) = cluster.shutdown().await {
+        tracing::warn!(error = %e, "the chaos cluster shut down uncleanly");
+    }
+    if summary.ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(summary)
+}
+
+/// The run's data dir: `config.data_dir`, or a fresh one under the temp dir.
+fn run_dir(config: &ChaosConfig) -> PathBuf {
+    config.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("weir-chaos-{}-{}", std::process::id(), config.seed))
+    })
+}
+
+/// Plays `config.rounds` rounds on `rig`, calling `on_round` after each.
+async fn run_rounds<R: Rig>(
+    rig: &mut R,
+    config: &ChaosConfig,
+    dir: &std::path::Path,
+    on_round: &mut impl FnMut(&RoundReport),
+) -> Summary {
     let mut summary = Summary {
         seed: config.seed,
         ..Summary::default()
     };
     for round in 1..=config.rounds {
-        let plan = schedule::plan(
+        let plan = schedule::plan_with(
             config.seed,
             round,
             config.brokers,
             config.partitions,
             config.shape,
+            config.faults,
         );
-        let report = run_round(&mut cluster, config, &plan, &dir).await;
+        let report = run_round(rig, config, &plan, dir).await;
         summary.rounds += 1;
         summary.faults += report.faults.len() as u64;
         summary.acked += report.verdict.acked;
@@ -170,17 +297,11 @@ pub async fn run(
         }
         on_round(&report);
     }
-    if let Err(e) = cluster.shutdown().await {
-        tracing::warn!(error = %e, "the chaos cluster shut down uncleanly");
-    }
-    if summary.ok() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    Ok(summary)
+    summary
 }
 
-async fn run_round(
-    cluster: &mut Cluster,
+async fn run_round<R: Rig>(
+    rig: &mut R,
     config: &ChaosConfig,
     plan: &RoundPlan,
     dir: &std::path::Path,
@@ -196,7 +317,7 @@ async fn run_round(
     };
     let mut faults = Vec::new();
     let mut resets = Vec::new();
-    let verdict = match play(cluster, config, plan, &mut faults, &mut resets).await {
+    let verdict = match play(rig, config, plan, &mut faults, &mut resets).await {
         Ok(history) => checker::check(&history, config.leader_bound),
         Err(e) => Verdict {
             violations: vec![format!("the round could not be checked: {e:#}")],
@@ -383,19 +504,11 @@ async fn heal_all(cluster: &mut Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn addresses(cluster: &Cluster) -> BTreeMap<i32, SocketAddr> {
-    cluster.brokers().iter().map(|b| (b.id, b.addr)).collect()
-}
-
-/// Waits until `ok` holds for the cluster's status; false after `deadline`.
-async fn wait_status(
-    cluster: &Cluster,
-    deadline: Duration,
-    mut ok: impl FnMut(&Cluster, &ClusterStatus) -> bool,
-) -> bool {
+/// Waits until every partition of every topic has a leader; false after `deadline`.
+async fn wait_led<R: Rig>(rig: &R, topic: &str, deadline: Duration) -> bool {
     let until = Instant::now() + deadline;
     loop {
-        if ok(cluster, &cluster.status()) {
+        if all_led(&rig.partitions(topic).await) {
             return true;
         }
         if Instant::now() >= until {
@@ -406,76 +519,75 @@ async fn wait_status(
 }
 
 /// Every partition of every topic has a leader.
-fn all_led(status: &ClusterStatus) -> bool {
-    !status.partitions.is_empty() && status.partitions.iter().all(|p| p.leader >= 0)
+fn all_led(partitions: &[PartitionView]) -> bool {
+    !partitions.is_empty() && partitions.iter().all(|p| p.leader >= 0)
 }
 
-/// Every partition has a full ISR, and every replica of `topic` holds exactly what its
-/// leader holds, all of it below the high-water mark.
-fn settled(cluster: &Cluster, status: &ClusterStatus, topic: &str) -> bool {
-    all_led(status)
-        && status.partitions.iter().all(|p| {
-            if p.isr.len() != p.replicas.len() {
-                return false;
-            }
-            if p.topic != topic {
-                return true;
-            }
-            p.high_watermark >= 0
-                && p.high_watermark == p.log_end_offset
-                && p.replicas.iter().all(|r| {
-                    cluster
-                        .broker(*r)
-                        .filter(|b| b.state == BrokerState::Up)
-                        .and_then(|b| b.shared.replicas.get(&p.topic, p.partition))
-                        .is_some_and(|h| h.progress().log_end_offset == p.log_end_offset)
-                })
-        })
+/// Each replica's log end of `p`, `None` for one not running.
+async fn replica_ends<R: Rig>(rig: &R, p: &PartitionView) -> Vec<(i32, Option<i64>)> {
+    let mut ends = Vec::new();
+    for r in &p.replicas {
+        ends.push((*r, rig.log_end(&p.topic, p.partition, *r).await));
+    }
+    ends
 }
 
-/// The partitions [`settled`] waits for, described: leader, ISR, replicas' log ends.
-fn unsettled(cluster: &Cluster, status: &ClusterStatus, topic: &str) -> Vec<String> {
-    status
-        .partitions
-        .iter()
-        .filter_map(|p| {
-            let ends: Vec<String> = p
-                .replicas
+/// The partitions not settled yet, described (leader, ISR, replicas' log ends): settled
+/// means a full ISR, and for `topic`'s every replica holding exactly what its leader holds,
+/// all of it below the high-water mark.
+async fn unsettled<R: Rig>(rig: &R, partitions: &[PartitionView], topic: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in partitions {
+        let ends = if p.topic == topic {
+            replica_ends(rig, p).await
+        } else {
+            Vec::new()
+        };
+        let lagging = p.topic == topic
+            && (p.high_watermark < 0
+                || p.high_watermark != p.log_end_offset
+                || ends.iter().any(|(_, e)| *e != Some(p.log_end_offset)));
+        if p.leader < 0 || p.isr.len() != p.replicas.len() || lagging {
+            let ends: Vec<String> = ends
                 .iter()
-                .map(|r| {
-                    let end = cluster
-                        .broker(*r)
-                        .filter(|b| b.state == BrokerState::Up)
-                        .and_then(|b| b.shared.replicas.get(&p.topic, p.partition))
-                        .map(|h| h.progress().log_end_offset);
-                    format!("{r}:{}", end.map_or("-".into(), |e| e.to_string()))
-                })
+                .map(|(r, e)| format!("{r}:{}", e.map_or("-".into(), |e| e.to_string())))
                 .collect();
-            let lagging = p.topic == topic
-                && (p.high_watermark != p.log_end_offset
-                    || ends
-                        .iter()
-                        .any(|e| !e.ends_with(&format!(":{}", p.log_end_offset))));
-            (p.leader < 0 || p.isr.len() != p.replicas.len() || lagging).then(|| {
-                format!(
-                    "{}-{} leader {} epoch {} ISR {:?} HWM {} LEO {} replica ends [{}]",
-                    p.topic,
-                    p.partition,
-                    p.leader,
-                    p.leader_epoch,
-                    p.isr,
-                    p.high_watermark,
-                    p.log_end_offset,
-                    ends.join(" ")
-                )
-            })
-        })
-        .collect()
+            out.push(format!(
+                "{}-{} leader {} epoch {} ISR {:?} HWM {} LEO {} replica ends [{}]",
+                p.topic,
+                p.partition,
+                p.leader,
+                p.leader_epoch,
+                p.isr,
+                p.high_watermark,
+                p.log_end_offset,
+                ends.join(" ")
+            ));
+        }
+    }
+    out
+}
+
+/// Waits until [`unsettled`] finds nothing; what it still finds after `deadline`.
+async fn wait_settled<R: Rig>(rig: &R, topic: &str, deadline: Duration) -> Vec<String> {
+    let until = Instant::now() + deadline;
+    loop {
+        let partitions = rig.partitions(topic).await;
+        let left = if all_led(&partitions) {
+            unsettled(rig, &partitions, topic).await
+        } else {
+            vec!["not every partition has a leader".to_string()]
+        };
+        if left.is_empty() || Instant::now() >= until {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// One round: the topic, the workload under the plan's faults, then the history.
-async fn play(
-    cluster: &mut Cluster,
+async fn play<R: Rig>(
+    rig: &mut R,
     config: &ChaosConfig,
     plan: &RoundPlan,
     faults: &mut Vec<String>,
@@ -483,65 +595,61 @@ async fn play(
 ) -> anyhow::Result<History> {
     let topic = topic_of(plan.round);
     let group = format!("chaos-group-{}", plan.round);
-    let brokers = addresses(cluster);
+    let brokers = rig.addresses();
     create_topic(&brokers, &topic, config.partitions).await?;
-    anyhow::ensure!(
-        wait_status(cluster, config.settle, |_, s| {
-            let mine: Vec<_> = s.partitions.iter().filter(|p| p.topic == topic).collect();
-            mine.len() == config.partitions as usize
-                && mine
-                    .iter()
-                    .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len())
-        })
-        .await,
-        "{topic} got no leaders and full ISRs within {:?}",
-        config.settle
-    );
+    let until = Instant::now() + config.settle;
+    loop {
+        let parts = rig.partitions(&topic).await;
+        let mine: Vec<_> = parts.iter().filter(|p| p.topic == topic).collect();
+        if mine.len() == config.partitions as usize
+            && mine
+                .iter()
+                .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len())
+        {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{topic} got no leaders and full ISRs within {:?}",
+            config.settle
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let workload =
         workload::Workload::start(&brokers, plan.round, &topic, config.partitions, &group);
     tokio::time::sleep(Duration::from_millis(200)).await;
     for episode in &plan.episodes {
         for action in &episode.actions {
-            let Some((fault, text)) = concrete(cluster, &topic, action) else {
-                tracing::info!(%action, "no broker to hit; skipped");
-                continue;
-            };
-            match cluster.inject(fault).await {
-                Ok(()) => faults.push(text),
-                // A combination may name a broker the other fault already took down.
-                Err(e) => tracing::info!(%text, error = %e, "fault not applicable; skipped"),
+            if let Some(text) = rig.inject(&topic, action).await {
+                faults.push(text);
             }
         }
         tokio::time::sleep(Duration::from_millis(episode.hold_ms)).await;
-        heal_all(cluster).await?;
+        rig.heal().await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let healed = Instant::now();
-    let leaders_after_heal = wait_status(cluster, config.leader_bound * 2, |_, s| all_led(s))
+    let leaders_after_heal = wait_led(rig, &topic, config.leader_bound * 2)
         .await
         .then(|| healed.elapsed());
     // A little traffic on the healed cluster, then the stragglers get their retries.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (producers, consumer) = workload.finish(config.settle).await;
-    let is_settled = wait_status(cluster, config.settle, |c, s| settled(c, s, &topic)).await;
+    let unsettled = wait_settled(rig, &topic, config.settle).await;
 
     let committed =
         workload::committed(&brokers, &group, &topic, config.partitions, config.settle).await?;
-    let status = cluster.status();
+    let partitions = rig.partitions(&topic).await;
     let mut history = History {
         leaders_after_heal,
-        unsettled: if is_settled {
-            Vec::new()
-        } else {
-            unsettled(cluster, &status, &topic)
-        },
+        unsettled,
         ..History::default()
     };
-    for p in status.partitions.iter().filter(|p| p.topic == topic) {
+    for p in partitions.iter().filter(|p| p.topic == topic) {
         let mut replicas = Vec::new();
         for r in &p.replicas {
-            replicas.push(read_replica(cluster, &topic, p.partition, *r).await?);
+            replicas.push(rig.read_replica(&topic, p.partition, *r).await?);
         }
         let log = replicas
             .iter()
@@ -647,24 +755,13 @@ async fn read_replica(
             offset = log_start;
             continue;
         }
-        let bytes = read.records;
-        let mut position = 0;
         let before = offset;
-        while bytes.len() - position >= BatchHeader::SIZE {
-            let h = BatchHeader::parse(&bytes[position..])
-                .map_err(|e| anyhow::anyhow!("broker {broker}'s {topic}-{partition}: {e:?}"))?;
-            let size = h.total_size();
-            if size < BatchHeader::SIZE || position + size > bytes.len() {
-                break;
-            }
-            batches.push(StoredBatch {
-                base_offset: h.base_offset,
-                last_offset: h.next_offset() - 1,
-                bytes: bytes.slice(position..position + size),
-            });
-            offset = h.next_offset();
-            position += size;
+        let found = whole_batches(&read.records)
+            .with_context(|| format!("broker {broker}'s {topic}-{partition}"))?;
+        if let Some(last) = found.last() {
+            offset = last.last_offset + 1;
         }
+        batches.extend(found);
         if offset >= read.log_end_offset || offset == before {
             break;
         }
@@ -674,6 +771,27 @@ async fn read_replica(
         log_start_offset: log_start,
         batches,
     })
+}
+
+/// The whole batches at the start of `bytes`, in order (a torn tail is left out).
+fn whole_batches(bytes: &bytes::Bytes) -> anyhow::Result<Vec<StoredBatch>> {
+    let mut batches = Vec::new();
+    let mut position = 0;
+    while bytes.len() - position >= BatchHeader::SIZE {
+        let h = BatchHeader::parse(&bytes[position..])
+            .map_err(|e| anyhow::anyhow!("batch at byte {position}: {e:?}"))?;
+        let size = h.total_size();
+        if size < BatchHeader::SIZE || position + size > bytes.len() {
+            break;
+        }
+        batches.push(StoredBatch {
+            base_offset: h.base_offset,
+            last_offset: h.next_offset() - 1,
+            bytes: bytes.slice(position..position + size),
+        });
+        position += size;
+    }
+    Ok(batches)
 }
 
 /// (offset, value) of every record of `r` below `high_watermark`.
@@ -715,6 +833,10 @@ pub struct ChaosArgs {
     /// when a round fails).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Run the brokers as processes (a `weir coordinator` and `weir broker`s of this binary)
+    /// instead of in this process; faults are SIGKILL and restart, SIGSTOP and SIGCONT.
+    #[arg(long)]
+    pub processes: bool,
 }
 
 /// Prints one line per round: `round N ok|FAILED ...`.
@@ -748,8 +870,13 @@ pub fn main(args: ChaosArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut config = ChaosConfig::new(args.brokers, args.rounds, seed);
     config.data_dir = args.data_dir;
+    if args.processes {
+        config.faults = FaultSet::Processes;
+        // The message trace records this process's actors; the brokers run elsewhere.
+        config.trace = false;
+    }
     let summary = actix_rt::System::new().block_on(async move {
-        run(&config, |r| {
+        let print = |r: &RoundReport| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", round_line(r));
             if !r.verdict.ok() {
@@ -770,8 +897,12 @@ pub fn main(args: ChaosArgs) -> anyhow::Result<()> {
                 }
             }
             let _ = out.flush();
-        })
-        .await
+        };
+        if args.processes {
+            processes::run(&config, print).await
+        } else {
+            run(&config, print).await
+        }
     })?;
     println!("{}", serde_json::to_string(&summary)?);
     anyhow::ensure!(

@@ -82,9 +82,32 @@ impl Default for Shape {
     }
 }
 
+/// Which faults a schedule draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultSet {
+    /// Every kind: the in-process cluster can cut, slow and drop links and expire sessions.
+    #[default]
+    All,
+    /// What signals do to processes: crash (SIGKILL, then restart) and pause (SIGSTOP, then
+    /// SIGCONT), of a broker, a leader or the controller.
+    Processes,
+}
+
 /// The plan of round `round` (1-based) of the run seeded `seed` on `brokers` brokers, with
 /// `partitions` partitions in the round's topic.
 pub fn plan(seed: u64, round: u32, brokers: u16, partitions: i32, shape: Shape) -> RoundPlan {
+    plan_with(seed, round, brokers, partitions, shape, FaultSet::All)
+}
+
+/// [`plan`], drawing faults from `faults`.
+pub fn plan_with(
+    seed: u64,
+    round: u32,
+    brokers: u16,
+    partitions: i32,
+    shape: Shape,
+    faults: FaultSet,
+) -> RoundPlan {
     // SplitMix-style mixing so neighbouring (seed, round) pairs get unrelated streams.
     let mixed = seed
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -97,7 +120,10 @@ pub fn plan(seed: u64, round: u32, brokers: u16, partitions: i32, shape: Shape) 
             let count = if rng.gen_bool(0.5) { 1 } else { 2 };
             Episode {
                 actions: (0..count)
-                    .map(|_| action(&mut rng, n, partitions))
+                    .map(|_| match faults {
+                        FaultSet::All => action(&mut rng, n, partitions),
+                        FaultSet::Processes => process_action(&mut rng, n, partitions),
+                    })
                     .collect(),
                 hold_ms: rng
                     .gen_range(shape.min_hold_ms..=shape.max_hold_ms.max(shape.min_hold_ms)),
@@ -143,6 +169,15 @@ fn action(rng: &mut StdRng, brokers: i32, partitions: i32) -> Action {
             percent: rng.gen_range(10..=60),
         },
         8 => Action::ExpireSession(t),
+        _ => Action::Crash(Target::Controller),
+    }
+}
+
+fn process_action(rng: &mut StdRng, brokers: i32, partitions: i32) -> Action {
+    let t = target(rng, brokers, partitions);
+    match rng.gen_range(0..5) {
+        0 | 1 => Action::Crash(t),
+        2 | 3 => Action::Pause(t),
         _ => Action::Crash(Target::Controller),
     }
 }
@@ -203,6 +238,19 @@ mod tests {
             .map(|r| plan(2, r, 3, 3, Shape::default()))
             .collect();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn process_schedules_only_kill_and_pause_and_hit_the_controller() {
+        let actions: Vec<Action> = (1..=100)
+            .flat_map(|r| plan_with(1, r, 3, 3, Shape::default(), FaultSet::Processes).episodes)
+            .flat_map(|e| e.actions)
+            .collect();
+        assert!(actions
+            .iter()
+            .all(|a| matches!(a, Action::Crash(_) | Action::Pause(_))));
+        assert!(actions.contains(&Action::Crash(Target::Controller)));
+        assert!(actions.iter().any(|a| matches!(a, Action::Pause(_))));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use weir::chaos::schedule::{self, Shape};
+use weir::chaos::schedule::{self, Action, FaultSet, Shape};
 use weir::chaos::{self, ChaosConfig};
 
 /// Short episodes: the CI run takes seconds.
@@ -71,6 +71,69 @@ async fn a_short_chaos_run_loses_duplicates_and_diverges_nothing() {
         (0, 0, 0)
     );
     assert!(summary.ok());
+}
+
+/// The first seed whose first `rounds` process rounds both kill and stop a broker.
+fn process_seed_with_kill_and_stop(rounds: u32) -> u64 {
+    (1..)
+        .find(|seed| {
+            let actions: Vec<Action> = (1..=rounds)
+                .flat_map(|r| {
+                    schedule::plan_with(*seed, r, 3, 3, SHAPE, FaultSet::Processes).episodes
+                })
+                .flat_map(|e| e.actions)
+                .collect();
+            actions.iter().any(|a| matches!(a, Action::Crash(_)))
+                && actions.iter().any(|a| matches!(a, Action::Pause(_)))
+        })
+        .expect("some seed")
+}
+
+#[actix::test]
+async fn a_short_chaos_run_over_processes_survives_kill_9_and_sigstop() {
+    crate::support::init_test_logging();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rounds = 2;
+    let seed = process_seed_with_kill_and_stop(rounds);
+    let mut config = ChaosConfig::new(3, rounds, seed);
+    config.shape = SHAPE;
+    config.faults = FaultSet::Processes;
+    config.weir_binary = Some(env!("CARGO_BIN_EXE_weir").into());
+    config.data_dir = Some(dir.path().to_path_buf());
+    config.trace = false;
+    config.settle = Duration::from_secs(20);
+    let mut reports = Vec::new();
+    let summary = chaos::processes::run(&config, |r| reports.push(r.clone()))
+        .await
+        .expect("the chaos run over processes");
+    for r in &reports {
+        assert!(
+            r.verdict.ok(),
+            "seed {seed} {}\n{}",
+            chaos::round_line(r),
+            r.verdict.violations.join("\n")
+        );
+        assert!(
+            r.verdict.acked > 0,
+            "round {} acknowledged nothing",
+            r.round
+        );
+    }
+    let injected: Vec<&String> = reports.iter().flat_map(|r| &r.faults).collect();
+    assert!(
+        injected.iter().any(|f| f.starts_with("kill -9")),
+        "{injected:?}"
+    );
+    assert_eq!(summary.faults, injected.len() as u64);
+    assert_eq!(
+        (
+            summary.rounds,
+            summary.lost,
+            summary.duplicated,
+            summary.divergent
+        ),
+        (rounds, 0, 0, 0)
+    );
 }
 
 #[test]

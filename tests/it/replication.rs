@@ -204,6 +204,48 @@ async fn a_broker_crashed_while_paused_restarts_and_rejoins_the_isr() {
 }
 
 #[actix::test]
+async fn a_restart_that_fails_after_locking_its_log_dir_leaves_it_free_for_the_next() {
+    // Found by `weir chaos`: a restart that failed late kept its log dir's `.lock` (and its
+    // actors), so every later restart of that broker failed with "log dir in use".
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = crate::support::free_port();
+    let mut cluster = start(
+        1,
+        dir.path(),
+        &[
+            ("zookeeper.session.timeout.ms", "2000"),
+            ("metrics.port", &metrics_port.to_string()),
+        ],
+    )
+    .await;
+    cluster.crash(1).await.unwrap();
+    // The restart binds the metrics port after locking its log dir: taken, it fails there.
+    let taken = wait_until_async(
+        "the crashed broker's metrics port is free",
+        DEADLINE,
+        || async { std::net::TcpListener::bind(("127.0.0.1", metrics_port)).ok() },
+    )
+    .await;
+    let failed = tokio::time::timeout(DEADLINE, cluster.restart(1))
+        .await
+        .expect("the failed restart returns");
+    let error = failed.expect_err("the metrics port is taken");
+    assert!(error.contains("metrics.port"), "{error}");
+    drop(taken);
+    tokio::time::timeout(DEADLINE, cluster.restart(1))
+        .await
+        .expect("the restart finishes")
+        .expect("the log dir is free again and the broker serves");
+    let created = client(&cluster, 1)
+        .await
+        .create_topic("after-a-failed-restart", 1, 1, None)
+        .await
+        .expect("create topic");
+    assert_eq!(created, 0);
+    cluster.shutdown().await.unwrap();
+}
+
+#[actix::test]
 async fn with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_is_appended() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = start(3, dir.path(), &[("zookeeper.session.timeout.ms", "2000")]).await;

@@ -263,6 +263,18 @@ impl StreamHandler<SessionEvent> for Controller {
             return;
         }
         let Some(mut core) = self.core.take() else {
+            // The core is out only while a handler holds it, and those block the stream;
+            // should an event get here anyway, it is handled later rather than lost (a lost
+            // watch event is a watch never set again).
+            tracing::warn!(
+                ?event,
+                "coordination event while the controller is busy; handled later"
+            );
+            if let SessionEvent::Watch(watch) = event {
+                ctx.run_later(WATCH_RETRY_BACKOFF, move |_, ctx| {
+                    ctx.notify(RetryWatch(watch));
+                });
+            }
             return;
         };
         crate::observe::coord::session_event(
@@ -273,7 +285,14 @@ impl StreamHandler<SessionEvent> for Controller {
         let addr = ctx.address();
         let work = async move {
             match event {
-                SessionEvent::Watch(watch) => core.on_watch(watch).await,
+                SessionEvent::Watch(watch) => {
+                    if core.on_watch(watch.clone()).await {
+                        actix::spawn(async move {
+                            tokio::time::sleep(WATCH_RETRY_BACKOFF).await;
+                            addr.do_send(RetryWatch(watch));
+                        });
+                    }
+                }
                 SessionEvent::State(SessionState::Expired) => {
                     tracing::warn!(
                         broker = core.deps.broker_id,
@@ -317,6 +336,22 @@ impl StreamHandler<SessionEvent> for Controller {
 
     fn finished(&mut self, _: &mut Self::Context) {
         // The session's event stream ends when its session ends; a new one comes with NewSession.
+    }
+}
+
+/// A watch event whose handling lost the connection, handled again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RetryWatch(WatchedEvent);
+
+/// How long a watch event waits before it is handled again after a connection loss.
+const WATCH_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+impl Handler<RetryWatch> for Controller {
+    type Result = ();
+
+    fn handle(&mut self, msg: RetryWatch, ctx: &mut Self::Context) {
+        <Self as StreamHandler<SessionEvent>>::handle(self, SessionEvent::Watch(msg.0), ctx);
     }
 }
 
@@ -862,7 +897,11 @@ impl Core {
         Ok(())
     }
 
-    async fn on_watch(&mut self, watch: WatchedEvent) {
+    /// Handles one watch event; true when it must be handled again: its reads lost the
+    /// connection, so the watch they re-arm was not set (Kafka's ZooKeeper client retries
+    /// such requests until the connection is back; a lost `/brokers/ids` watch left the
+    /// controller blind to every later broker change).
+    async fn on_watch(&mut self, watch: WatchedEvent) -> bool {
         let result = match (watch.event_type, watch.path.as_str()) {
             (_, paths::CONTROLLER) => self.on_controller_change(watch.event_type).await,
             (EventType::NodeChildrenChanged, paths::BROKER_IDS) if self.active.is_some() => {
@@ -893,8 +932,18 @@ impl Core {
             }
             _ => Ok(()),
         };
-        if let Err(e) = result {
-            tracing::warn!(broker = self.id(), path = %watch.path, error = %e, "handling a coordination event failed");
+        match result {
+            Ok(()) => false,
+            Err(e) => {
+                let lost = e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<CoordinationError>(),
+                        Some(CoordinationError::ConnectionLoss)
+                    )
+                });
+                tracing::warn!(broker = self.id(), path = %watch.path, error = %e, retry = lost, "handling a coordination event failed");
+                lost
+            }
         }
     }
 
