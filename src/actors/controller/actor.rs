@@ -263,18 +263,17 @@ impl StreamHandler<SessionEvent> for Controller {
             return;
         }
         let Some(mut core) = self.core.take() else {
-            // The core is out only while a handler holds it, and those block the stream;
-            // should an event get here anyway, it is handled later rather than lost (a lost
-            // watch event is a watch never set again).
-            tracing::warn!(
+            // The core is out while a handler holds it (`ctx.wait`). Waits should hold the
+            // stream back, but actix 0.13's context polls its streams right after a mailbox
+            // message that started a wait, before merging that wait: one event can slip in.
+            // Dropping it would lose a watch for good (a watch not re-armed) or an expiry
+            // (a broker never re-registering), so it goes back through the mailbox, which
+            // runs as soon as the wait is over.
+            tracing::debug!(
                 ?event,
-                "coordination event while the controller is busy; handled later"
+                "coordination event while the controller is busy; redelivered"
             );
-            if let SessionEvent::Watch(watch) = event {
-                ctx.run_later(WATCH_RETRY_BACKOFF, move |_, ctx| {
-                    ctx.notify(RetryWatch(watch));
-                });
-            }
+            ctx.notify(Redeliver(event));
             return;
         };
         crate::observe::coord::session_event(
@@ -289,7 +288,7 @@ impl StreamHandler<SessionEvent> for Controller {
                     if core.on_watch(watch.clone()).await {
                         actix::spawn(async move {
                             tokio::time::sleep(WATCH_RETRY_BACKOFF).await;
-                            addr.do_send(RetryWatch(watch));
+                            addr.do_send(Redeliver(SessionEvent::Watch(watch)));
                         });
                     }
                 }
@@ -339,19 +338,20 @@ impl StreamHandler<SessionEvent> for Controller {
     }
 }
 
-/// A watch event whose handling lost the connection, handled again.
+/// A coordination event handled again: one that arrived while the core was out, or a watch
+/// whose handling lost the connection.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct RetryWatch(WatchedEvent);
+struct Redeliver(SessionEvent);
 
 /// How long a watch event waits before it is handled again after a connection loss.
 const WATCH_RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
-impl Handler<RetryWatch> for Controller {
+impl Handler<Redeliver> for Controller {
     type Result = ();
 
-    fn handle(&mut self, msg: RetryWatch, ctx: &mut Self::Context) {
-        <Self as StreamHandler<SessionEvent>>::handle(self, SessionEvent::Watch(msg.0), ctx);
+    fn handle(&mut self, msg: Redeliver, ctx: &mut Self::Context) {
+        <Self as StreamHandler<SessionEvent>>::handle(self, msg.0, ctx);
     }
 }
 
@@ -2469,12 +2469,19 @@ mod tests {
     const SESSION: Duration = Duration::from_millis(400);
 
     async fn start_broker(h: &mut Harness, id: i32) {
+        start_broker_fed(h, id, None).await;
+    }
+
+    /// Starts broker `id`'s controller; with `feed`, its coordination events come from the
+    /// test, not from its session.
+    async fn start_broker_fed(h: &mut Harness, id: i32, feed: Option<SessionEventStream>) {
         let service = h.service.clone();
         let connector: Connector = Arc::new(move || {
             let service = service.clone();
             Box::pin(async move { Ok(coordination::connect(None, SESSION, Some(&service)).await?) })
         });
         let (client, events) = connector().await.unwrap();
+        let events = feed.unwrap_or(events);
         let recorder = Arc::new(Recorder::default());
         h.transport.register(id, recorder.clone());
         let config = BrokerConfig {
@@ -3367,11 +3374,54 @@ mod tests {
             config.get("cleanup.policy").map(String::as_str),
             Some("delete,compact")
         );
-        assert!(!zk
-            .get_children(paths::CONFIG_CHANGES, false)
+        // The notification may already be consumed (the controller deletes those it applied):
+        // its creation shows in the parent's child version.
+        let changes = h
+            .observer
+            .exists(paths::CONFIG_CHANGES, false)
             .await
             .unwrap()
-            .is_empty());
+            .unwrap();
+        assert!(
+            changes.cversion > 0,
+            "no config change notification was written"
+        );
+    }
+
+    /// actix polls an actor's streams right after a mailbox message that started a wait
+    /// (`AtomicResponse`), before that wait holds them back: a coordination event arriving
+    /// together with such a message finds the controller's core out. It must still be
+    /// handled: here a session expiry, whose loss left a broker never re-registering.
+    #[actix::test]
+    async fn a_session_expiry_arriving_while_the_controller_is_busy_is_still_handled() {
+        let mut h = harness(0).await;
+        let (feed, events) = tokio::sync::mpsc::unbounded_channel();
+        start_broker_fed(&mut h, 1, Some(SessionEventStream::fed_by(events))).await;
+        wait_for_single_controller(&h, 1).await;
+        let controller = h.controllers[&1].clone();
+        let first_session = controller.send(CurrentSession).await.unwrap();
+
+        // Both ready before the actor next runs: the message first takes the core, then the
+        // stream yields the expiry.
+        controller.do_send(AutoLeaderRebalance);
+        feed.send(SessionEvent::State(SessionState::Expired))
+            .unwrap();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let session = controller.send(CurrentSession).await.unwrap();
+            if session != first_session {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the expiry was lost: the controller still runs on session {first_session:#x}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Re-registered on the new session, and controller again.
+        let status = wait_for_single_controller(&h, 1).await;
+        assert_eq!(status.broker_id, 1);
     }
 
     #[derive(Message)]

@@ -139,6 +139,16 @@ impl SessionEvents {
         Some(self.chroot.strip_event(event))
     }
 
+    /// Events fed by a test instead of a session, to put an actor's event stream in the
+    /// test's hands.
+    #[cfg(test)]
+    pub(crate) fn fed_by(events: mpsc::UnboundedReceiver<SessionEvent>) -> Self {
+        Self {
+            events,
+            chroot: Chroot::default(),
+        }
+    }
+
     /// The next event if one is already queued.
     pub fn try_recv(&mut self) -> Option<SessionEvent> {
         let event = self.events.try_recv().ok()?;
