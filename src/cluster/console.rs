@@ -7,9 +7,9 @@
 //! cluster's status every [`crate::ui::REFRESH`] and after each fault, and answers the page's
 //! fault buttons exactly as it answers stdin.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 
 use super::faults::Fault;
 use super::Cluster;
@@ -40,7 +40,11 @@ pub async fn serve(
     mut ui: Option<UiLink>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = if stdin {
+        stdin_lines()
+    } else {
+        mpsc::unbounded_channel().1
+    };
     let mut reading = stdin;
     let mut refresh = tokio::time::interval(crate::ui::REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -48,16 +52,16 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut stop => return,
-            line = lines.next_line(), if reading => match line {
-                Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => {
+            line = lines.recv(), if reading => match line {
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => {
                     let reply = answer(cluster, &line).await;
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{reply}");
                     let _ = out.flush();
                 }
                 // End of input (or no stdin): keep running until told to stop.
-                Ok(None) | Err(_) => reading = false,
+                None => reading = false,
             },
             request = async {
                 match ui.as_mut() {
@@ -83,4 +87,26 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Stdin's lines, read by a thread of their own. Not `tokio::io::stdin`: its read runs on the
+/// runtime's blocking pool, which the runtime waits for when it shuts down, so a stop
+/// (SIGTERM, Ctrl-C) with stdin open and silent (a terminal, a pipe nobody writes) would
+/// hang the process after the cluster stopped. A plain thread ends with the process.
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let spawned = std::thread::Builder::new()
+        .name("console-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot read the console from stdin");
+    }
+    rx
 }

@@ -175,14 +175,16 @@ impl Cluster {
             .first()
             .map(|b| b.shared.metadata.snapshot().controller_id);
         order.sort_by_key(|b| (Some(b.id) == controller, b.id));
-        for b in order {
+        let last = order.len().saturating_sub(1);
+        for (i, b) in order.into_iter().enumerate() {
             if b.state == BrokerState::Paused {
                 let _ = b.node.resume().await;
             }
             // One bounded attempt: a stopping cluster does not wait out retries (a crashed
-            // controller, say); the broker then stops uncontrolled, as Kafka's would.
+            // controller, say); the broker then stops uncontrolled, as Kafka's would. The
+            // last broker has nobody to hand its leaderships to: it just stops.
             let policy = ControlledShutdownPolicy::from_config(&b.config);
-            if policy.enabled {
+            if policy.enabled && i < last {
                 let attempt = b.node.controlled_shutdown(ControlledShutdownPolicy {
                     attempts: 1,
                     ..policy

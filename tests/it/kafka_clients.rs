@@ -15,7 +15,7 @@ mod kcat;
 mod multi_broker;
 mod open_files;
 mod python;
-mod rdkafka_client;
+pub mod rdkafka_client;
 mod restart;
 mod versions;
 
@@ -170,15 +170,16 @@ impl Weir {
         self.launch();
     }
 
-    /// SIGTERM and wait for a clean exit.
+    /// SIGTERM and wait for a clean exit. The console's stdin stays open and silent meanwhile,
+    /// as a terminal's would: the stop must not wait for a line that never comes.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        self.console_in = None;
         // SAFETY: sending a signal to our own child by pid.
         unsafe {
             libc::kill(child.id() as i32, libc::SIGTERM);
         }
         let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+        self.console_in = None;
         status.expect("weir did not exit after SIGTERM")
     }
 }

@@ -867,19 +867,14 @@ impl Core {
             },
         );
         let mut missing = BTreeMap::new();
-        for (p, replicas) in &assignment {
-            match zk.get_partition_state(topic, *p).await? {
+        let reads = zk
+            .get_partition_states(topic, assignment.keys().copied())
+            .await;
+        for ((p, replicas), read) in assignment.iter().zip(reads) {
+            match read? {
                 Some((state, version)) => {
-                    ctx.states.insert(
-                        (topic.to_string(), *p),
-                        LeaderIsr {
-                            leader: state.leader,
-                            leader_epoch: state.leader_epoch,
-                            isr: state.isr,
-                            controller_epoch: state.controller_epoch,
-                            partition_epoch: version,
-                        },
-                    );
+                    ctx.states
+                        .insert((topic.to_string(), *p), leader_isr_of(state, version));
                 }
                 None => {
                     missing.insert(*p, replicas.clone());
@@ -887,10 +882,21 @@ impl Core {
             }
         }
         if !missing.is_empty() {
+            if missing.len() == assignment.len() {
+                // A topic written by a tool: it may lack the parent too.
+                match zk
+                    .fenced(epoch_version, vec![partitions_parent_create(topic)])
+                    .await
+                {
+                    Ok(())
+                    | Err(FencedError::Coordination(CoordinationError::NodeExists { .. })) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let states = ctx.initial_states(&missing);
-            let ops = partition_state_create_ops(topic, &states, ctx.epoch, true);
-            zk.fenced(epoch_version, ops).await?;
-            for (p, s) in states {
+            let stored =
+                write_new_partition_states(zk, epoch_version, ctx.epoch, topic, states).await?;
+            for (p, s) in stored {
                 ctx.states.insert((topic.to_string(), p), s);
             }
         }
@@ -1212,16 +1218,24 @@ impl Core {
         }
         crate::observe::controller::decided(self.id(), &changes, &self.active_ref().ctx.states);
         let epoch_version = self.active_ref().epoch_version;
+        let writes = changes
+            .iter()
+            .map(|change| {
+                vec![Op::SetData {
+                    path: paths::partition_state(&change.topic, change.partition),
+                    data: znodes::to_bytes(&state_znode(&change.state)),
+                    version: Some(change.expected_partition_epoch),
+                }]
+            })
+            .collect();
+        let outcomes = self.zk.fenced_each(epoch_version, writes).await;
         let mut written = Vec::new();
-        for change in changes {
-            let op = Op::SetData {
-                path: paths::partition_state(&change.topic, change.partition),
-                data: znodes::to_bytes(&state_znode(&change.state)),
-                version: Some(change.expected_partition_epoch),
-            };
-            match self.zk.fenced(epoch_version, vec![op]).await {
+        let mut failed = 0usize;
+        for (change, outcome) in changes.into_iter().zip(outcomes) {
+            match outcome {
                 Ok(()) => written.push(change),
                 Err(FencedError::ControllerMoved) => {
+                    // Every later write met the same fence: the epoch only moves on.
                     tracing::warn!(
                         broker = self.id(),
                         "another controller took over; resigning"
@@ -1240,21 +1254,26 @@ impl Core {
                         active.ctx.apply(&StateChange {
                             topic: change.topic.clone(),
                             partition: change.partition,
-                            state: LeaderIsr {
-                                leader: s.leader,
-                                leader_epoch: s.leader_epoch,
-                                isr: s.isr,
-                                controller_epoch: s.controller_epoch,
-                                partition_epoch: v,
-                            },
+                            state: leader_isr_of(s, v),
                             expected_partition_epoch: v,
                         });
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(partition = %format!("{}-{}", change.topic, change.partition), error = %e, "writing partition state failed")
+                    // A lost session fails every write of the batch: one line says it.
+                    if failed == 0 {
+                        tracing::warn!(partition = %format!("{}-{}", change.topic, change.partition), error = %e, "writing partition state failed");
+                    }
+                    failed += 1;
                 }
             }
+        }
+        if failed > 1 {
+            tracing::warn!(
+                controller = self.id(),
+                failed,
+                "writing partition states failed"
+            );
         }
         let active = self.active.as_mut().expect("active");
         for change in &written {
@@ -1659,12 +1678,7 @@ impl Core {
             data: znodes::to_bytes(&znodes::TopicZNode::new(&assignment, id)),
             mode: CreateMode::Persistent,
         });
-        ops.extend(partition_state_create_ops(
-            &topic.name,
-            &states,
-            self.active_ref().ctx.epoch,
-            true,
-        ));
+        ops.push(partitions_parent_create(&topic.name));
         match self.zk.fenced(epoch_version, ops).await {
             Ok(()) => {}
             Err(FencedError::Coordination(CoordinationError::NodeExists { .. })) => {
@@ -1680,6 +1694,27 @@ impl Core {
                 return Err(api_error_of(&e));
             }
         }
+        // The topic exists from here on. Its partitions' states follow; should that fail
+        // midway, the topic is left out of this controller's context, so the `/brokers/topics`
+        // watch loads it and creates what is missing (as a newly elected controller would).
+        let controller_epoch = self.active_ref().ctx.epoch;
+        let states = match write_new_partition_states(
+            &self.zk,
+            epoch_version,
+            controller_epoch,
+            &topic.name,
+            states,
+        )
+        .await
+        {
+            Ok(states) => states,
+            Err(e) => {
+                if e == FencedError::ControllerMoved {
+                    self.resign();
+                }
+                return Err(api_error_of(&e));
+            }
+        };
         let active = self.active.as_mut().expect("active");
         active.ctx.topics.insert(
             topic.name.clone(),
@@ -1842,12 +1877,17 @@ impl Core {
         added: &BTreeMap<i32, Vec<i32>>,
     ) -> Result<(), ApiError> {
         let states = self.active_ref().ctx.initial_states(added);
-        let ops = partition_state_create_ops(topic, &states, self.active_ref().ctx.epoch, false);
         let epoch_version = self.active_ref().epoch_version;
-        self.zk
-            .fenced(epoch_version, ops)
-            .await
-            .map_err(|e| api_error_of(&e))?;
+        let controller_epoch = self.active_ref().ctx.epoch;
+        let states =
+            write_new_partition_states(&self.zk, epoch_version, controller_epoch, topic, states)
+                .await
+                .map_err(|e| {
+                    if e == FencedError::ControllerMoved {
+                        self.resign();
+                    }
+                    api_error_of(&e)
+                })?;
         let active = self.active.as_mut().expect("active");
         if let Some(info) = active.ctx.topics.get_mut(topic) {
             info.assignment.extend(added.clone());
@@ -2269,36 +2309,96 @@ fn state_znode(s: &LeaderIsr) -> znodes::PartitionStateZNode {
     znodes::PartitionStateZNode::new(s.controller_epoch, s.leader, s.leader_epoch, s.isr.clone())
 }
 
-/// Ops creating `/brokers/topics/<t>/partitions[/<p>[/state]]` for new partitions.
-fn partition_state_create_ops(
-    topic: &str,
-    states: &BTreeMap<i32, LeaderIsr>,
+/// The op creating `/brokers/topics/<t>/partitions`, the parent of every partition's node.
+fn partitions_parent_create(topic: &str) -> Op {
+    Op::Create {
+        path: paths::topic_partitions(topic),
+        data: Vec::new(),
+        mode: CreateMode::Persistent,
+    }
+}
+
+/// Writes the state znodes of new partitions (`/brokers/topics/<t>/partitions/<p>/state`
+/// with its parent `<p>`): one fenced multi per partition, pipelined, as Kafka's
+/// `createTopicPartitionStatesRaw`. Not one multi for all: at a few thousand partitions it
+/// would exceed ZooKeeper's `jute.maxbuffer` and the server would drop the connection. A
+/// partition whose state already exists (a previous controller got that far) keeps the
+/// stored one. Returns the states now stored, or the first failure.
+async fn write_new_partition_states(
+    zk: &KafkaZkClient,
+    epoch_version: i32,
     controller_epoch: i32,
-    with_parent: bool,
-) -> Vec<Op> {
-    let mut ops = Vec::new();
-    if with_parent {
-        ops.push(Op::Create {
-            path: paths::topic_partitions(topic),
-            data: Vec::new(),
-            mode: CreateMode::Persistent,
-        });
+    topic: &str,
+    states: BTreeMap<i32, LeaderIsr>,
+) -> Result<BTreeMap<i32, LeaderIsr>, FencedError> {
+    let writes = states
+        .iter()
+        .map(|(p, s)| {
+            let mut s = s.clone();
+            s.controller_epoch = controller_epoch;
+            vec![
+                Op::Create {
+                    path: paths::partition(topic, *p),
+                    data: Vec::new(),
+                    mode: CreateMode::Persistent,
+                },
+                Op::Create {
+                    path: paths::partition_state(topic, *p),
+                    data: znodes::to_bytes(&state_znode(&s)),
+                    mode: CreateMode::Persistent,
+                },
+            ]
+        })
+        .collect();
+    let outcomes = zk.fenced_each(epoch_version, writes).await;
+    let mut stored = BTreeMap::new();
+    let mut existing = Vec::new();
+    let mut failure = None;
+    for ((p, s), outcome) in states.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(()) => {
+                stored.insert(p, s);
+            }
+            Err(FencedError::Coordination(CoordinationError::NodeExists { .. })) => {
+                existing.push(p)
+            }
+            Err(e) => {
+                if failure.is_none() || e == FencedError::ControllerMoved {
+                    failure = Some(e);
+                }
+            }
+        }
     }
-    for (p, s) in states {
-        ops.push(Op::Create {
-            path: paths::partition(topic, *p),
-            data: Vec::new(),
-            mode: CreateMode::Persistent,
-        });
-        let mut s = s.clone();
-        s.controller_epoch = controller_epoch;
-        ops.push(Op::Create {
-            path: paths::partition_state(topic, *p),
-            data: znodes::to_bytes(&state_znode(&s)),
-            mode: CreateMode::Persistent,
-        });
+    if let Some(e) = failure {
+        return Err(e);
     }
-    ops
+    let reads = zk
+        .get_partition_states(topic, existing.iter().copied())
+        .await;
+    for (p, read) in existing.into_iter().zip(reads) {
+        match read.map_err(FencedError::Coordination)? {
+            Some((state, version)) => {
+                stored.insert(p, leader_isr_of(state, version));
+            }
+            None => {
+                return Err(FencedError::Coordination(CoordinationError::NoNode {
+                    path: paths::partition_state(topic, p),
+                }))
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// A partition state as read from its znode at `version` (the partition epoch).
+fn leader_isr_of(state: znodes::PartitionStateZNode, version: i32) -> LeaderIsr {
+    LeaderIsr {
+        leader: state.leader,
+        leader_epoch: state.leader_epoch,
+        isr: state.isr,
+        controller_epoch: state.controller_epoch,
+        partition_epoch: version,
+    }
 }
 
 /// One change per partition: the last decision wins.

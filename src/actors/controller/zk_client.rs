@@ -5,10 +5,16 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
+
 use crate::actors::coordination::{CoordinationClient, CoordinationError, CreateMode, Op, Stat};
 use crate::znodes::{self, paths};
 
 pub type ZkResult<T> = Result<T, CoordinationError>;
+
+/// Requests a pipelined read or write keeps in flight: well under ZooKeeper's
+/// `globalOutstandingLimit` (1 000), enough to hide the round trip.
+pub const PIPELINE_WINDOW: usize = 256;
 
 /// What a fenced write can run into besides the coordination errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,6 +212,23 @@ impl KafkaZkClient {
         }
     }
 
+    /// Many independent fenced writes, pipelined: at most [`PIPELINE_WINDOW`] in flight, sent
+    /// in order, answered in order. Kafka's controller writes partition states this way
+    /// (`KafkaZkClient.retryRequestsUntilConnected` over async requests): one round trip per
+    /// write would make moving thousands of leaderships take seconds, and one multi for all of
+    /// them would exceed ZooKeeper's `jute.maxbuffer` (1 MiB) at a few thousand partitions.
+    pub async fn fenced_each(
+        &self,
+        epoch_version: i32,
+        writes: Vec<Vec<Op>>,
+    ) -> Vec<Result<(), FencedError>> {
+        futures::stream::iter(writes)
+            .map(|ops| self.fenced(epoch_version, ops))
+            .buffered(PIPELINE_WINDOW)
+            .collect()
+            .await
+    }
+
     pub async fn get_children(&self, path: &str, watch: bool) -> ZkResult<Vec<String>> {
         match self.client.get_children(path, watch).await {
             Ok(children) => Ok(children),
@@ -254,6 +277,20 @@ impl KafkaZkClient {
             Err(CoordinationError::NoNode { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Many partitions' states, read pipelined as [`Self::fenced_each`] writes; answered in
+    /// the order asked.
+    pub async fn get_partition_states(
+        &self,
+        topic: &str,
+        partitions: impl IntoIterator<Item = i32>,
+    ) -> Vec<ZkResult<Option<(znodes::PartitionStateZNode, i32)>>> {
+        futures::stream::iter(partitions)
+            .map(|p| self.get_partition_state(topic, p))
+            .buffered(PIPELINE_WINDOW)
+            .collect()
+            .await
     }
 
     /// A topic's config overrides (empty when it has none).

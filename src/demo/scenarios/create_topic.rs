@@ -1,5 +1,6 @@
 //! Case 3: CreateTopics reaches an ordinary broker, which forwards it to the controller; the
-//! controller places the replicas, writes the assignment and the partition state znodes, and
+//! controller places the replicas, writes the assignment, then each partition's state znode
+//! (pipelined, one fenced multi per partition, as Kafka's controller), and
 //! tells the replicas (LeaderAndIsr) and every broker (UpdateMetadata).
 
 use futures::future::LocalBoxFuture;
@@ -17,7 +18,9 @@ pub const DEMO: Demo = Demo {
         "client:admin -> @receiver : CreateTopics orders*",
         "@receiver -> @controller : CreateTopics orders*",
         "@controller : PlaceReplicas orders*",
-        "@controller -> coord : multi /brokers/topics/orders*writes 3 partition state znodes",
+        "@controller -> coord : multi /brokers/topics/orders *fenced*",
+        "coord -> @controller : multi*ok",
+        "@controller -> coord : multi /brokers/topics/orders/partitions/*writes 1 partition state znode",
         "coord -> @controller : multi*ok",
         "@controller -> * : LeaderAndIsr*",
         "@controller -> * : UpdateMetadata*",
