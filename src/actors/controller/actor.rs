@@ -3524,6 +3524,51 @@ mod tests {
         assert_eq!(status.broker_id, 1);
     }
 
+    #[actix::test]
+    async fn a_watch_whose_reads_lost_the_coordination_link_is_handled_again_once_it_heals() {
+        let mut h = harness(0).await;
+        let (feed, events) = tokio::sync::mpsc::unbounded_channel();
+        start_broker_fed(&mut h, 1, Some(SessionEventStream::fed_by(events))).await;
+        wait_for_single_controller(&h, 1).await;
+        let controller = h.controllers[&1].clone();
+        // A topic written by a tool after the election; its watch event is fed by hand.
+        let assignment: BTreeMap<i32, Vec<i32>> = [(0, vec![1])].into_iter().collect();
+        h.observer
+            .create(
+                &paths::topic("tool"),
+                &znodes::to_bytes(&znodes::TopicZNode::new(&assignment, Uuid::new_v4())),
+                CreateMode::Persistent,
+            )
+            .await
+            .unwrap();
+        let state = paths::partition_state("tool", 0);
+
+        controller.send(SessionFault::Cut).await.unwrap().unwrap();
+        feed.send(SessionEvent::Watch(WatchedEvent {
+            event_type: EventType::NodeChildrenChanged,
+            path: paths::BROKER_TOPICS.into(),
+        }))
+        .unwrap();
+        // The first round trip lets the actor take the event; the second is answered only
+        // once handling it is over, its reads failed on the cut link.
+        controller.send(CurrentSession).await.unwrap();
+        controller.send(CurrentSession).await.unwrap();
+        assert!(
+            h.observer.exists(&state, false).await.unwrap().is_none(),
+            "the event was handled before the cut: this test would prove nothing"
+        );
+
+        controller.send(SessionFault::Heal).await.unwrap().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while h.observer.exists(&state, false).await.unwrap().is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the watch event was dropped: the tool's topic never got its partition state"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[derive(Message)]
     #[rtype(result = "()")]
     struct StopForTest;
