@@ -56,6 +56,29 @@ impl LocalReplicas {
         map.get(topic).and_then(|p| p.get(&partition)).cloned()
     }
 
+    /// Calls `f` with the replica of each of `tps` (`None` if not hosted) under one read
+    /// lock, hashing each topic name once per run of equal names: a follower's fetch names
+    /// thousands of partitions, mostly of a few topics.
+    pub fn for_each<'a>(
+        &self,
+        tps: impl IntoIterator<Item = &'a TopicPartition>,
+        mut f: impl FnMut(&'a TopicPartition, Option<&ReplicaHandle>),
+    ) {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut current: Option<(&str, Option<&BTreeMap<i32, ReplicaHandle>>)> = None;
+        for tp in tps {
+            let partitions = match current {
+                Some((topic, partitions)) if topic == tp.topic => partitions,
+                _ => {
+                    let partitions = map.get(tp.topic.as_str());
+                    current = Some((tp.topic.as_str(), partitions));
+                    partitions
+                }
+            };
+            f(tp, partitions.and_then(|p| p.get(&tp.partition)));
+        }
+    }
+
     /// Every hosted replica.
     pub fn all(&self) -> Vec<(TopicPartition, ReplicaHandle)> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());

@@ -27,6 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -34,8 +35,10 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod caught_up;
 mod replication;
 
+pub use caught_up::{CaughtUpFollowers, LeaderView};
 pub use replication::{
     high_watermark_candidate, AppendAsFollower, EndOffsetForEpoch, FollowerFetch, FollowerPosition,
     LeaderState, RemoteReplicaState, ResetToLeaderRange, TruncateToDivergence,
@@ -165,6 +168,9 @@ pub struct Replica {
     /// How often retention and time-based rolling are checked (`log.retention.check.interval.ms`).
     retention_check_interval: Duration,
     progress: watch::Sender<PartitionProgress>,
+    /// Which followers' repeated fetches the leader's fetch path may answer without a
+    /// message to this actor (see [`caught_up`]).
+    caught_up: Arc<CaughtUpFollowers>,
     /// One flush at a time: its fsyncs run on a blocking thread.
     flush_in_flight: bool,
     /// Per producer id: epoch and the last batches' sequences, to drop retried batches and
@@ -229,6 +235,7 @@ impl Replica {
             config,
             retention_check_interval,
             progress,
+            caught_up: Arc::new(CaughtUpFollowers::new(topic_id)),
             flush_in_flight: false,
             producer_state,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -272,6 +279,7 @@ impl Replica {
     fn go_offline(&mut self) {
         self.log_dir_offline = true;
         self.role = Role::Offline;
+        self.caught_up.clear();
         let mut last = *self.progress.borrow();
         last.is_leader = false;
         last.stopped = true;
@@ -355,21 +363,31 @@ impl Replica {
     /// Starts the replica on `arbiter` and returns its handle.
     pub fn start_on(self, arbiter: &ArbiterHandle) -> ReplicaHandle {
         let progress = self.progress.subscribe();
+        let caught_up = self.caught_up.clone();
         let addr = Replica::start_in_arbiter(arbiter, move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             self
         });
-        ReplicaHandle { addr, progress }
+        ReplicaHandle {
+            addr,
+            progress,
+            caught_up,
+        }
     }
 
     /// Starts the replica on the current arbiter (tests).
     pub fn start_here(self) -> ReplicaHandle {
         let progress = self.progress.subscribe();
+        let caught_up = self.caught_up.clone();
         let addr = Replica::create(move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             self
         });
-        ReplicaHandle { addr, progress }
+        ReplicaHandle {
+            addr,
+            progress,
+            caught_up,
+        }
     }
 
     /// The log and the producer state, for the log cleaner's handlers (`actors::log_cleaner`);
@@ -478,6 +496,7 @@ impl Replica {
             &self.progress,
             &next,
         );
+        self.publish_caught_up(&next);
         self.progress.send_if_modified(|current| {
             if *current == next {
                 false
@@ -681,6 +700,7 @@ impl Actor for Replica {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.caught_up.clear();
         if self.halted {
             // A crash: files are left exactly as they are (no snapshot, no trimmed indexes,
             // no flush); the next open recovers them.
@@ -705,6 +725,8 @@ impl Actor for Replica {
 pub struct ReplicaHandle {
     pub addr: Addr<Replica>,
     pub progress: watch::Receiver<PartitionProgress>,
+    /// Answers a caught-up follower's repeated fetch without a message to the actor.
+    pub caught_up: Arc<CaughtUpFollowers>,
 }
 
 impl ReplicaHandle {
@@ -1184,6 +1206,7 @@ impl Handler<Halt> for Replica {
     fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
         self.halted = true;
         self.role = Role::Offline;
+        self.caught_up.clear();
         ctx.stop();
     }
 }
@@ -1219,6 +1242,7 @@ impl Handler<StopReplica> for Replica {
         let mut last = *self.progress.borrow();
         last.stopped = true;
         self.role = Role::Offline;
+        self.caught_up.clear();
         self.progress.send_replace(last);
         ctx.stop();
         MessageResult(StoppedReplica {
@@ -1892,6 +1916,7 @@ mod tests {
         let now = Instant::now();
         RemoteReplicaState {
             log_end_offset,
+            last_fetched_epoch: None,
             last_caught_up: now,
             last_fetch: now,
             last_fetch_leader_log_end: log_end_offset,

@@ -61,6 +61,10 @@ pub fn high_watermark_candidate(
 pub struct RemoteReplicaState {
     /// The follower's last fetch offset: it holds everything below.
     pub log_end_offset: i64,
+    /// The last fetched epoch of that fetch, which passed the divergence check (`None`
+    /// before the first): a repeat of a caught-up fetch is answered without this actor
+    /// ([`super::CaughtUpFollowers`]).
+    pub last_fetched_epoch: Option<i32>,
     /// When the follower was last known to hold everything the leader had: the ISR drops it
     /// once this is older than `replica.lag.time.max.ms`.
     pub last_caught_up: Instant,
@@ -83,6 +87,7 @@ impl RemoteReplicaState {
         };
         Self {
             log_end_offset: -1,
+            last_fetched_epoch: None,
             last_caught_up,
             last_fetch: now,
             last_fetch_leader_log_end: -1,
@@ -90,15 +95,35 @@ impl RemoteReplicaState {
     }
 
     /// Kafka's `updateFetchState`.
-    fn record_fetch(&mut self, fetch_offset: i64, leader_log_end: i64, now: Instant) {
+    fn record_fetch(
+        &mut self,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        leader_log_end: i64,
+        now: Instant,
+    ) {
         if fetch_offset >= leader_log_end {
-            self.last_caught_up = now;
+            self.last_caught_up = self.last_caught_up.max(now);
         } else if fetch_offset >= self.last_fetch_leader_log_end {
             self.last_caught_up = self.last_caught_up.max(self.last_fetch);
         }
         self.log_end_offset = fetch_offset;
+        self.last_fetched_epoch = Some(last_fetched_epoch);
         self.last_fetch_leader_log_end = leader_log_end;
-        self.last_fetch = now;
+        self.last_fetch = self.last_fetch.max(now);
+    }
+
+    /// A repeat of its caught-up fetch was answered without the actor at `at`: what
+    /// [`Self::record_fetch`] would have recorded then (same offset, same leader log end).
+    fn record_answered_repeat(&mut self, at: Instant) {
+        self.last_caught_up = self.last_caught_up.max(at);
+        self.last_fetch = self.last_fetch.max(at);
+    }
+
+    /// Its next fetch repeating its last may be answered without the actor: it is
+    /// recorded at the leader's log end, as of a fetch made at that log end.
+    fn is_caught_up_at(&self, leader_log_end: i64) -> bool {
+        self.log_end_offset == leader_log_end && self.last_fetch_leader_log_end == leader_log_end
     }
 
     fn is_caught_up(&self, leader_log_end: i64, now: Instant, lag_time_max: Duration) -> bool {
@@ -147,6 +172,47 @@ impl LeaderState {
 }
 
 impl Replica {
+    /// Publishes which followers' repeated fetches may be answered without this actor
+    /// ([`super::CaughtUpFollowers`]): ISR members caught up at the log end, while no ISR
+    /// change is in flight. Called with every published progress.
+    pub(super) fn publish_caught_up(&self, progress: &super::PartitionProgress) {
+        let Role::Leader(leader) = &self.role else {
+            self.caught_up.publish(None, std::iter::empty());
+            return;
+        };
+        let view = super::LeaderView {
+            leader_epoch: self.leader_epoch,
+            log_end_offset: progress.log_end_offset,
+            high_watermark: progress.high_watermark,
+            log_start_offset: progress.log_start_offset,
+        };
+        let settled = leader.pending_isr.is_none();
+        self.caught_up.publish(
+            Some(view),
+            leader.remote.iter().map(|(id, remote)| {
+                let eligible = settled
+                    && leader.isr.contains(id)
+                    && self.replicas.contains(id)
+                    && remote.is_caught_up_at(progress.log_end_offset);
+                (*id, remote.last_fetched_epoch.filter(|_| eligible))
+            }),
+        );
+    }
+
+    /// Folds the fetches answered without this actor into the followers' state, before
+    /// anything judges or records their progress.
+    fn fold_caught_up_answers(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            self.caught_up.drain_answered(|_, _| {});
+            return;
+        };
+        self.caught_up.drain_answered(|id, at| {
+            if let Some(remote) = leader.remote.get_mut(&id) {
+                remote.record_answered_repeat(at);
+            }
+        });
+    }
+
     /// Proposes `new_isr` to the controller unless a proposal is already in flight; the
     /// answer comes back as [`IsrProposalAnswered`].
     fn propose_isr(&mut self, new_isr: Vec<i32>, ctx: &mut Context<Self>) {
@@ -192,6 +258,7 @@ impl Replica {
         if leader_epoch != self.leader_epoch {
             return;
         }
+        self.fold_caught_up_answers();
         let tp = self.tp.clone();
         let Role::Leader(leader) = &mut self.role else {
             return;
@@ -228,6 +295,7 @@ impl Replica {
     /// Kafka's `maybeShrinkIsr`: followers that have not caught up within
     /// `replica.lag.time.max.ms` leave the ISR.
     pub(super) fn maybe_shrink_isr(&mut self, ctx: &mut Context<Self>) {
+        self.fold_caught_up_answers();
         let Some(log_end) = self.log.as_ref().map(PartitionLog::log_end_offset) else {
             return;
         };
@@ -368,9 +436,15 @@ impl Replica {
             return Ok(answer);
         }
         if record_progress {
+            self.fold_caught_up_answers();
             if let Role::Leader(leader) = &mut self.role {
                 if let Some(remote) = leader.remote.get_mut(&replica_id) {
-                    remote.record_fetch(p.fetch_offset, log_end, Instant::now());
+                    remote.record_fetch(
+                        p.fetch_offset,
+                        p.last_fetched_epoch,
+                        log_end,
+                        Instant::now(),
+                    );
                 }
             }
             self.maybe_expand_isr(replica_id, ctx);

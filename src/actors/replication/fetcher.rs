@@ -2,8 +2,10 @@
 //! `ReplicaFetcherManager`).
 //!
 //! One [`ReplicaFetcher`] actor per leader broker pulls, in one [`ReplicaFetch`] at a time,
-//! every partition this broker follows from that leader. For each partition of the answer it
-//! tells the local replica actor what to do: append the leader's batches verbatim
+//! every partition this broker follows from that leader. An answer with no records whose
+//! high-water mark and log start the local replica already has (an idle partition) changes
+//! nothing and is dropped here. For each other partition of the answer it tells the local
+//! replica actor what to do: append the leader's batches verbatim
 //! ([`AppendAsFollower`]), truncate where the logs diverged ([`TruncateToDivergence`]), or
 //! move to the leader's log range ([`ResetToLeaderRange`]); the replica answers with its new
 //! log end offset and last epoch, which the next fetch carries. Partition errors (the leader
@@ -25,7 +27,8 @@ use uuid::Uuid;
 
 use super::{FetchPartition, FetchedPartition, ReplicaFetch};
 use crate::actors::replica::{
-    AppendAsFollower, FollowerPosition, ReplicaHandle, ResetToLeaderRange, TruncateToDivergence,
+    AppendAsFollower, FollowerPosition, PartitionProgress, ReplicaHandle, ResetToLeaderRange,
+    TruncateToDivergence,
 };
 use crate::config::BrokerConfig;
 use crate::protocol::error::ApiError;
@@ -73,6 +76,9 @@ struct PartitionFetchState {
     position: FollowerPosition,
     /// Held back (after an error) until this instant.
     delayed_until: Option<tokio::time::Instant>,
+    /// Part of the fetch in flight: its answer applies to this state (a partition re-added
+    /// meanwhile, in a new epoch, ignores the old answer).
+    awaiting_answer: bool,
 }
 
 pub struct ReplicaFetcher {
@@ -115,32 +121,28 @@ impl ReplicaFetcher {
             return;
         }
         let now = tokio::time::Instant::now();
+        let partition_max_bytes = self.settings.partition_max_bytes;
         let ready: Vec<FetchPartition> = self
             .partitions
-            .iter()
+            .iter_mut()
             .filter(|(_, s)| s.delayed_until.is_none_or(|t| t <= now))
-            .map(|(tp, s)| FetchPartition {
-                tp: tp.clone(),
-                topic_id: s.topic_id,
-                fetch_offset: s.position.log_end_offset,
-                current_leader_epoch: s.leader_epoch,
-                last_fetched_epoch: s.position.last_epoch,
-                log_start_offset: s.replica.progress().log_start_offset,
-                max_bytes: self.settings.partition_max_bytes,
+            .map(|(tp, s)| {
+                s.awaiting_answer = true;
+                FetchPartition {
+                    tp: tp.clone(),
+                    topic_id: s.topic_id,
+                    fetch_offset: s.position.log_end_offset,
+                    current_leader_epoch: s.leader_epoch,
+                    last_fetched_epoch: s.position.last_epoch,
+                    log_start_offset: s.replica.progress().log_start_offset,
+                    max_bytes: partition_max_bytes,
+                }
             })
             .collect();
         if ready.is_empty() {
             self.schedule_wake(ctx);
             return;
         }
-        let epochs: HashMap<TopicPartition, (i32, ReplicaHandle)> = ready
-            .iter()
-            .filter_map(|p| {
-                self.partitions
-                    .get(&p.tp)
-                    .map(|s| (p.tp.clone(), (s.leader_epoch, s.replica.clone())))
-            })
-            .collect();
         let request = ReplicaFetch {
             replica_id: self.broker_id,
             broker_epoch: self.broker_epoch.load(Ordering::SeqCst),
@@ -152,38 +154,58 @@ impl ReplicaFetcher {
         self.in_flight = true;
         let peers = self.peers.clone();
         let leader = self.leader;
-        let work = async move {
-            let response = peers.replica_fetch(leader, request).await;
-            match response {
-                Ok(response) => {
-                    let applied = response.partitions.into_iter().filter_map(|answer| {
-                        let (epoch, replica) = epochs.get(&answer.tp)?.clone();
-                        Some(async move {
-                            let tp = answer.tp.clone();
-                            (tp, epoch, apply(&replica, epoch, answer).await)
-                        })
-                    });
-                    Ok(futures::future::join_all(applied).await)
+        let work = async move { peers.replica_fetch(leader, request).await };
+        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| match outcome {
+            Ok(response) => act.apply_response(response.partitions, ctx),
+            Err(e) => {
+                tracing::debug!(follower = act.broker_id, leader = act.leader, error = %e, "replica fetch failed; backing off");
+                let until = tokio::time::Instant::now() + act.settings.backoff;
+                for state in act.partitions.values_mut() {
+                    state.delayed_until = Some(until);
+                    state.awaiting_answer = false;
                 }
-                Err(e) => Err(e),
+                act.in_flight = false;
+                act.fetch(ctx);
             }
-        };
-        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
+        }));
+    }
+
+    /// Hands each partition's answer to its local replica, then fetches again. An answer
+    /// that changes nothing here (the idle case) is dropped without a message.
+    fn apply_response(&mut self, answers: Vec<FetchedPartition>, ctx: &mut Context<Self>) {
+        let mut to_apply = Vec::new();
+        for answer in answers {
+            let Some(state) = self.partitions.get_mut(&answer.tp) else {
+                // Removed meanwhile (a LeaderAndIsr moved it elsewhere).
+                continue;
+            };
+            if !std::mem::take(&mut state.awaiting_answer) {
+                // Re-added meanwhile: its fresh position stands.
+                continue;
+            }
+            if changes_nothing(&answer, &state.replica.progress(), state.leader_epoch) {
+                state.delayed_until = None;
+                continue;
+            }
+            to_apply.push((state.leader_epoch, state.replica.clone(), answer));
+        }
+        if to_apply.is_empty() {
+            self.in_flight = false;
+            self.fetch(ctx);
+            return;
+        }
+        let applied = to_apply
+            .into_iter()
+            .map(|(epoch, replica, answer)| async move {
+                let tp = answer.tp.clone();
+                (tp, epoch, apply(&replica, epoch, answer).await)
+            });
+        let applied = futures::future::join_all(applied);
+        ctx.spawn(applied.into_actor(self).map(|applied, act, ctx| {
+            for (tp, epoch, result) in applied {
+                act.after_apply(tp, epoch, result);
+            }
             act.in_flight = false;
-            match outcome {
-                Ok(applied) => {
-                    for (tp, epoch, result) in applied {
-                        act.after_apply(tp, epoch, result);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(follower = act.broker_id, leader = act.leader, error = %e, "replica fetch failed; backing off");
-                    let until = tokio::time::Instant::now() + act.settings.backoff;
-                    for state in act.partitions.values_mut() {
-                        state.delayed_until = Some(until);
-                    }
-                }
-            }
             act.fetch(ctx);
         }));
     }
@@ -240,6 +262,24 @@ impl ReplicaFetcher {
             }
         }
     }
+}
+
+/// An answer that would change nothing in the local replica: no records, no error or
+/// divergence, and a high-water mark and log start it already has. [`AppendAsFollower`]
+/// would publish the same progress and return the same position.
+fn changes_nothing(
+    answer: &FetchedPartition,
+    local: &PartitionProgress,
+    leader_epoch: i32,
+) -> bool {
+    answer.records.is_empty()
+        && answer.error.is_none()
+        && answer.diverging_epoch.is_none()
+        && !local.stopped
+        && !local.is_leader
+        && local.leader_epoch == leader_epoch
+        && answer.high_watermark.min(local.log_end_offset) <= local.high_watermark
+        && answer.log_start_offset.min(local.high_watermark) <= local.log_start_offset
 }
 
 /// What the local replica made of one partition's answer.
@@ -316,6 +356,7 @@ impl Handler<AddPartitions> for ReplicaFetcher {
                     leader_epoch: p.leader_epoch,
                     position: p.position,
                     delayed_until: None,
+                    awaiting_answer: false,
                 },
             );
         }
