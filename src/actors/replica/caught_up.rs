@@ -152,3 +152,112 @@ impl CaughtUpFollowers {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::storage::TopicPartition;
+
+    const TOPIC_ID: Uuid = Uuid::from_u128(7);
+
+    fn view(log_end_offset: i64) -> LeaderView {
+        LeaderView {
+            leader_epoch: 3,
+            log_end_offset,
+            high_watermark: log_end_offset - 1,
+            log_start_offset: 1,
+        }
+    }
+
+    fn fetch(fetch_offset: i64, last_fetched_epoch: i32) -> FetchPartition {
+        FetchPartition {
+            tp: TopicPartition::new("t", 0),
+            topic_id: TOPIC_ID,
+            fetch_offset,
+            current_leader_epoch: 3,
+            last_fetched_epoch,
+            log_start_offset: 0,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn only_an_exact_repeat_of_a_published_caught_up_fetch_is_answered() {
+        let caught_up = CaughtUpFollowers::new(TOPIC_ID);
+        let now = Instant::now();
+        assert!(
+            caught_up.answer(2, &fetch(10, 3), now).is_none(),
+            "nothing published"
+        );
+        caught_up.publish(Some(view(10)), [(2, Some(3)), (3, None)]);
+        let answer = caught_up.answer(2, &fetch(10, 3), now).expect("a repeat");
+        assert_eq!(
+            (
+                answer.high_watermark,
+                answer.log_start_offset,
+                answer.log_end_offset
+            ),
+            (9, 1, 10)
+        );
+        assert!(answer.records.is_empty() && answer.error.is_none());
+        assert!(caught_up.answer(2, &fetch(9, 3), now).is_none(), "behind");
+        assert!(
+            caught_up.answer(2, &fetch(10, 2), now).is_none(),
+            "other epoch"
+        );
+        let mut fenced = fetch(10, 3);
+        fenced.current_leader_epoch = 2;
+        assert!(
+            caught_up.answer(2, &fenced, now).is_none(),
+            "old leader epoch"
+        );
+        let mut recreated = fetch(10, 3);
+        recreated.topic_id = Uuid::from_u128(8);
+        assert!(
+            caught_up.answer(2, &recreated, now).is_none(),
+            "other topic id"
+        );
+        assert!(
+            caught_up.answer(3, &fetch(10, 3), now).is_none(),
+            "not eligible"
+        );
+        assert!(caught_up.answer(4, &fetch(10, 3), now).is_none(), "unknown");
+        // The log end moved: the actor publishes again without the follower.
+        caught_up.publish(Some(view(11)), [(2, None)]);
+        assert!(caught_up.answer(2, &fetch(10, 3), now).is_none());
+        caught_up.publish(Some(view(11)), [(2, Some(3))]);
+        assert!(caught_up.answer(2, &fetch(11, 3), now).is_some());
+        caught_up.publish(None, [(2, Some(3))]);
+        assert!(
+            caught_up.answer(2, &fetch(11, 3), now).is_none(),
+            "not leading"
+        );
+        caught_up.publish(Some(view(11)), [(2, Some(3))]);
+        caught_up.clear();
+        assert!(caught_up.answer(2, &fetch(11, 3), now).is_none(), "stopped");
+    }
+
+    #[test]
+    fn the_latest_answer_time_per_follower_is_handed_to_the_actor_once() {
+        let caught_up = CaughtUpFollowers::new(TOPIC_ID);
+        caught_up.publish(Some(view(10)), [(2, Some(3)), (3, Some(3))]);
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(5);
+        caught_up.answer(2, &fetch(10, 3), t1).unwrap();
+        caught_up.answer(2, &fetch(10, 3), t0).unwrap();
+        let mut drained = Vec::new();
+        caught_up.drain_answered(|id, at| drained.push((id, at)));
+        assert_eq!(drained, vec![(2, t1)]);
+        // Republishing keeps a time not yet drained.
+        caught_up.answer(3, &fetch(10, 3), t0).unwrap();
+        caught_up.publish(Some(view(11)), [(2, None), (3, None)]);
+        drained.clear();
+        caught_up.drain_answered(|id, at| drained.push((id, at)));
+        assert_eq!(drained, vec![(3, t0)]);
+        drained.clear();
+        caught_up.drain_answered(|id, at| drained.push((id, at)));
+        assert!(drained.is_empty());
+    }
+}

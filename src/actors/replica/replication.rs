@@ -920,6 +920,110 @@ mod tests {
         .await;
     }
 
+    /// Runs the leader's lag check now (it also runs every half `replica.lag.time.max.ms`).
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    struct CheckIsrLag;
+
+    impl Handler<CheckIsrLag> for Replica {
+        type Result = ();
+
+        fn handle(&mut self, _: CheckIsrLag, ctx: &mut Self::Context) {
+            self.maybe_shrink_isr(ctx);
+        }
+    }
+
+    /// A follower's fetch as the leader's fetch path first tries it: answered without the
+    /// actor, or `None`.
+    fn repeat(
+        leader: &ReplicaHandle,
+        follower: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        current_leader_epoch: i32,
+    ) -> Option<FetchedPartition> {
+        let fetch = FetchPartition {
+            tp: tp(),
+            topic_id: Uuid::nil(),
+            fetch_offset,
+            current_leader_epoch,
+            last_fetched_epoch,
+            log_start_offset: 0,
+            max_bytes: 1 << 20,
+        };
+        leader.caught_up.answer(follower, &fetch, Instant::now())
+    }
+
+    #[actix::test]
+    async fn a_caught_up_follower_answered_without_the_actor_stays_in_the_isr_past_the_lag_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(true);
+        let lag = Duration::from_millis(500);
+        let leader = start(dir.path(), 1, lag, Some(controller));
+        become_(&leader, 1, 0, &[1, 2]).await;
+        append_n(&leader, 3).await;
+        assert!(
+            repeat(&leader, 2, 3, 0, 0).is_none(),
+            "its first fetch at the log end goes to the actor"
+        );
+        fetch(&leader, 2, 3, 0, 0).await;
+        // Its repeats are answered without the actor, for three lag times (the follower's
+        // long-poll cadence, shortened).
+        let since = Instant::now();
+        while since.elapsed() < lag * 3 {
+            let answer = repeat(&leader, 2, 3, 0, 0).expect("answered without the actor");
+            assert_eq!((answer.high_watermark, answer.log_end_offset), (3, 3));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // New records: the follower is behind until its next fetch, but it fetched a moment
+        // ago, so it is not lagging (its only fetch the actor saw is three lag times old).
+        append_n(&leader, 1).await;
+        assert!(repeat(&leader, 2, 3, 0, 0).is_none(), "behind the log end");
+        leader.addr.send(CheckIsrLag).await.unwrap();
+        assert!(
+            proposals.lock().unwrap().is_empty(),
+            "a follower answered without the actor was judged lagging"
+        );
+        assert_eq!(
+            record_offsets(&fetch(&leader, 2, 3, 0, 0).await.records),
+            [3]
+        );
+        fetch(&leader, 2, 4, 0, 0).await;
+        assert_eq!(leader.progress().high_watermark, 4);
+        assert!(repeat(&leader, 2, 4, 0, 0).is_some());
+        // A follower that stops fetching still leaves the ISR.
+        append_n(&leader, 1).await;
+        wait_until(&leader, "the silent follower leaves the ISR", |p| {
+            p.isr_size == 1
+        })
+        .await;
+        assert_eq!(proposals.lock().unwrap()[0].new_isr, vec![1]);
+    }
+
+    #[actix::test]
+    async fn a_follower_outside_the_isr_or_of_an_old_leader_epoch_is_answered_by_the_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(false);
+        let leader = start(dir.path(), 1, Duration::from_secs(30), Some(controller));
+        become_(&leader, 1, 0, &[1]).await;
+        append_n(&leader, 2).await;
+        // Caught up but refused into the ISR: every fetch reaches the actor, which proposes.
+        fetch(&leader, 2, 2, 0, 0).await;
+        assert_eq!(proposals.lock().unwrap().len(), 1);
+        assert!(repeat(&leader, 2, 2, 0, 0).is_none());
+        // An ISR member in a new leader epoch: its first fetch goes to the actor.
+        become_(&leader, 1, 1, &[1, 2]).await;
+        assert!(repeat(&leader, 2, 2, 0, 1).is_none());
+        fetch(&leader, 2, 2, 0, 1).await;
+        assert!(repeat(&leader, 2, 2, 0, 1).is_some());
+        assert!(repeat(&leader, 2, 2, 0, 0).is_none(), "a fenced epoch");
+        // Leadership moves on: nothing is answered without the actor.
+        become_(&leader, 1, 2, &[1, 2]).await;
+        assert!(repeat(&leader, 2, 2, 0, 2).is_none());
+        become_(&leader, 3, 3, &[2, 3]).await;
+        assert!(repeat(&leader, 2, 2, 0, 3).is_none());
+    }
+
     #[actix::test]
     async fn a_follower_that_catches_up_is_proposed_back_into_the_isr() {
         let dir = tempfile::tempdir().unwrap();

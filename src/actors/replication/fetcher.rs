@@ -690,6 +690,67 @@ mod tests {
         fetchers.shutdown();
     }
 
+    #[actix::test]
+    async fn an_answer_without_records_still_carries_the_leaders_high_watermark_and_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 5).await;
+        let position = lead_or_follow(&follower, 1, 0).await;
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
+        fetchers.follow(
+            1,
+            vec![FollowedPartition {
+                tp: tp(),
+                topic_id: Uuid::nil(),
+                replica: follower.clone(),
+                leader_epoch: 0,
+                position,
+            }],
+        );
+        // The records come with the leader's high-water mark 0; it reaches 5 only when the
+        // follower's next fetch, at the log end, is answered with no records.
+        let mut progress = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 5 && p.high_watermark == 5),
+        )
+        .await
+        .expect("the follower learns the high-water mark from an empty answer")
+        .unwrap();
+        // Idle now; the leader's log start moves (DeleteRecords): an empty answer brings it.
+        let start = leader
+            .addr
+            .send(crate::actors::replica::DeleteRecordsBefore { offset: 2 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(start, 2);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_start_offset == 2),
+        )
+        .await
+        .expect("the follower's log start follows the leader's")
+        .unwrap();
+        append(&leader, 2).await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 7 && p.high_watermark == 7),
+        )
+        .await
+        .expect("the follower keeps up")
+        .unwrap();
+        fetchers.shutdown();
+    }
+
     /// Fails its first `failures` requests as an unreachable broker would, then serves.
     struct FlakyLeader {
         inner: LeaderEndpoint,
