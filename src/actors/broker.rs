@@ -48,6 +48,9 @@ pub struct LocalReplicas {
     /// Keyed by topic then partition so a lookup by `&str` needs no allocation. A std
     /// `RwLock`: never held across an `.await`, and written only when replicas come and go.
     inner: Arc<RwLock<HashMap<String, BTreeMap<i32, ReplicaHandle>>>>,
+    /// Woken whenever a leader replica here appends, changes leader epoch, stops or leaves:
+    /// a follower's long-poll fetch waits on this one signal, not on thousands of watches.
+    appended: Arc<tokio::sync::Notify>,
 }
 
 impl LocalReplicas {
@@ -106,7 +109,13 @@ impl LocalReplicas {
         self.len() == 0
     }
 
+    /// The signal a follower's long-poll fetch waits on (see the field).
+    pub fn appended(&self) -> &tokio::sync::Notify {
+        &self.appended
+    }
+
     pub(crate) fn insert(&self, tp: &TopicPartition, handle: ReplicaHandle) {
+        handle.caught_up.signal_appends_to(self.appended.clone());
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         map.entry(tp.topic.clone())
             .or_default()
@@ -120,6 +129,7 @@ impl LocalReplicas {
         if parts.is_empty() {
             map.remove(&tp.topic);
         }
+        self.appended.notify_waiters();
         handle
     }
 }

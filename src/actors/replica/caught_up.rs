@@ -18,8 +18,10 @@
 //! leader log end (only the times move), expand no ISR (the follower is a member), move no
 //! high-water mark (no offset moved) and read nothing (the offset is the log end).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use uuid::Uuid;
 
@@ -30,6 +32,9 @@ use crate::actors::replication::{FetchPartition, FetchedPartition};
 pub struct CaughtUpFollowers {
     topic_id: Uuid,
     state: Mutex<Published>,
+    /// The hosting broker's signal for followers' long-poll fetches: notified after the
+    /// log end grows, the leader epoch changes, or the replica stops leading.
+    appended: OnceLock<Arc<Notify>>,
 }
 
 /// The leader's state a repeated fetch is answered from.
@@ -63,6 +68,18 @@ impl CaughtUpFollowers {
         Self {
             topic_id,
             state: Mutex::new(Published::default()),
+            appended: OnceLock::new(),
+        }
+    }
+
+    /// Where to signal what wakes a follower's long-poll fetch (the broker's replica table).
+    pub fn signal_appends_to(&self, appended: Arc<Notify>) {
+        let _ = self.appended.set(appended);
+    }
+
+    fn signal(&self) {
+        if let Some(appended) = self.appended.get() {
+            appended.notify_waiters();
         }
     }
 
@@ -70,16 +87,26 @@ impl CaughtUpFollowers {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The actor publishes its state: `leader` while it leads, and per follower the last
-    /// fetched epoch of its caught-up fetch, or `None` when its next fetch must reach the
-    /// actor. Times not yet folded in are kept.
+    /// The actor publishes its state, after its progress watch: `leader` while it leads,
+    /// and per follower the last fetched epoch of its caught-up fetch, or `None` when its
+    /// next fetch must reach the actor. Times not yet folded in are kept.
     pub fn publish(
         &self,
         leader: Option<LeaderView>,
         followers: impl IntoIterator<Item = (i32, Option<i32>)>,
     ) {
         let mut state = self.lock();
+        let wakes_fetches = match (state.leader, leader) {
+            (Some(old), Some(new)) => {
+                new.log_end_offset > old.log_end_offset || new.leader_epoch != old.leader_epoch
+            }
+            (None, None) => false,
+            _ => true,
+        };
         state.leader = leader;
+        if wakes_fetches {
+            self.signal();
+        }
         // A follower left out is no longer answered here; its time not yet folded in stays
         // (it is still true).
         for f in &mut state.followers {
@@ -100,11 +127,13 @@ impl CaughtUpFollowers {
         }
     }
 
-    /// Nothing is answered here any more (the replica stopped or went offline).
+    /// Nothing is answered here any more (the replica stopped or went offline); called
+    /// after the progress watch says so.
     pub fn clear(&self) {
         let mut state = self.lock();
         state.leader = None;
         state.followers.clear();
+        self.signal();
     }
 
     /// The fetches answered here since the last call, per follower: the latest arrival.

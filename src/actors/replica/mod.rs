@@ -279,11 +279,11 @@ impl Replica {
     fn go_offline(&mut self) {
         self.log_dir_offline = true;
         self.role = Role::Offline;
-        self.caught_up.clear();
         let mut last = *self.progress.borrow();
         last.is_leader = false;
         last.stopped = true;
         self.progress.send_replace(last);
+        self.caught_up.clear();
     }
 
     fn offline_error(&self) -> ApiError {
@@ -496,7 +496,6 @@ impl Replica {
             &self.progress,
             &next,
         );
-        self.publish_caught_up(&next);
         self.progress.send_if_modified(|current| {
             if *current == next {
                 false
@@ -505,6 +504,8 @@ impl Replica {
                 true
             }
         });
+        // After the watch: a long-poll fetch woken by it reads the new progress.
+        self.publish_caught_up(&next);
     }
 
     /// Starts a flush when the log asks for one (a segment rolled, or `flush.ms` passed): the
@@ -700,12 +701,12 @@ impl Actor for Replica {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.caught_up.clear();
         if self.halted {
             // A crash: files are left exactly as they are (no snapshot, no trimmed indexes,
             // no flush); the next open recovers them.
             drop(self.log.take());
             self.progress.send_modify(|p| p.stopped = true);
+            self.caught_up.clear();
             return;
         }
         // Dropped without StopReplica (system shutdown): close the log so indexes are trimmed.
@@ -716,6 +717,7 @@ impl Actor for Replica {
             }
         }
         self.progress.send_modify(|p| p.stopped = true);
+        self.caught_up.clear();
     }
 }
 
@@ -1242,8 +1244,8 @@ impl Handler<StopReplica> for Replica {
         let mut last = *self.progress.borrow();
         last.stopped = true;
         self.role = Role::Offline;
-        self.caught_up.clear();
         self.progress.send_replace(last);
+        self.caught_up.clear();
         ctx.stop();
         MessageResult(StoppedReplica {
             progress: last,

@@ -174,20 +174,31 @@ impl ReplicaFetcher {
     /// that changes nothing here (the idle case) is dropped without a message.
     fn apply_response(&mut self, answers: Vec<FetchedPartition>, ctx: &mut Context<Self>) {
         let mut to_apply = Vec::new();
+        // Answers come in request order, which is this map's: walk both together rather than
+        // look thousands of names up; any answer out of that order is looked up after.
+        let mut out_of_order = Vec::new();
+        let mut states = self.partitions.iter_mut();
+        let mut current = states.next();
         for answer in answers {
-            let Some(state) = self.partitions.get_mut(&answer.tp) else {
-                // Removed meanwhile (a LeaderAndIsr moved it elsewhere).
-                continue;
-            };
-            if !std::mem::take(&mut state.awaiting_answer) {
-                // Re-added meanwhile: its fresh position stands.
-                continue;
+            while current.as_ref().is_some_and(|(tp, _)| **tp < answer.tp) {
+                current = states.next();
             }
-            if changes_nothing(&answer, &state.replica.progress(), state.leader_epoch) {
-                state.delayed_until = None;
-                continue;
+            match current.take() {
+                Some((tp, state)) if *tp == answer.tp => {
+                    triage(state, answer, &mut to_apply);
+                    current = states.next();
+                }
+                other => {
+                    current = other;
+                    out_of_order.push(answer);
+                }
             }
-            to_apply.push((state.leader_epoch, state.replica.clone(), answer));
+        }
+        for answer in out_of_order {
+            // Absent: removed meanwhile (a LeaderAndIsr moved it elsewhere).
+            if let Some(state) = self.partitions.get_mut(&answer.tp) {
+                triage(state, answer, &mut to_apply);
+            }
         }
         if to_apply.is_empty() {
             self.in_flight = false;
@@ -262,6 +273,23 @@ impl ReplicaFetcher {
             }
         }
     }
+}
+
+/// What to do with one partition's answer: nothing (a partition re-added meanwhile keeps its
+/// fresh position; an answer that changes nothing is dropped), or apply it to the replica.
+fn triage(
+    state: &mut PartitionFetchState,
+    answer: FetchedPartition,
+    to_apply: &mut Vec<(i32, ReplicaHandle, FetchedPartition)>,
+) {
+    if !std::mem::take(&mut state.awaiting_answer) {
+        return;
+    }
+    if changes_nothing(&answer, &state.replica.progress(), state.leader_epoch) {
+        state.delayed_until = None;
+        return;
+    }
+    to_apply.push((state.leader_epoch, state.replica.clone(), answer));
 }
 
 /// An answer that would change nothing in the local replica: no records, no error or
@@ -348,6 +376,17 @@ impl Handler<AddPartitions> for ReplicaFetcher {
 
     fn handle(&mut self, msg: AddPartitions, ctx: &mut Self::Context) {
         for p in msg.0 {
+            if let Some(state) = self.partitions.get_mut(&p.tp) {
+                if state.leader_epoch == p.leader_epoch && state.replica.addr == p.replica.addr {
+                    // The same leadership again (a LeaderAndIsr that changed only the ISR):
+                    // this fetcher's position is the newer one. The replica reported its
+                    // position when it applied the LeaderAndIsr; an answer applied since
+                    // moved it on, and fetching from the reported one would find the log
+                    // already holding those offsets.
+                    state.topic_id = p.topic_id;
+                    continue;
+                }
+            }
             self.partitions.insert(
                 p.tp,
                 PartitionFetchState {
@@ -456,10 +495,14 @@ impl FetcherManager {
         if partitions.is_empty() {
             return;
         }
-        let moved: Vec<TopicPartition> = partitions.iter().map(|p| p.tp.clone()).collect();
+        let moved: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|p| self.leader_of.get(&p.tp) != Some(&leader))
+            .map(|p| p.tp.clone())
+            .collect();
         self.stop_following(&moved);
-        for tp in &moved {
-            self.leader_of.insert(tp.clone(), leader);
+        for p in &partitions {
+            self.leader_of.insert(p.tp.clone(), leader);
         }
         self.fetcher(leader).do_send(AddPartitions(partitions));
     }
@@ -747,6 +790,52 @@ mod tests {
         )
         .await
         .expect("the follower keeps up")
+        .unwrap();
+        fetchers.shutdown();
+    }
+
+    #[actix::test]
+    async fn a_partition_followed_again_in_the_same_leader_epoch_keeps_the_fetchers_newer_position()
+    {
+        // A LeaderAndIsr that only changes the ISR re-adds the partition with the position the
+        // replica had when it applied it; the fetcher may have appended past it since.
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 3).await;
+        let stale = lead_or_follow(&follower, 1, 0).await;
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
+        let followed = || FollowedPartition {
+            tp: tp(),
+            topic_id: Uuid::nil(),
+            replica: follower.clone(),
+            leader_epoch: 0,
+            position: stale,
+        };
+        fetchers.follow(1, vec![followed()]);
+        let mut progress = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 3),
+        )
+        .await
+        .expect("the follower catches up")
+        .unwrap();
+        fetchers.follow(1, vec![followed()]);
+        append(&leader, 2).await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 5),
+        )
+        .await
+        .expect("the follower keeps up from where it was, not from the stale position")
         .unwrap();
         fetchers.shutdown();
     }

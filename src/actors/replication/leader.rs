@@ -9,7 +9,8 @@
 //! the first read records the follower's progress, as Kafka's does: a request parked before
 //! the follower stalled says nothing about the follower afterwards.
 //!
-//! A caught-up follower repeating its last fetch (the idle case: thousands of partitions
+//! The wait is on one signal per broker ([`LocalReplicas::appended`]), not on each
+//! partition's progress watch. A caught-up follower repeating its last fetch (the idle case: thousands of partitions
 //! every `replica.fetch.wait.max.ms`) is answered without any message, from what the replica
 //! actor published ([`crate::actors::replica::CaughtUpFollowers`]); the actor still learns
 //! when, so its ISR never drops a follower that keeps fetching.
@@ -22,8 +23,7 @@ use tokio::time::Instant;
 
 use super::{FetchedPartition, ReplicaFetch, ReplicaFetchResponse};
 use crate::actors::broker::LocalReplicas;
-use crate::actors::delayed::{wait_for_fetchable, FetchWatch};
-use crate::actors::replica::{FetchIsolation, FollowerFetch};
+use crate::actors::replica::FollowerFetch;
 use crate::protocol::error::ApiError;
 
 /// Answers a follower's fetch.
@@ -36,27 +36,63 @@ pub async fn serve_replica_fetch(
     if is_enough(&first, request.min_bytes) || request.max_wait_ms == 0 {
         return first;
     }
-    let mut watches: Vec<FetchWatch> = Vec::with_capacity(request.partitions.len());
-    let mut answers = request.partitions.iter().zip(&first.partitions);
-    replicas.for_each(request.partitions.iter().map(|p| &p.tp), |_, handle| {
-        let Some((p, answer)) = answers.next() else {
-            return;
-        };
-        if let Some(handle) = handle {
-            watches.push(FetchWatch {
-                progress: handle.progress.clone(),
-                isolation: FetchIsolation::LogEnd,
-                seen_end: answer.log_end_offset.max(p.fetch_offset),
-                leader_epoch: handle.progress().leader_epoch,
-            });
-        }
-    });
-    if !wait_for_fetchable(&mut watches, deadline).await {
+    if !wait_for_appends(&replicas, &request, &first, deadline).await {
         // Nothing new: the first answer still stands (its high-water marks may be a little
         // old; the follower's next fetch brings newer ones).
         return first;
     }
     read_all(&replicas, &request, false).await
+}
+
+/// Kafka's `DelayedFetch` for a follower: returns `true` once one of the fetch's partitions
+/// has something new since `first` (its log end grew, its leader epoch changed, it stopped
+/// or is gone), `false` when the deadline passes first.
+///
+/// It waits on the broker's one [`LocalReplicas::appended`] signal and looks at its
+/// partitions' progress only when that fires: an idle follower's fetch of thousands of
+/// partitions costs no registration per partition (waiting on each partition's watch did).
+async fn wait_for_appends(
+    replicas: &LocalReplicas,
+    request: &ReplicaFetch,
+    first: &ReplicaFetchResponse,
+    deadline: Instant,
+) -> bool {
+    crate::protocol::request_queue::parked();
+    loop {
+        let appended = replicas.appended().notified();
+        tokio::pin!(appended);
+        // Registered before looking, so a signal between the look and the wait is not lost.
+        appended.as_mut().enable();
+        if has_news(replicas, request, first) {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, appended).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Whether any partition of the fetch moved since its first read.
+fn has_news(
+    replicas: &LocalReplicas,
+    request: &ReplicaFetch,
+    first: &ReplicaFetchResponse,
+) -> bool {
+    let mut news = false;
+    let mut answers = request.partitions.iter().zip(&first.partitions);
+    replicas.for_each(request.partitions.iter().map(|p| &p.tp), |_, handle| {
+        let Some((p, answer)) = answers.next() else {
+            return;
+        };
+        news = news
+            || handle.is_none_or(|h| {
+                let progress = h.progress();
+                progress.stopped
+                    || progress.leader_epoch != p.current_leader_epoch
+                    || progress.log_end_offset > answer.log_end_offset.max(p.fetch_offset)
+            });
+    });
+    news
 }
 
 /// One read of every partition; the response stays within the request's `max_bytes` except
