@@ -17,7 +17,9 @@
 //! [`high_watermark_candidate`]: the smallest log end offset over the ISR. As a follower it
 //! appends the leader's batches verbatim ([`AppendAsFollower`]), takes the leader's
 //! high-water mark capped at its own log end, and truncates where its log diverged from the
-//! leader's ([`TruncateToDivergence`]).
+//! leader's ([`TruncateToDivergence`]). What it publishes in [`CaughtUpFollowers`] lets the
+//! leader's fetch path answer a caught-up follower's repeated fetch without a message (the
+//! idle case at thousands of partitions).
 //!
 //! It also owns the partition's producer state (idempotence, Kafka's ProducerStateManager):
 //! a leader append checks each batch with a producer id against it (a retried batch is
