@@ -662,6 +662,38 @@ mod tests {
             .records
     }
 
+    fn followed(
+        follower: &ReplicaHandle,
+        leader_epoch: i32,
+        position: FollowerPosition,
+    ) -> FollowedPartition {
+        FollowedPartition {
+            tp: tp(),
+            topic_id: Uuid::nil(),
+            replica: follower.clone(),
+            leader_epoch,
+            position,
+        }
+    }
+
+    /// Broker 2's fetchers, following `t-0` into `follower` from `leader` on broker 1.
+    fn follow_from(
+        leader: &ReplicaHandle,
+        follower: &ReplicaHandle,
+        leader_epoch: i32,
+        position: FollowerPosition,
+    ) -> FetcherManager {
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
+        fetchers.follow(1, vec![followed(follower, leader_epoch, position)]);
+        fetchers
+    }
+
     fn settings() -> FetcherSettings {
         FetcherSettings {
             max_wait: Duration::from_millis(100),
@@ -685,23 +717,7 @@ mod tests {
         append(&leader, 5).await;
         let position = lead_or_follow(&follower, 1, 1).await;
 
-        let transport = LocalTransport::new(LinkFaults::new());
-        let leader_replicas = LocalReplicas::default();
-        leader_replicas.insert(&tp(), leader.clone());
-        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
-        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
-        let mut fetchers =
-            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
-        fetchers.follow(
-            1,
-            vec![FollowedPartition {
-                tp: tp(),
-                topic_id: Uuid::nil(),
-                replica: follower.clone(),
-                leader_epoch: 1,
-                position,
-            }],
-        );
+        let mut fetchers = follow_from(&leader, &follower, 1, position);
         let mut progress = follower.progress.clone();
         tokio::time::timeout(
             Duration::from_secs(10),
@@ -741,23 +757,7 @@ mod tests {
         lead_or_follow(&leader, 1, 0).await;
         append(&leader, 5).await;
         let position = lead_or_follow(&follower, 1, 0).await;
-        let transport = LocalTransport::new(LinkFaults::new());
-        let leader_replicas = LocalReplicas::default();
-        leader_replicas.insert(&tp(), leader.clone());
-        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
-        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
-        let mut fetchers =
-            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
-        fetchers.follow(
-            1,
-            vec![FollowedPartition {
-                tp: tp(),
-                topic_id: Uuid::nil(),
-                replica: follower.clone(),
-                leader_epoch: 0,
-                position,
-            }],
-        );
+        let mut fetchers = follow_from(&leader, &follower, 0, position);
         // The records come with the leader's high-water mark 0; it reaches 5 only when the
         // follower's next fetch, at the log end, is answered with no records.
         let mut progress = follower.progress.clone();
@@ -805,21 +805,7 @@ mod tests {
         lead_or_follow(&leader, 1, 0).await;
         append(&leader, 3).await;
         let stale = lead_or_follow(&follower, 1, 0).await;
-        let transport = LocalTransport::new(LinkFaults::new());
-        let leader_replicas = LocalReplicas::default();
-        leader_replicas.insert(&tp(), leader.clone());
-        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
-        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
-        let mut fetchers =
-            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
-        let followed = || FollowedPartition {
-            tp: tp(),
-            topic_id: Uuid::nil(),
-            replica: follower.clone(),
-            leader_epoch: 0,
-            position: stale,
-        };
-        fetchers.follow(1, vec![followed()]);
+        let mut fetchers = follow_from(&leader, &follower, 0, stale);
         let mut progress = follower.progress.clone();
         tokio::time::timeout(
             Duration::from_secs(10),
@@ -828,7 +814,7 @@ mod tests {
         .await
         .expect("the follower catches up")
         .unwrap();
-        fetchers.follow(1, vec![followed()]);
+        fetchers.follow(1, vec![followed(&follower, 0, stale)]);
         append(&leader, 2).await;
         tokio::time::timeout(
             Duration::from_secs(10),
