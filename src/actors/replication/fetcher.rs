@@ -826,6 +826,61 @@ mod tests {
         fetchers.shutdown();
     }
 
+    #[actix::test]
+    async fn a_parked_fetch_waiting_on_the_brokers_signal_wakes_on_an_append_and_not_before() {
+        use crate::actors::replication::leader::wait_for_appends;
+        use crate::actors::replication::ReplicaFetchResponse;
+
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 2).await;
+        let replicas = LocalReplicas::default();
+        replicas.insert(&tp(), leader.clone());
+        let request = ReplicaFetch {
+            replica_id: 2,
+            broker_epoch: 1,
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            partitions: vec![FetchPartition {
+                tp: tp(),
+                topic_id: Uuid::nil(),
+                fetch_offset: 2,
+                current_leader_epoch: 0,
+                last_fetched_epoch: 0,
+                log_start_offset: 0,
+                max_bytes: 1 << 20,
+            }],
+        };
+        let first = ReplicaFetchResponse {
+            partitions: vec![FetchedPartition {
+                tp: tp(),
+                error: None,
+                high_watermark: 2,
+                log_start_offset: 0,
+                log_end_offset: 2,
+                diverging_epoch: None,
+                records: bytes::Bytes::new(),
+            }],
+        };
+        let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+        assert!(
+            !wait_for_appends(&replicas, &request, &first, soon).await,
+            "nothing new: the deadline ends the wait"
+        );
+        let waiting = tokio::task::spawn_local(async move {
+            let later = tokio::time::Instant::now() + Duration::from_secs(60);
+            wait_for_appends(&replicas, &request, &first, later).await
+        });
+        append(&leader, 1).await;
+        let woken = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the append wakes the fetch, long before its deadline")
+            .unwrap();
+        assert!(woken);
+    }
+
     /// Fails its first `failures` requests as an unreachable broker would, then serves.
     struct FlakyLeader {
         inner: LeaderEndpoint,

@@ -9,11 +9,12 @@
 //! the first read records the follower's progress, as Kafka's does: a request parked before
 //! the follower stalled says nothing about the follower afterwards.
 //!
-//! The wait is on one signal per broker ([`LocalReplicas::appended`]), not on each
-//! partition's progress watch. A caught-up follower repeating its last fetch (the idle case: thousands of partitions
-//! every `replica.fetch.wait.max.ms`) is answered without any message, from what the replica
-//! actor published ([`crate::actors::replica::CaughtUpFollowers`]); the actor still learns
-//! when, so its ISR never drops a follower that keeps fetching.
+//! A fetch of many partitions waits on one signal per broker ([`LocalReplicas::appended`]),
+//! not on each partition's progress watch. A caught-up follower repeating its last fetch (the
+//! idle case: thousands of partitions every `replica.fetch.wait.max.ms`) is answered without
+//! any message, from what the replica actor published
+//! ([`crate::actors::replica::CaughtUpFollowers`]); the actor still learns when, so its ISR
+//! never drops a follower that keeps fetching.
 
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use tokio::time::Instant;
 
 use super::{FetchedPartition, ReplicaFetch, ReplicaFetchResponse};
 use crate::actors::broker::LocalReplicas;
-use crate::actors::replica::FollowerFetch;
+use crate::actors::delayed::{wait_for_fetchable, FetchWatch};
+use crate::actors::replica::{FetchIsolation, FollowerFetch};
 use crate::protocol::error::ApiError;
 
 /// Answers a follower's fetch.
@@ -36,12 +38,46 @@ pub async fn serve_replica_fetch(
     if is_enough(&first, request.min_bytes) || request.max_wait_ms == 0 {
         return first;
     }
-    if !wait_for_appends(&replicas, &request, &first, deadline).await {
+    let woken = if request.partitions.len() > WATCHED_PARTITIONS_MAX {
+        wait_for_appends(&replicas, &request, &first, deadline).await
+    } else {
+        wait_for_partitions(&replicas, &request, &first, deadline).await
+    };
+    if !woken {
         // Nothing new: the first answer still stands (its high-water marks may be a little
         // old; the follower's next fetch brings newer ones).
         return first;
     }
     read_all(&replicas, &request, false).await
+}
+
+/// Up to this many partitions a parked fetch waits on each partition's progress watch, woken
+/// only by its own partitions; beyond, registering thousands of watches per round costs
+/// more than looking at every partition when the broker's signal fires (which any leader
+/// append on the broker does: the price of this wait is a look per append elsewhere).
+const WATCHED_PARTITIONS_MAX: usize = 64;
+
+/// [`wait_for_appends`] on each partition's watch (few partitions).
+async fn wait_for_partitions(
+    replicas: &LocalReplicas,
+    request: &ReplicaFetch,
+    first: &ReplicaFetchResponse,
+    deadline: Instant,
+) -> bool {
+    let mut watches: Vec<FetchWatch> = Vec::with_capacity(request.partitions.len());
+    let mut answers = request.partitions.iter().zip(&first.partitions);
+    replicas.for_each(request.partitions.iter().map(|p| &p.tp), |_, handle| {
+        let (Some((p, answer)), Some(handle)) = (answers.next(), handle) else {
+            return;
+        };
+        watches.push(FetchWatch {
+            progress: handle.progress.clone(),
+            isolation: FetchIsolation::LogEnd,
+            seen_end: answer.log_end_offset.max(p.fetch_offset),
+            leader_epoch: p.current_leader_epoch,
+        });
+    });
+    wait_for_fetchable(&mut watches, deadline).await
 }
 
 /// Kafka's `DelayedFetch` for a follower: returns `true` once one of the fetch's partitions
@@ -51,7 +87,7 @@ pub async fn serve_replica_fetch(
 /// It waits on the broker's one [`LocalReplicas::appended`] signal and looks at its
 /// partitions' progress only when that fires: an idle follower's fetch of thousands of
 /// partitions costs no registration per partition (waiting on each partition's watch did).
-async fn wait_for_appends(
+pub(crate) async fn wait_for_appends(
     replicas: &LocalReplicas,
     request: &ReplicaFetch,
     first: &ReplicaFetchResponse,
