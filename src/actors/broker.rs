@@ -48,12 +48,38 @@ pub struct LocalReplicas {
     /// Keyed by topic then partition so a lookup by `&str` needs no allocation. A std
     /// `RwLock`: never held across an `.await`, and written only when replicas come and go.
     inner: Arc<RwLock<HashMap<String, BTreeMap<i32, ReplicaHandle>>>>,
+    /// Woken whenever a leader replica here appends, changes leader epoch, stops or leaves:
+    /// a follower's long-poll fetch waits on this one signal, not on thousands of watches.
+    appended: Arc<tokio::sync::Notify>,
 }
 
 impl LocalReplicas {
     pub fn get(&self, topic: &str, partition: i32) -> Option<ReplicaHandle> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
         map.get(topic).and_then(|p| p.get(&partition)).cloned()
+    }
+
+    /// Calls `f` with the replica of each of `tps` (`None` if not hosted) under one read
+    /// lock, hashing each topic name once per run of equal names: a follower's fetch names
+    /// thousands of partitions, mostly of a few topics.
+    pub fn for_each<'a>(
+        &self,
+        tps: impl IntoIterator<Item = &'a TopicPartition>,
+        mut f: impl FnMut(&'a TopicPartition, Option<&ReplicaHandle>),
+    ) {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let mut current: Option<(&str, Option<&BTreeMap<i32, ReplicaHandle>>)> = None;
+        for tp in tps {
+            let partitions = match current {
+                Some((topic, partitions)) if topic == tp.topic => partitions,
+                _ => {
+                    let partitions = map.get(tp.topic.as_str());
+                    current = Some((tp.topic.as_str(), partitions));
+                    partitions
+                }
+            };
+            f(tp, partitions.and_then(|p| p.get(&tp.partition)));
+        }
     }
 
     /// Every hosted replica.
@@ -83,7 +109,13 @@ impl LocalReplicas {
         self.len() == 0
     }
 
+    /// The signal a follower's long-poll fetch waits on (see the field).
+    pub fn appended(&self) -> &tokio::sync::Notify {
+        &self.appended
+    }
+
     pub(crate) fn insert(&self, tp: &TopicPartition, handle: ReplicaHandle) {
+        handle.caught_up.signal_appends_to(self.appended.clone());
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         map.entry(tp.topic.clone())
             .or_default()
@@ -97,6 +129,7 @@ impl LocalReplicas {
         if parts.is_empty() {
             map.remove(&tp.topic);
         }
+        self.appended.notify_waiters();
         handle
     }
 }

@@ -17,7 +17,9 @@
 //! [`high_watermark_candidate`]: the smallest log end offset over the ISR. As a follower it
 //! appends the leader's batches verbatim ([`AppendAsFollower`]), takes the leader's
 //! high-water mark capped at its own log end, and truncates where its log diverged from the
-//! leader's ([`TruncateToDivergence`]).
+//! leader's ([`TruncateToDivergence`]). What it publishes in [`CaughtUpFollowers`] lets the
+//! leader's fetch path answer a caught-up follower's repeated fetch without a message (the
+//! idle case at thousands of partitions).
 //!
 //! It also owns the partition's producer state (idempotence, Kafka's ProducerStateManager):
 //! a leader append checks each batch with a producer id against it (a retried batch is
@@ -27,6 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -34,8 +37,10 @@ use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod caught_up;
 mod replication;
 
+pub use caught_up::{CaughtUpFollowers, LeaderView};
 pub use replication::{
     high_watermark_candidate, AppendAsFollower, EndOffsetForEpoch, FollowerFetch, FollowerPosition,
     LeaderState, RemoteReplicaState, ResetToLeaderRange, TruncateToDivergence,
@@ -165,6 +170,9 @@ pub struct Replica {
     /// How often retention and time-based rolling are checked (`log.retention.check.interval.ms`).
     retention_check_interval: Duration,
     progress: watch::Sender<PartitionProgress>,
+    /// Which followers' repeated fetches the leader's fetch path may answer without a
+    /// message to this actor (see [`caught_up`]).
+    caught_up: Arc<CaughtUpFollowers>,
     /// One flush at a time: its fsyncs run on a blocking thread.
     flush_in_flight: bool,
     /// Per producer id: epoch and the last batches' sequences, to drop retried batches and
@@ -229,6 +237,7 @@ impl Replica {
             config,
             retention_check_interval,
             progress,
+            caught_up: Arc::new(CaughtUpFollowers::new(topic_id)),
             flush_in_flight: false,
             producer_state,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -276,6 +285,7 @@ impl Replica {
         last.is_leader = false;
         last.stopped = true;
         self.progress.send_replace(last);
+        self.caught_up.clear();
     }
 
     fn offline_error(&self) -> ApiError {
@@ -355,21 +365,31 @@ impl Replica {
     /// Starts the replica on `arbiter` and returns its handle.
     pub fn start_on(self, arbiter: &ArbiterHandle) -> ReplicaHandle {
         let progress = self.progress.subscribe();
+        let caught_up = self.caught_up.clone();
         let addr = Replica::start_in_arbiter(arbiter, move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             self
         });
-        ReplicaHandle { addr, progress }
+        ReplicaHandle {
+            addr,
+            progress,
+            caught_up,
+        }
     }
 
     /// Starts the replica on the current arbiter (tests).
     pub fn start_here(self) -> ReplicaHandle {
         let progress = self.progress.subscribe();
+        let caught_up = self.caught_up.clone();
         let addr = Replica::create(move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             self
         });
-        ReplicaHandle { addr, progress }
+        ReplicaHandle {
+            addr,
+            progress,
+            caught_up,
+        }
     }
 
     /// The log and the producer state, for the log cleaner's handlers (`actors::log_cleaner`);
@@ -486,6 +506,8 @@ impl Replica {
                 true
             }
         });
+        // After the watch: a long-poll fetch woken by it reads the new progress.
+        self.publish_caught_up(&next);
     }
 
     /// Starts a flush when the log asks for one (a segment rolled, or `flush.ms` passed): the
@@ -686,6 +708,7 @@ impl Actor for Replica {
             // no flush); the next open recovers them.
             drop(self.log.take());
             self.progress.send_modify(|p| p.stopped = true);
+            self.caught_up.clear();
             return;
         }
         // Dropped without StopReplica (system shutdown): close the log so indexes are trimmed.
@@ -696,6 +719,7 @@ impl Actor for Replica {
             }
         }
         self.progress.send_modify(|p| p.stopped = true);
+        self.caught_up.clear();
     }
 }
 
@@ -705,6 +729,8 @@ impl Actor for Replica {
 pub struct ReplicaHandle {
     pub addr: Addr<Replica>,
     pub progress: watch::Receiver<PartitionProgress>,
+    /// Answers a caught-up follower's repeated fetch without a message to the actor.
+    pub caught_up: Arc<CaughtUpFollowers>,
 }
 
 impl ReplicaHandle {
@@ -1184,6 +1210,7 @@ impl Handler<Halt> for Replica {
     fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
         self.halted = true;
         self.role = Role::Offline;
+        self.caught_up.clear();
         ctx.stop();
     }
 }
@@ -1220,6 +1247,7 @@ impl Handler<StopReplica> for Replica {
         last.stopped = true;
         self.role = Role::Offline;
         self.progress.send_replace(last);
+        self.caught_up.clear();
         ctx.stop();
         MessageResult(StoppedReplica {
             progress: last,
@@ -1892,6 +1920,7 @@ mod tests {
         let now = Instant::now();
         RemoteReplicaState {
             log_end_offset,
+            last_fetched_epoch: None,
             last_caught_up: now,
             last_fetch: now,
             last_fetch_leader_log_end: log_end_offset,

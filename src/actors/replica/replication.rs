@@ -61,6 +61,10 @@ pub fn high_watermark_candidate(
 pub struct RemoteReplicaState {
     /// The follower's last fetch offset: it holds everything below.
     pub log_end_offset: i64,
+    /// The last fetched epoch of that fetch, which passed the divergence check (`None`
+    /// before the first): a repeat of a caught-up fetch is answered without this actor
+    /// ([`super::CaughtUpFollowers`]).
+    pub last_fetched_epoch: Option<i32>,
     /// When the follower was last known to hold everything the leader had: the ISR drops it
     /// once this is older than `replica.lag.time.max.ms`.
     pub last_caught_up: Instant,
@@ -83,6 +87,7 @@ impl RemoteReplicaState {
         };
         Self {
             log_end_offset: -1,
+            last_fetched_epoch: None,
             last_caught_up,
             last_fetch: now,
             last_fetch_leader_log_end: -1,
@@ -90,15 +95,35 @@ impl RemoteReplicaState {
     }
 
     /// Kafka's `updateFetchState`.
-    fn record_fetch(&mut self, fetch_offset: i64, leader_log_end: i64, now: Instant) {
+    fn record_fetch(
+        &mut self,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        leader_log_end: i64,
+        now: Instant,
+    ) {
         if fetch_offset >= leader_log_end {
-            self.last_caught_up = now;
+            self.last_caught_up = self.last_caught_up.max(now);
         } else if fetch_offset >= self.last_fetch_leader_log_end {
             self.last_caught_up = self.last_caught_up.max(self.last_fetch);
         }
         self.log_end_offset = fetch_offset;
+        self.last_fetched_epoch = Some(last_fetched_epoch);
         self.last_fetch_leader_log_end = leader_log_end;
-        self.last_fetch = now;
+        self.last_fetch = self.last_fetch.max(now);
+    }
+
+    /// A repeat of its caught-up fetch was answered without the actor at `at`: what
+    /// [`Self::record_fetch`] would have recorded then (same offset, same leader log end).
+    fn record_answered_repeat(&mut self, at: Instant) {
+        self.last_caught_up = self.last_caught_up.max(at);
+        self.last_fetch = self.last_fetch.max(at);
+    }
+
+    /// Its next fetch repeating its last may be answered without the actor: it is
+    /// recorded at the leader's log end, as of a fetch made at that log end.
+    fn is_caught_up_at(&self, leader_log_end: i64) -> bool {
+        self.log_end_offset == leader_log_end && self.last_fetch_leader_log_end == leader_log_end
     }
 
     fn is_caught_up(&self, leader_log_end: i64, now: Instant, lag_time_max: Duration) -> bool {
@@ -147,6 +172,47 @@ impl LeaderState {
 }
 
 impl Replica {
+    /// Publishes which followers' repeated fetches may be answered without this actor
+    /// ([`super::CaughtUpFollowers`]): ISR members caught up at the log end, while no ISR
+    /// change is in flight. Called with every published progress.
+    pub(super) fn publish_caught_up(&self, progress: &super::PartitionProgress) {
+        let Role::Leader(leader) = &self.role else {
+            self.caught_up.publish(None, std::iter::empty());
+            return;
+        };
+        let view = super::LeaderView {
+            leader_epoch: self.leader_epoch,
+            log_end_offset: progress.log_end_offset,
+            high_watermark: progress.high_watermark,
+            log_start_offset: progress.log_start_offset,
+        };
+        let settled = leader.pending_isr.is_none();
+        self.caught_up.publish(
+            Some(view),
+            leader.remote.iter().map(|(id, remote)| {
+                let eligible = settled
+                    && leader.isr.contains(id)
+                    && self.replicas.contains(id)
+                    && remote.is_caught_up_at(progress.log_end_offset);
+                (*id, remote.last_fetched_epoch.filter(|_| eligible))
+            }),
+        );
+    }
+
+    /// Folds the fetches answered without this actor into the followers' state, before
+    /// anything judges or records their progress.
+    fn fold_caught_up_answers(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            self.caught_up.drain_answered(|_, _| {});
+            return;
+        };
+        self.caught_up.drain_answered(|id, at| {
+            if let Some(remote) = leader.remote.get_mut(&id) {
+                remote.record_answered_repeat(at);
+            }
+        });
+    }
+
     /// Proposes `new_isr` to the controller unless a proposal is already in flight; the
     /// answer comes back as [`IsrProposalAnswered`].
     fn propose_isr(&mut self, new_isr: Vec<i32>, ctx: &mut Context<Self>) {
@@ -192,6 +258,7 @@ impl Replica {
         if leader_epoch != self.leader_epoch {
             return;
         }
+        self.fold_caught_up_answers();
         let tp = self.tp.clone();
         let Role::Leader(leader) = &mut self.role else {
             return;
@@ -228,6 +295,7 @@ impl Replica {
     /// Kafka's `maybeShrinkIsr`: followers that have not caught up within
     /// `replica.lag.time.max.ms` leave the ISR.
     pub(super) fn maybe_shrink_isr(&mut self, ctx: &mut Context<Self>) {
+        self.fold_caught_up_answers();
         let Some(log_end) = self.log.as_ref().map(PartitionLog::log_end_offset) else {
             return;
         };
@@ -368,9 +436,15 @@ impl Replica {
             return Ok(answer);
         }
         if record_progress {
+            self.fold_caught_up_answers();
             if let Role::Leader(leader) = &mut self.role {
                 if let Some(remote) = leader.remote.get_mut(&replica_id) {
-                    remote.record_fetch(p.fetch_offset, log_end, Instant::now());
+                    remote.record_fetch(
+                        p.fetch_offset,
+                        p.last_fetched_epoch,
+                        log_end,
+                        Instant::now(),
+                    );
                 }
             }
             self.maybe_expand_isr(replica_id, ctx);
@@ -844,6 +918,110 @@ mod tests {
             p.high_watermark == 3
         })
         .await;
+    }
+
+    /// Runs the leader's lag check now (it also runs every half `replica.lag.time.max.ms`).
+    #[derive(Debug, Message)]
+    #[rtype(result = "()")]
+    struct CheckIsrLag;
+
+    impl Handler<CheckIsrLag> for Replica {
+        type Result = ();
+
+        fn handle(&mut self, _: CheckIsrLag, ctx: &mut Self::Context) {
+            self.maybe_shrink_isr(ctx);
+        }
+    }
+
+    /// A follower's fetch as the leader's fetch path first tries it: answered without the
+    /// actor, or `None`.
+    fn repeat(
+        leader: &ReplicaHandle,
+        follower: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        current_leader_epoch: i32,
+    ) -> Option<FetchedPartition> {
+        let fetch = FetchPartition {
+            tp: tp(),
+            topic_id: Uuid::nil(),
+            fetch_offset,
+            current_leader_epoch,
+            last_fetched_epoch,
+            log_start_offset: 0,
+            max_bytes: 1 << 20,
+        };
+        leader.caught_up.answer(follower, &fetch, Instant::now())
+    }
+
+    #[actix::test]
+    async fn a_caught_up_follower_answered_without_the_actor_stays_in_the_isr_past_the_lag_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(true);
+        let lag = Duration::from_millis(500);
+        let leader = start(dir.path(), 1, lag, Some(controller));
+        become_(&leader, 1, 0, &[1, 2]).await;
+        append_n(&leader, 3).await;
+        assert!(
+            repeat(&leader, 2, 3, 0, 0).is_none(),
+            "its first fetch at the log end goes to the actor"
+        );
+        fetch(&leader, 2, 3, 0, 0).await;
+        // Its repeats are answered without the actor, for three lag times (the follower's
+        // long-poll cadence, shortened).
+        let since = Instant::now();
+        while since.elapsed() < lag * 3 {
+            let answer = repeat(&leader, 2, 3, 0, 0).expect("answered without the actor");
+            assert_eq!((answer.high_watermark, answer.log_end_offset), (3, 3));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // New records: the follower is behind until its next fetch, but it fetched a moment
+        // ago, so it is not lagging (its only fetch the actor saw is three lag times old).
+        append_n(&leader, 1).await;
+        assert!(repeat(&leader, 2, 3, 0, 0).is_none(), "behind the log end");
+        leader.addr.send(CheckIsrLag).await.unwrap();
+        assert!(
+            proposals.lock().unwrap().is_empty(),
+            "a follower answered without the actor was judged lagging"
+        );
+        assert_eq!(
+            record_offsets(&fetch(&leader, 2, 3, 0, 0).await.records),
+            [3]
+        );
+        fetch(&leader, 2, 4, 0, 0).await;
+        assert_eq!(leader.progress().high_watermark, 4);
+        assert!(repeat(&leader, 2, 4, 0, 0).is_some());
+        // A follower that stops fetching still leaves the ISR.
+        append_n(&leader, 1).await;
+        wait_until(&leader, "the silent follower leaves the ISR", |p| {
+            p.isr_size == 1
+        })
+        .await;
+        assert_eq!(proposals.lock().unwrap()[0].new_isr, vec![1]);
+    }
+
+    #[actix::test]
+    async fn a_follower_outside_the_isr_or_of_an_old_leader_epoch_is_answered_by_the_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (controller, proposals) = fake_controller(false);
+        let leader = start(dir.path(), 1, Duration::from_secs(30), Some(controller));
+        become_(&leader, 1, 0, &[1]).await;
+        append_n(&leader, 2).await;
+        // Caught up but refused into the ISR: every fetch reaches the actor, which proposes.
+        fetch(&leader, 2, 2, 0, 0).await;
+        assert_eq!(proposals.lock().unwrap().len(), 1);
+        assert!(repeat(&leader, 2, 2, 0, 0).is_none());
+        // An ISR member in a new leader epoch: its first fetch goes to the actor.
+        become_(&leader, 1, 1, &[1, 2]).await;
+        assert!(repeat(&leader, 2, 2, 0, 1).is_none());
+        fetch(&leader, 2, 2, 0, 1).await;
+        assert!(repeat(&leader, 2, 2, 0, 1).is_some());
+        assert!(repeat(&leader, 2, 2, 0, 0).is_none(), "a fenced epoch");
+        // Leadership moves on: nothing is answered without the actor.
+        become_(&leader, 1, 2, &[1, 2]).await;
+        assert!(repeat(&leader, 2, 2, 0, 2).is_none());
+        become_(&leader, 3, 3, &[2, 3]).await;
+        assert!(repeat(&leader, 2, 2, 0, 3).is_none());
     }
 
     #[actix::test]

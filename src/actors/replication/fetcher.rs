@@ -2,8 +2,10 @@
 //! `ReplicaFetcherManager`).
 //!
 //! One [`ReplicaFetcher`] actor per leader broker pulls, in one [`ReplicaFetch`] at a time,
-//! every partition this broker follows from that leader. For each partition of the answer it
-//! tells the local replica actor what to do: append the leader's batches verbatim
+//! every partition this broker follows from that leader. An answer with no records whose
+//! high-water mark and log start the local replica already has (an idle partition) changes
+//! nothing and is dropped here. For each other partition of the answer it tells the local
+//! replica actor what to do: append the leader's batches verbatim
 //! ([`AppendAsFollower`]), truncate where the logs diverged ([`TruncateToDivergence`]), or
 //! move to the leader's log range ([`ResetToLeaderRange`]); the replica answers with its new
 //! log end offset and last epoch, which the next fetch carries. Partition errors (the leader
@@ -25,7 +27,8 @@ use uuid::Uuid;
 
 use super::{FetchPartition, FetchedPartition, ReplicaFetch};
 use crate::actors::replica::{
-    AppendAsFollower, FollowerPosition, ReplicaHandle, ResetToLeaderRange, TruncateToDivergence,
+    AppendAsFollower, FollowerPosition, PartitionProgress, ReplicaHandle, ResetToLeaderRange,
+    TruncateToDivergence,
 };
 use crate::config::BrokerConfig;
 use crate::protocol::error::ApiError;
@@ -73,6 +76,9 @@ struct PartitionFetchState {
     position: FollowerPosition,
     /// Held back (after an error) until this instant.
     delayed_until: Option<tokio::time::Instant>,
+    /// Part of the fetch in flight: its answer applies to this state (a partition re-added
+    /// meanwhile, in a new epoch, ignores the old answer).
+    awaiting_answer: bool,
 }
 
 pub struct ReplicaFetcher {
@@ -115,32 +121,28 @@ impl ReplicaFetcher {
             return;
         }
         let now = tokio::time::Instant::now();
+        let partition_max_bytes = self.settings.partition_max_bytes;
         let ready: Vec<FetchPartition> = self
             .partitions
-            .iter()
+            .iter_mut()
             .filter(|(_, s)| s.delayed_until.is_none_or(|t| t <= now))
-            .map(|(tp, s)| FetchPartition {
-                tp: tp.clone(),
-                topic_id: s.topic_id,
-                fetch_offset: s.position.log_end_offset,
-                current_leader_epoch: s.leader_epoch,
-                last_fetched_epoch: s.position.last_epoch,
-                log_start_offset: s.replica.progress().log_start_offset,
-                max_bytes: self.settings.partition_max_bytes,
+            .map(|(tp, s)| {
+                s.awaiting_answer = true;
+                FetchPartition {
+                    tp: tp.clone(),
+                    topic_id: s.topic_id,
+                    fetch_offset: s.position.log_end_offset,
+                    current_leader_epoch: s.leader_epoch,
+                    last_fetched_epoch: s.position.last_epoch,
+                    log_start_offset: s.replica.progress().log_start_offset,
+                    max_bytes: partition_max_bytes,
+                }
             })
             .collect();
         if ready.is_empty() {
             self.schedule_wake(ctx);
             return;
         }
-        let epochs: HashMap<TopicPartition, (i32, ReplicaHandle)> = ready
-            .iter()
-            .filter_map(|p| {
-                self.partitions
-                    .get(&p.tp)
-                    .map(|s| (p.tp.clone(), (s.leader_epoch, s.replica.clone())))
-            })
-            .collect();
         let request = ReplicaFetch {
             replica_id: self.broker_id,
             broker_epoch: self.broker_epoch.load(Ordering::SeqCst),
@@ -152,38 +154,69 @@ impl ReplicaFetcher {
         self.in_flight = true;
         let peers = self.peers.clone();
         let leader = self.leader;
-        let work = async move {
-            let response = peers.replica_fetch(leader, request).await;
-            match response {
-                Ok(response) => {
-                    let applied = response.partitions.into_iter().filter_map(|answer| {
-                        let (epoch, replica) = epochs.get(&answer.tp)?.clone();
-                        Some(async move {
-                            let tp = answer.tp.clone();
-                            (tp, epoch, apply(&replica, epoch, answer).await)
-                        })
-                    });
-                    Ok(futures::future::join_all(applied).await)
+        let work = async move { peers.replica_fetch(leader, request).await };
+        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| match outcome {
+            Ok(response) => act.apply_response(response.partitions, ctx),
+            Err(e) => {
+                tracing::debug!(follower = act.broker_id, leader = act.leader, error = %e, "replica fetch failed; backing off");
+                let until = tokio::time::Instant::now() + act.settings.backoff;
+                for state in act.partitions.values_mut() {
+                    state.delayed_until = Some(until);
+                    state.awaiting_answer = false;
                 }
-                Err(e) => Err(e),
+                act.in_flight = false;
+                act.fetch(ctx);
             }
-        };
-        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| {
+        }));
+    }
+
+    /// Hands each partition's answer to its local replica, then fetches again. An answer
+    /// that changes nothing here (the idle case) is dropped without a message.
+    fn apply_response(&mut self, answers: Vec<FetchedPartition>, ctx: &mut Context<Self>) {
+        let mut to_apply = Vec::new();
+        // Answers come in request order, which is this map's: walk both together rather than
+        // look thousands of names up; any answer out of that order is looked up after.
+        let mut out_of_order = Vec::new();
+        let mut states = self.partitions.iter_mut();
+        let mut current = states.next();
+        for answer in answers {
+            while current.as_ref().is_some_and(|(tp, _)| **tp < answer.tp) {
+                current = states.next();
+            }
+            match current.take() {
+                Some((tp, state)) if *tp == answer.tp => {
+                    triage(state, answer, &mut to_apply);
+                    current = states.next();
+                }
+                other => {
+                    current = other;
+                    out_of_order.push(answer);
+                }
+            }
+        }
+        for answer in out_of_order {
+            // Absent: removed meanwhile (a LeaderAndIsr moved it elsewhere).
+            if let Some(state) = self.partitions.get_mut(&answer.tp) {
+                triage(state, answer, &mut to_apply);
+            }
+        }
+        if to_apply.is_empty() {
+            self.in_flight = false;
+            self.fetch(ctx);
+            return;
+        }
+        let applied = to_apply
+            .into_iter()
+            .map(|(epoch, replica, answer)| async move {
+                let tp = answer.tp.clone();
+                (tp, epoch, apply(&replica, epoch, answer).await)
+            });
+        let applied = futures::future::join_all(applied);
+        ctx.spawn(applied.into_actor(self).map(|applied, act, ctx| {
+            for (tp, epoch, result) in applied {
+                act.after_apply(tp, epoch, result);
+            }
             act.in_flight = false;
-            match outcome {
-                Ok(applied) => {
-                    for (tp, epoch, result) in applied {
-                        act.after_apply(tp, epoch, result);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(follower = act.broker_id, leader = act.leader, error = %e, "replica fetch failed; backing off");
-                    let until = tokio::time::Instant::now() + act.settings.backoff;
-                    for state in act.partitions.values_mut() {
-                        state.delayed_until = Some(until);
-                    }
-                }
-            }
             act.fetch(ctx);
         }));
     }
@@ -240,6 +273,41 @@ impl ReplicaFetcher {
             }
         }
     }
+}
+
+/// What to do with one partition's answer: nothing (a partition re-added meanwhile keeps its
+/// fresh position; an answer that changes nothing is dropped), or apply it to the replica.
+fn triage(
+    state: &mut PartitionFetchState,
+    answer: FetchedPartition,
+    to_apply: &mut Vec<(i32, ReplicaHandle, FetchedPartition)>,
+) {
+    if !std::mem::take(&mut state.awaiting_answer) {
+        return;
+    }
+    if changes_nothing(&answer, &state.replica.progress(), state.leader_epoch) {
+        state.delayed_until = None;
+        return;
+    }
+    to_apply.push((state.leader_epoch, state.replica.clone(), answer));
+}
+
+/// An answer that would change nothing in the local replica: no records, no error or
+/// divergence, and a high-water mark and log start it already has. [`AppendAsFollower`]
+/// would publish the same progress and return the same position.
+fn changes_nothing(
+    answer: &FetchedPartition,
+    local: &PartitionProgress,
+    leader_epoch: i32,
+) -> bool {
+    answer.records.is_empty()
+        && answer.error.is_none()
+        && answer.diverging_epoch.is_none()
+        && !local.stopped
+        && !local.is_leader
+        && local.leader_epoch == leader_epoch
+        && answer.high_watermark.min(local.log_end_offset) <= local.high_watermark
+        && answer.log_start_offset.min(local.high_watermark) <= local.log_start_offset
 }
 
 /// What the local replica made of one partition's answer.
@@ -308,6 +376,17 @@ impl Handler<AddPartitions> for ReplicaFetcher {
 
     fn handle(&mut self, msg: AddPartitions, ctx: &mut Self::Context) {
         for p in msg.0 {
+            if let Some(state) = self.partitions.get_mut(&p.tp) {
+                if state.leader_epoch == p.leader_epoch && state.replica.addr == p.replica.addr {
+                    // The same leadership again (a LeaderAndIsr that changed only the ISR):
+                    // this fetcher's position is the newer one. The replica reported its
+                    // position when it applied the LeaderAndIsr; an answer applied since
+                    // moved it on, and fetching from the reported one would find the log
+                    // already holding those offsets.
+                    state.topic_id = p.topic_id;
+                    continue;
+                }
+            }
             self.partitions.insert(
                 p.tp,
                 PartitionFetchState {
@@ -316,6 +395,7 @@ impl Handler<AddPartitions> for ReplicaFetcher {
                     leader_epoch: p.leader_epoch,
                     position: p.position,
                     delayed_until: None,
+                    awaiting_answer: false,
                 },
             );
         }
@@ -415,10 +495,14 @@ impl FetcherManager {
         if partitions.is_empty() {
             return;
         }
-        let moved: Vec<TopicPartition> = partitions.iter().map(|p| p.tp.clone()).collect();
+        let moved: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|p| self.leader_of.get(&p.tp) != Some(&leader))
+            .map(|p| p.tp.clone())
+            .collect();
         self.stop_following(&moved);
-        for tp in &moved {
-            self.leader_of.insert(tp.clone(), leader);
+        for p in &partitions {
+            self.leader_of.insert(p.tp.clone(), leader);
         }
         self.fetcher(leader).do_send(AddPartitions(partitions));
     }
@@ -578,6 +662,38 @@ mod tests {
             .records
     }
 
+    fn followed(
+        follower: &ReplicaHandle,
+        leader_epoch: i32,
+        position: FollowerPosition,
+    ) -> FollowedPartition {
+        FollowedPartition {
+            tp: tp(),
+            topic_id: Uuid::nil(),
+            replica: follower.clone(),
+            leader_epoch,
+            position,
+        }
+    }
+
+    /// Broker 2's fetchers, following `t-0` into `follower` from `leader` on broker 1.
+    fn follow_from(
+        leader: &ReplicaHandle,
+        follower: &ReplicaHandle,
+        leader_epoch: i32,
+        position: FollowerPosition,
+    ) -> FetcherManager {
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
+        fetchers.follow(1, vec![followed(follower, leader_epoch, position)]);
+        fetchers
+    }
+
     fn settings() -> FetcherSettings {
         FetcherSettings {
             max_wait: Duration::from_millis(100),
@@ -601,23 +717,7 @@ mod tests {
         append(&leader, 5).await;
         let position = lead_or_follow(&follower, 1, 1).await;
 
-        let transport = LocalTransport::new(LinkFaults::new());
-        let leader_replicas = LocalReplicas::default();
-        leader_replicas.insert(&tp(), leader.clone());
-        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas)));
-        let peers = Peers::new(2, transport.clone(), Duration::from_secs(5));
-        let mut fetchers =
-            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, settings(), vec![]);
-        fetchers.follow(
-            1,
-            vec![FollowedPartition {
-                tp: tp(),
-                topic_id: Uuid::nil(),
-                replica: follower.clone(),
-                leader_epoch: 1,
-                position,
-            }],
-        );
+        let mut fetchers = follow_from(&leader, &follower, 1, position);
         let mut progress = follower.progress.clone();
         tokio::time::timeout(
             Duration::from_secs(10),
@@ -647,6 +747,138 @@ mod tests {
         .expect("the leader's high-water mark reaches 7")
         .unwrap();
         fetchers.shutdown();
+    }
+
+    #[actix::test]
+    async fn an_answer_without_records_still_carries_the_leaders_high_watermark_and_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 5).await;
+        let position = lead_or_follow(&follower, 1, 0).await;
+        let mut fetchers = follow_from(&leader, &follower, 0, position);
+        // The records come with the leader's high-water mark 0; it reaches 5 only when the
+        // follower's next fetch, at the log end, is answered with no records.
+        let mut progress = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 5 && p.high_watermark == 5),
+        )
+        .await
+        .expect("the follower learns the high-water mark from an empty answer")
+        .unwrap();
+        // Idle now; the leader's log start moves (DeleteRecords): an empty answer brings it.
+        let start = leader
+            .addr
+            .send(crate::actors::replica::DeleteRecordsBefore { offset: 2 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(start, 2);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_start_offset == 2),
+        )
+        .await
+        .expect("the follower's log start follows the leader's")
+        .unwrap();
+        append(&leader, 2).await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 7 && p.high_watermark == 7),
+        )
+        .await
+        .expect("the follower keeps up")
+        .unwrap();
+        fetchers.shutdown();
+    }
+
+    #[actix::test]
+    async fn a_partition_followed_again_in_the_same_leader_epoch_keeps_the_fetchers_newer_position()
+    {
+        // A LeaderAndIsr that only changes the ISR re-adds the partition with the position the
+        // replica had when it applied it; the fetcher may have appended past it since.
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 3).await;
+        let stale = lead_or_follow(&follower, 1, 0).await;
+        let mut fetchers = follow_from(&leader, &follower, 0, stale);
+        let mut progress = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 3),
+        )
+        .await
+        .expect("the follower catches up")
+        .unwrap();
+        fetchers.follow(1, vec![followed(&follower, 0, stale)]);
+        append(&leader, 2).await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 5),
+        )
+        .await
+        .expect("the follower keeps up from where it was, not from the stale position")
+        .unwrap();
+        fetchers.shutdown();
+    }
+
+    #[actix::test]
+    async fn a_parked_fetch_waiting_on_the_brokers_signal_wakes_on_an_append_and_not_before() {
+        use crate::actors::replication::leader::wait_for_appends;
+        use crate::actors::replication::ReplicaFetchResponse;
+
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        lead_or_follow(&leader, 1, 0).await;
+        append(&leader, 2).await;
+        let replicas = LocalReplicas::default();
+        replicas.insert(&tp(), leader.clone());
+        let request = ReplicaFetch {
+            replica_id: 2,
+            broker_epoch: 1,
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            partitions: vec![FetchPartition {
+                tp: tp(),
+                topic_id: Uuid::nil(),
+                fetch_offset: 2,
+                current_leader_epoch: 0,
+                last_fetched_epoch: 0,
+                log_start_offset: 0,
+                max_bytes: 1 << 20,
+            }],
+        };
+        let first = ReplicaFetchResponse {
+            partitions: vec![FetchedPartition {
+                tp: tp(),
+                error: None,
+                high_watermark: 2,
+                log_start_offset: 0,
+                log_end_offset: 2,
+                diverging_epoch: None,
+                records: bytes::Bytes::new(),
+            }],
+        };
+        let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+        assert!(
+            !wait_for_appends(&replicas, &request, &first, soon).await,
+            "nothing new: the deadline ends the wait"
+        );
+        let waiting = tokio::task::spawn_local(async move {
+            let later = tokio::time::Instant::now() + Duration::from_secs(60);
+            wait_for_appends(&replicas, &request, &first, later).await
+        });
+        append(&leader, 1).await;
+        let woken = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the append wakes the fetch, long before its deadline")
+            .unwrap();
+        assert!(woken);
     }
 
     /// Fails its first `failures` requests as an unreachable broker would, then serves.
