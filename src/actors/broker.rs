@@ -617,6 +617,7 @@ impl Handler<LeaderAndIsr> for Broker {
         let snapshot = self.metadata.snapshot();
         let mut immediate: Vec<(TopicPartition, Option<ApiError>)> = Vec::new();
         let mut pending = Vec::new();
+        let started = std::time::Instant::now();
         for ps in msg.partition_states {
             if !ps.replicas.contains(&self.broker_id) {
                 continue;
@@ -646,6 +647,12 @@ impl Handler<LeaderAndIsr> for Broker {
                 }
             }
         }
+        tracing::debug!(
+            broker = self.broker_id,
+            partitions = pending.len() + immediate.len(),
+            on_actor_ms = started.elapsed().as_millis() as u64,
+            "LeaderAndIsr: replicas ready"
+        );
         let groups = self.group_router.clone();
         let work = async move {
             let mut results = immediate;
