@@ -17,6 +17,7 @@
 #
 # Usage: [RF=3] [KEEP=1] scripts/perf-scale.sh 10 1000 10000
 #   WEIR: a binary built with --features perf; KEEP: keep each run's dir (logs) for a look.
+#   WEIR_LOG: the cluster's log filter (default warn; e.g. warn,weir::actors::broker=debug).
 set -u
 cd "$(dirname "$0")/.."
 weir=${WEIR:-target/release/weir}
@@ -26,7 +27,7 @@ for p in "$@"; do
   d=$(mktemp -d /tmp/weir-scale.XXXXXX)
   mkfifo "$d/in"
   # shellcheck disable=SC2086
-  WEIR_LOG=warn "$weir" cluster --base-port 0 --data-dir "$d/data" \
+  WEIR_LOG=${WEIR_LOG:-warn} "$weir" cluster --base-port 0 --data-dir "$d/data" \
     --set default.replication.factor="$rf" ${FAILOVER_SETS:-} <"$d/in" >"$d/out" 2>"$d/err" &
   pid=$!
   exec 3>"$d/in"

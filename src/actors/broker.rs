@@ -3,8 +3,8 @@
 //! metadata cache, and applies the controller's typed requests to them:
 //!
 //! - [`UpdateMetadata`] (full or incremental) refreshes the metadata cache;
-//! - [`LeaderAndIsr`] creates replicas (opening or creating their logs) and tells each its
-//!   role and leader epoch;
+//! - [`LeaderAndIsr`] creates replicas (opening or creating their logs, the file work on a
+//!   blocking thread) and tells each its role and leader epoch;
 //! - [`StopReplica`] stops replicas and, for a deleted topic, deletes their logs;
 //! - [`TopicConfigChanged`] (Kafka's config change notification) re-applies a topic's config.
 //!
@@ -322,48 +322,50 @@ impl Broker {
         Some(arbiter)
     }
 
-    /// The replica for `tp`, starting one (with its log opened or created) if needed.
-    fn ensure_replica(
+    /// The replica for `tp`, starting one if needed on a log found at start-up or on the one
+    /// [`create_logs`] made for it (`created`).
+    fn replica_for(
         &mut self,
         tp: &TopicPartition,
         topic_id: Uuid,
         config: &TopicConfig,
+        created: &mut HashMap<TopicPartition, CreatedLog>,
     ) -> Result<ReplicaHandle, ApiError> {
         if let Some(handle) = self.replicas.get(&tp.topic, tp.partition) {
             return Ok(handle);
         }
         let log = match self.unattached_logs.remove(tp) {
-            Some(log) => {
-                let mut log = log;
+            Some(mut log) => {
                 log.update_config(config);
                 log
             }
-            None => {
-                let mut manager = self.log_manager.lock().unwrap_or_else(|p| p.into_inner());
-                let manager = manager.as_mut().ok_or_else(|| {
-                    ApiError::with_message(
-                        ResponseError::KafkaStorageError,
-                        "the broker is shutting down",
-                    )
-                })?;
-                let dir = manager.dir_for_new_log().map(Path::to_path_buf);
-                manager.create_log(tp, config).map_err(|e| {
-                    // Kafka's LogManager: an I/O error creating a log fails its dir.
-                    if let (StorageError::Io { .. }, Some(dir), Some(failures)) =
-                        (&e, dir, &self.log_dir_failures)
-                    {
-                        failures.do_send(LogDirFailed {
-                            log_dir: dir,
-                            reason: format!("creating the log of {tp}: {e}"),
-                        });
+            None => match created.remove(tp) {
+                Some(Ok(log)) => log,
+                Some(Err((error, failed_dir))) => {
+                    if let (Some(failed), Some(failures)) = (failed_dir, &self.log_dir_failures) {
+                        failures.do_send(failed);
                     }
-                    ApiError::from_code(
-                        e.kafka_code(),
-                        Some(format!("creating the log of {tp}: {e}")),
-                    )
-                })?
-            }
+                    return Err(error);
+                }
+                None => {
+                    return Err(ApiError::with_message(
+                        ResponseError::KafkaStorageError,
+                        format!("creating the log of {tp}: the log-creation task failed"),
+                    ))
+                }
+            },
         };
+        Ok(self.start_replica(tp, topic_id, config, log))
+    }
+
+    /// Starts the replica actor of `tp` on `log` (on the next replica arbiter).
+    fn start_replica(
+        &mut self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: &TopicConfig,
+        log: PartitionLog,
+    ) -> ReplicaHandle {
         let replica = Replica::new(
             tp.clone(),
             topic_id,
@@ -386,7 +388,7 @@ impl Broker {
             None => replica.start_here(),
         };
         self.replicas.insert(tp, handle.clone());
-        Ok(handle)
+        handle
     }
 
     /// Collects every replica's progress and writes the three offset checkpoints.
@@ -427,6 +429,46 @@ impl Broker {
         };
         ctx.spawn(write.into_actor(self));
     }
+}
+
+/// A log [`create_logs`] made, or why not: the error to answer with and, for an I/O error, the
+/// failure of the dir it was to live in (Kafka's LogManager fails a dir when creating a log
+/// there fails).
+type CreatedLog = Result<PartitionLog, (ApiError, Option<LogDirFailed>)>;
+
+/// Creates the logs of a LeaderAndIsr's new partitions, in one go on a blocking thread: each
+/// is files and an fsync of its dir, so 10 000 of them hold a thread for seconds, which must
+/// not be an arbiter (its other actors, and once the coordination heartbeats, would wait).
+fn create_logs(
+    log_manager: &Mutex<Option<LogManager>>,
+    wanted: Vec<(TopicPartition, TopicConfig)>,
+) -> HashMap<TopicPartition, CreatedLog> {
+    let mut manager = log_manager.lock().unwrap_or_else(|p| p.into_inner());
+    wanted
+        .into_iter()
+        .map(|(tp, config)| {
+            let Some(manager) = manager.as_mut() else {
+                let error = ApiError::with_message(
+                    ResponseError::KafkaStorageError,
+                    "the broker is shutting down",
+                );
+                return (tp, Err((error, None)));
+            };
+            let dir = manager.dir_for_new_log().map(Path::to_path_buf);
+            let created = manager.create_log(&tp, &config).map_err(|e| {
+                let reason = format!("creating the log of {tp}: {e}");
+                let failed = match (&e, dir) {
+                    (StorageError::Io { .. }, Some(log_dir)) => Some(LogDirFailed {
+                        log_dir,
+                        reason: reason.clone(),
+                    }),
+                    _ => None,
+                };
+                (ApiError::from_code(e.kafka_code(), Some(reason)), failed)
+            });
+            (tp, created)
+        })
+        .collect()
 }
 
 type ProgressMaps = (
@@ -643,13 +685,21 @@ pub struct LeaderAndIsr {
 impl Handler<LeaderAndIsr> for Broker {
     type Result = AtomicResponse<Self, Result<Vec<(TopicPartition, Option<ApiError>)>, ApiError>>;
 
+    /// New logs are created on a blocking thread ([`create_logs`]), then the replicas start
+    /// and get their state here. The response is atomic: no other message reaches this actor
+    /// before every replica of the request exists and has its state, so a later LeaderAndIsr,
+    /// StopReplica or shutdown sees them (Kafka's `replicaStateChangeLock`). Meanwhile the
+    /// arbiter serves its other actors, and connections keep reading the metadata cache and
+    /// the replica table directly (a partition being created answers as not hosted yet).
     fn handle(&mut self, msg: LeaderAndIsr, _: &mut Self::Context) -> Self::Result {
         if let Err(e) = self.check_controller_epoch(msg.controller_epoch) {
             return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
         }
+        let started = std::time::Instant::now();
         let snapshot = self.metadata.snapshot();
-        let mut immediate: Vec<(TopicPartition, Option<ApiError>)> = Vec::new();
-        let mut pending = Vec::new();
+        let mut hosted = Vec::new();
+        let mut to_create = Vec::new();
+        let mut creating = std::collections::HashSet::new();
         for ps in msg.partition_states {
             if !ps.replicas.contains(&self.broker_id) {
                 continue;
@@ -659,59 +709,96 @@ impl Handler<LeaderAndIsr> for Broker {
                 partition: ps.partition,
             };
             let config = self.effective_topic_config(&snapshot, &ps.topic);
-            match self.ensure_replica(&tp, ps.topic_id, &config) {
-                Ok(handle) => {
-                    let leads = ps.leader == self.broker_id;
-                    let state = LeaderAndIsrState {
-                        leader: ps.leader,
-                        leader_epoch: ps.leader_epoch,
-                        isr: ps.isr,
-                        replicas: ps.replicas,
-                        partition_epoch: ps.partition_epoch,
-                        is_new: ps.is_new,
-                    };
-                    let request = handle.addr.send(ApplyLeaderAndIsr(state));
-                    pending.push((tp, ps.topic_id, handle, leads, request));
-                }
-                Err(e) => {
-                    tracing::error!(broker = self.broker_id, partition = %tp, error = %e, "cannot host partition");
-                    immediate.push((tp, Some(e)));
-                }
+            let exists = self.replicas.get(&tp.topic, tp.partition).is_some()
+                || self.unattached_logs.contains_key(&tp);
+            if !exists && creating.insert(tp.clone()) {
+                to_create.push((tp.clone(), config.clone()));
             }
+            hosted.push((tp, ps, config));
         }
-        let groups = self.group_router.clone();
-        let work = async move {
-            let mut results = immediate;
-            let mut roles = Vec::new();
-            for (tp, topic_id, handle, leads, request) in pending {
-                let outcome = match request.await {
-                    Ok(Ok(change)) => {
-                        roles.push((tp.clone(), topic_id, handle, change));
-                        None
+        let new_logs = to_create.len();
+        let log_manager = self.log_manager.clone();
+        let create = async move {
+            if to_create.is_empty() {
+                return HashMap::new();
+            }
+            tokio::task::spawn_blocking(move || create_logs(&log_manager, to_create))
+                .await
+                .unwrap_or_default()
+        };
+        let work = create.into_actor(self).then(move |mut created, act, _| {
+            let created_ms = started.elapsed().as_millis() as u64;
+            let mut immediate: Vec<(TopicPartition, Option<ApiError>)> = Vec::new();
+            let mut pending = Vec::new();
+            for (tp, ps, config) in hosted {
+                match act.replica_for(&tp, ps.topic_id, &config, &mut created) {
+                    Ok(handle) => {
+                        let leads = ps.leader == act.broker_id;
+                        let state = LeaderAndIsrState {
+                            leader: ps.leader,
+                            leader_epoch: ps.leader_epoch,
+                            isr: ps.isr,
+                            replicas: ps.replicas,
+                            partition_epoch: ps.partition_epoch,
+                            is_new: ps.is_new,
+                        };
+                        let request = handle.addr.send(ApplyLeaderAndIsr(state));
+                        pending.push((tp, ps.topic_id, handle, leads, request));
                     }
-                    Ok(Err(e)) => Some(e),
-                    Err(_) => Some(ApiError::with_message(
-                        ResponseError::KafkaStorageError,
-                        format!("the replica of {tp} stopped"),
-                    )),
-                };
-                if let (Some(router), true) = (&groups, tp.topic == GROUP_METADATA_TOPIC_NAME) {
-                    if leads && outcome.is_none() {
-                        router.become_coordinator(tp.partition);
-                    } else {
-                        router.resign_coordinator(tp.partition);
+                    Err(e) => {
+                        tracing::error!(broker = act.broker_id, partition = %tp, error = %e, "cannot host partition");
+                        immediate.push((tp, Some(e)));
                     }
                 }
-                results.push((tp, outcome));
             }
-            (results, roles)
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            |(results, roles), act, _| {
-                act.follow_leaders(roles);
-                Ok(results)
-            },
-        )))
+            tracing::debug!(
+                broker = act.broker_id,
+                partitions = pending.len() + immediate.len(),
+                new_logs,
+                created_ms,
+                on_actor_ms = (started.elapsed().as_millis() as u64).saturating_sub(created_ms),
+                "LeaderAndIsr: replicas ready"
+            );
+            let groups = act.group_router.clone();
+            let apply = async move {
+                let mut results = immediate;
+                let mut roles = Vec::new();
+                for (tp, topic_id, handle, leads, request) in pending {
+                    let outcome = match request.await {
+                        Ok(Ok(change)) => {
+                            roles.push((tp.clone(), topic_id, handle, change));
+                            None
+                        }
+                        Ok(Err(e)) => Some(e),
+                        Err(_) => Some(ApiError::with_message(
+                            ResponseError::KafkaStorageError,
+                            format!("the replica of {tp} stopped"),
+                        )),
+                    };
+                    if let (Some(router), true) =
+                        (&groups, tp.topic == GROUP_METADATA_TOPIC_NAME)
+                    {
+                        if leads && outcome.is_none() {
+                            router.become_coordinator(tp.partition);
+                        } else {
+                            router.resign_coordinator(tp.partition);
+                        }
+                    }
+                    results.push((tp, outcome));
+                }
+                (results, roles)
+            };
+            apply.into_actor(act)
+        });
+        AtomicResponse::new(Box::pin(work.map(move |(results, roles), act, _| {
+            act.follow_leaders(roles);
+            tracing::debug!(
+                broker = act.broker_id,
+                total_ms = started.elapsed().as_millis() as u64,
+                "LeaderAndIsr: applied"
+            );
+            Ok(results)
+        })))
     }
 }
 
@@ -1271,6 +1358,47 @@ mod tests {
             .unwrap();
         assert!(read.error.is_none());
         assert!(read.records.is_empty());
+    }
+
+    #[actix::test]
+    async fn the_broker_arbiter_keeps_serving_while_a_leader_and_isr_creates_its_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) =
+            Broker::open(config(dir.path()), Some("test-cluster"), vec![]).unwrap();
+        let log_manager = broker.log_manager.clone();
+        let arbiter = Arbiter::new();
+        let addr = Broker::start_in_arbiter(&arbiter.handle(), |_| broker);
+        // Log creation stalls (a slow disk) until released: a thread holds the log manager.
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _guard = log_manager.lock().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = released.recv();
+        });
+        held.recv().unwrap();
+        let created = addr.send(leader_and_isr(1, Uuid::new_v4(), 50));
+        // Sent after the LeaderAndIsr: must see every replica it created.
+        let described = addr.send(DescribeLogDirs { topics: None });
+        // The broker's arbiter runs other work while the logs wait to be created.
+        let (probe_tx, probe) = tokio::sync::oneshot::channel();
+        arbiter.spawn(async move {
+            let _ = probe_tx.send(());
+        });
+        let answered = tokio::time::timeout(Duration::from_secs(5), probe).await;
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            answered.is_ok(),
+            "the broker's arbiter was blocked by the log creation"
+        );
+        let results = created.await.unwrap().unwrap();
+        assert_eq!(results.len(), 50);
+        assert!(results.iter().all(|(_, e)| e.is_none()), "{results:?}");
+        assert_eq!(shared.replicas.len(), 50);
+        let dirs = described.await.unwrap();
+        assert_eq!(dirs[0].partitions.len(), 50);
+        arbiter.stop();
     }
 
     #[actix::test]

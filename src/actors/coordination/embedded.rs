@@ -2,8 +2,10 @@
 //! ([`EmbeddedClient`]).
 //!
 //! The service runs its actors (tree, session-timeout, one session actor per client) on an
-//! arbiter of its own, so coordination work never queues behind a broker's. In-process
-//! clients talk to their session actor through its actix address; `weir coordinator` serves the
+//! arbiter of its own, so coordination work never queues behind a broker's; each client's
+//! heartbeats run on the coordination I/O thread ([`super::io_thread`]), so a session lives
+//! while the arbiter that opened it is busy. In-process clients talk to their session actor
+//! through its actix address; `weir coordinator` serves the
 //! same service over TCP ([`super::server`]).
 //!
 //! Fault injection for the in-process cluster: every client has a [`LinkSwitch`]. Cutting it
@@ -159,7 +161,7 @@ impl EmbeddedCoordination {
             .await
             .map_err(|_| CoordinationError::ConnectionLoss)??;
         let _ = tx.send(SessionEvent::State(SessionState::SyncConnected));
-        Ok((EmbeddedClient::new(handle, tx), rx))
+        Ok((EmbeddedClient::new(handle, tx)?, rx))
     }
 
     /// Expires a session now, as if its client had gone silent. True if it existed.
@@ -253,14 +255,14 @@ pub struct EmbeddedClient {
 }
 
 impl EmbeddedClient {
-    fn new(session: SessionHandle, events: mpsc::UnboundedSender<SessionEvent>) -> Self {
+    fn new(session: SessionHandle, events: mpsc::UnboundedSender<SessionEvent>) -> Result<Self> {
         let inner = Arc::new(EmbeddedInner {
             session,
             closed: AtomicBool::new(false),
             events,
         });
-        spawn_heartbeat(Arc::downgrade(&inner));
-        EmbeddedClient { inner }
+        spawn_heartbeat(Arc::downgrade(&inner))?;
+        Ok(EmbeddedClient { inner })
     }
 
     pub fn session_id(&self) -> SessionId {
@@ -322,14 +324,16 @@ impl EmbeddedClient {
     }
 }
 
-/// Pings every timeout/3 (as ZooKeeper clients do) while the client lives and its link is up.
-fn spawn_heartbeat(inner: Weak<EmbeddedInner>) {
+/// Pings every timeout/3 (as ZooKeeper clients do) while the client lives and its link is up,
+/// from the coordination I/O thread ([`super::io_thread`]): not from the caller's arbiter,
+/// which may be busy for longer than the session timeout.
+fn spawn_heartbeat(inner: Weak<EmbeddedInner>) -> Result<()> {
     let Some(strong) = inner.upgrade() else {
-        return;
+        return Ok(());
     };
     let period = (strong.session.timeout / 3).max(Duration::from_millis(1));
     drop(strong);
-    tokio::spawn(async move {
+    super::io_thread::spawn(async move {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -348,7 +352,8 @@ fn spawn_heartbeat(inner: Weak<EmbeddedInner>) {
                 break;
             }
         }
-    });
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

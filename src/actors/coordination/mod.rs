@@ -31,7 +31,8 @@
 //! - One-shot watches (`watch: true`), delivered on [`SessionEvents`] in order, at most once
 //!   per registration, and before the reply of any later request that could observe the change.
 //! - Sessions: negotiated timeout (clamped to [2, 20] × tickTime by the server), heartbeats
-//!   every timeout/3. [`SessionEvents`] reports `SyncConnected`, `Disconnected`, `Expired` and
+//!   every timeout/3, sent from the process's coordination I/O thread ([`io_thread`], as
+//!   ZooKeeper's SendThread), so a busy arbiter cannot starve a session. [`SessionEvents`] reports `SyncConnected`, `Disconnected`, `Expired` and
 //!   `Closed` in order with the watch events.
 //! - Errors are ZooKeeper's names ([`CoordinationError`]).
 //! - `close()` ends the session at once. Dropping every clone of a client without `close()`
@@ -56,6 +57,7 @@
 pub mod data_tree;
 pub mod embedded;
 pub mod error;
+pub(crate) mod io_thread;
 pub mod persistence;
 pub mod remote;
 pub mod server;

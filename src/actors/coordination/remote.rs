@@ -1,7 +1,8 @@
 //! The client of a `weir coordinator` (`zookeeper.connect=weir://host:port`).
 //!
 //! One manager task owns the TCP connection: it writes requests (each with an `xid`), pings
-//! every timeout/3, and reads frames in order, so a watch event reaches the session's event
+//! every timeout/3, and reads frames in order (on the coordination I/O thread,
+//! [`super::io_thread`], whatever thread the caller is on), so a watch event reaches the session's event
 //! channel before the reply that follows it on the wire completes its caller. A connection that
 //! breaks, or stays silent for 2/3 of the session timeout (ZooKeeper's read timeout), is lost:
 //! in-flight and new requests fail with `ConnectionLoss`, `Disconnected` is reported, and the
@@ -130,24 +131,30 @@ impl RemoteClient {
         timeout: Duration,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<RemoteClient> {
-        let (connection, session_id, timeout) = handshake(addr, None, timeout).await?;
-        let (commands, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            session_id,
-            timeout,
-            state: AtomicU8::new(CONNECTED),
-            commands,
-        });
-        let _ = events.send(SessionEvent::State(SessionState::SyncConnected));
-        let manager = Manager {
-            addr: addr.to_string(),
-            shared: shared.clone(),
-            commands: rx,
-            events,
-            next_xid: 1,
-        };
-        tokio::spawn(manager.run(connection));
-        Ok(RemoteClient { shared })
+        // The connection and its manager live on the coordination I/O thread, so pings and
+        // reads never wait for the caller's arbiter.
+        let addr = addr.to_string();
+        super::io_thread::run(async move {
+            let (connection, session_id, timeout) = handshake(&addr, None, timeout).await?;
+            let (commands, rx) = mpsc::unbounded_channel();
+            let shared = Arc::new(Shared {
+                session_id,
+                timeout,
+                state: AtomicU8::new(CONNECTED),
+                commands,
+            });
+            let _ = events.send(SessionEvent::State(SessionState::SyncConnected));
+            let manager = Manager {
+                addr,
+                shared: shared.clone(),
+                commands: rx,
+                events,
+                next_xid: 1,
+            };
+            tokio::spawn(manager.run(connection));
+            Ok(RemoteClient { shared })
+        })
+        .await?
     }
 
     pub fn session_id(&self) -> SessionId {

@@ -300,34 +300,40 @@ impl ZooKeeperClient {
         timeout: Duration,
         events: mpsc::UnboundedSender<SessionEvent>,
     ) -> Result<ZooKeeperClient> {
-        let client = zk::Client::connector()
-            .session_timeout(timeout)
-            .connect(connect)
-            .await
-            .map_err(|e| map_error(e, connect))?;
-        let _ = events.send(SessionEvent::State(SessionState::SyncConnected));
-        let forwarder = WatchForwarder::new(events);
-        forwarder.watch_state(client.state_watcher());
-        forwarder.drain();
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let background = forwarder.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = background.queue.notify.notified() => background.drain(),
-                    _ = &mut stopped => return,
+        // The crate spawns its session task (pings, reads, reconnects) on the runtime that
+        // connects: the coordination I/O thread, not the caller's arbiter.
+        let connect = connect.to_string();
+        super::io_thread::run(async move {
+            let client = zk::Client::connector()
+                .session_timeout(timeout)
+                .connect(&connect)
+                .await
+                .map_err(|e| map_error(e, &connect))?;
+            let _ = events.send(SessionEvent::State(SessionState::SyncConnected));
+            let forwarder = WatchForwarder::new(events);
+            forwarder.watch_state(client.state_watcher());
+            forwarder.drain();
+            let (stop, mut stopped) = oneshot::channel::<()>();
+            let background = forwarder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = background.queue.notify.notified() => background.drain(),
+                        _ = &mut stopped => return,
+                    }
                 }
-            }
-        });
-        Ok(ZooKeeperClient {
-            inner: Arc::new(ZkInner {
-                session_id: client.session_id().0,
-                timeout: client.session_timeout(),
-                client: Mutex::new(Some(client)),
-                forwarder,
-                _stop: stop,
-            }),
+            });
+            Ok(ZooKeeperClient {
+                inner: Arc::new(ZkInner {
+                    session_id: client.session_id().0,
+                    timeout: client.session_timeout(),
+                    client: Mutex::new(Some(client)),
+                    forwarder,
+                    _stop: stop,
+                }),
+            })
         })
+        .await?
     }
 
     pub fn session_id(&self) -> SessionId {

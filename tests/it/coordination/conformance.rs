@@ -552,6 +552,38 @@ pub async fn close_deletes_ephemerals_at_once(svc: &mut Service) {
     observer.close().await.unwrap();
 }
 
+/// ZooKeeper's client pings from its own SendThread: a session outlives a stall of the thread
+/// that opened it (a broker arbiter blocked by long work) longer than its timeout.
+pub async fn a_session_outlives_a_stall_of_the_thread_that_opened_it(svc: &mut Service) {
+    const TIMEOUT: Duration = Duration::from_millis(800);
+    let worker = actix::Arbiter::new();
+    let (c, mut events) = svc.client_on(&worker.handle(), TIMEOUT).await;
+    assert_eq!(
+        next_event(&mut events).await,
+        state(SessionState::SyncConnected)
+    );
+    c.create("/alive", b"", CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    // The fault: the arbiter's thread blocks (a handler doing long blocking work) for three
+    // session timeouts.
+    let (stalled, done) = tokio::sync::oneshot::channel();
+    worker.spawn_fn(move || {
+        std::thread::sleep(TIMEOUT * 3);
+        let _ = stalled.send(());
+    });
+    done.await.unwrap();
+    let (observer, _) = svc.client(LONG).await;
+    assert!(
+        observer.exists("/alive", false).await.unwrap().is_some(),
+        "the session expired while the thread that opened it was blocked"
+    );
+    assert_eq!(queued(&mut events), vec![]);
+    c.close().await.unwrap();
+    observer.close().await.unwrap();
+    worker.stop();
+}
+
 /// One test per body for a backend.
 macro_rules! backend {
     ($name:ident, $kind:expr, [$($body:ident),* $(,)?]) => {
@@ -583,6 +615,7 @@ macro_rules! full_suite {
                 hundred_sessions_race_for_controller_and_one_wins,
                 a_short_link_loss_keeps_the_session_and_its_watches,
                 close_deletes_ephemerals_at_once,
+                a_session_outlives_a_stall_of_the_thread_that_opened_it,
             ]
         );
     };

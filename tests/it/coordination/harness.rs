@@ -189,6 +189,24 @@ impl Service {
         }
     }
 
+    /// A client opened from `arbiter`'s thread, as a broker opens its session from its own.
+    pub async fn client_on(
+        &self,
+        arbiter: &actix::ArbiterHandle,
+        timeout: Duration,
+    ) -> (CoordinationClient, SessionEvents) {
+        let (embedded, connect) = match &self.running {
+            Running::Embedded(service) => (Some(service.clone()), None),
+            _ => (None, Some(self.connect_string(self.port))),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(arbiter.spawn(async move {
+            let opened = coordination::connect(connect.as_deref(), timeout, embedded.as_ref());
+            let _ = tx.send(opened.await);
+        }));
+        rx.await.expect("the arbiter runs").expect("connect")
+    }
+
     /// A client whose link to the service can be cut.
     pub async fn silenceable_client(
         &self,
