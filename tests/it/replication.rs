@@ -134,7 +134,9 @@ async fn wait_identical(cluster: &Cluster, topic: &str, replicas: &[i32]) {
 #[actix::test]
 async fn a_paused_follower_leaves_the_isr_and_rejoins_after_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = start(3, dir.path(), &[("replica.lag.time.max.ms", "500")]).await;
+    // Long enough that the follower still running never looks lagging on a loaded machine
+    // (it would take the ISR below min.insync.replicas), short enough to wait out.
+    let mut cluster = start(3, dir.path(), &[("replica.lag.time.max.ms", "1500")]).await;
     let p = create(&cluster, "paused").await;
     let controller = cluster.status().controller;
     let follower = *p
