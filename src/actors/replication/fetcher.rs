@@ -13,6 +13,13 @@
 //! `replica.fetch.backoff.ms` until a LeaderAndIsr sorts it out; a failed request (the
 //! leader unreachable) holds them all back.
 //!
+//! A partition added while a request waits on the leader would wait with it: an idle
+//! leader parks that request for up to `replica.fetch.wait.max.ms`, and a new topic's first
+//! acks=all records would wait that long for their followers. So the waiting request is
+//! abandoned (its answer, when it comes, is dropped: the next request asks for the same
+//! offsets) and a new one, holding the added partitions too, goes out at once. At most one
+//! abandoned request is outstanding, so a burst of LeaderAndIsrs costs one extra request.
+//!
 //! [`FetcherManager`] (owned by the broker actor) keeps which fetcher each followed
 //! partition belongs to and starts fetchers on demand.
 
@@ -25,7 +32,7 @@ use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
-use super::{FetchPartition, FetchedPartition, ReplicaFetch};
+use super::{FetchPartition, FetchedPartition, ReplicaFetch, ReplicaFetchResponse};
 use crate::actors::replica::{
     AppendAsFollower, FollowerPosition, PartitionProgress, ReplicaHandle, ResetToLeaderRange,
     TruncateToDivergence,
@@ -33,7 +40,7 @@ use crate::actors::replica::{
 use crate::config::BrokerConfig;
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
-use crate::transport::peer::Peers;
+use crate::transport::peer::{Peers, TransportError};
 
 /// The fetch settings, Kafka's `replica.fetch.*` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +97,12 @@ pub struct ReplicaFetcher {
     partitions: BTreeMap<TopicPartition, PartitionFetchState>,
     /// One request at a time: the next carries the offsets the last one moved to.
     in_flight: bool,
+    /// The request in flight is on its way to or parked at the leader (not being applied).
+    waiting_on_leader: bool,
+    /// Numbers requests; an answer to any but the latest is one abandoned.
+    generation: u64,
+    /// An abandoned request has not answered yet.
+    abandoned_outstanding: bool,
     /// A wake-up is scheduled for the earliest delayed partition.
     wake_scheduled: bool,
 }
@@ -110,8 +123,27 @@ impl ReplicaFetcher {
             settings,
             partitions: BTreeMap::new(),
             in_flight: false,
+            waiting_on_leader: false,
+            generation: 0,
+            abandoned_outstanding: false,
             wake_scheduled: false,
         }
+    }
+
+    /// Gives up on the request waiting at the leader, if there is one and no other is
+    /// already abandoned, and sends a new one; true if it did.
+    fn refetch_now(&mut self, ctx: &mut Context<Self>) -> bool {
+        if !self.waiting_on_leader || self.abandoned_outstanding {
+            return false;
+        }
+        self.abandoned_outstanding = true;
+        self.waiting_on_leader = false;
+        self.in_flight = false;
+        for state in self.partitions.values_mut() {
+            state.awaiting_answer = false;
+        }
+        self.fetch(ctx);
+        true
     }
 
     /// Sends the next fetch if none is in flight and some partition is ready; otherwise makes
@@ -152,22 +184,41 @@ impl ReplicaFetcher {
             partitions: ready,
         };
         self.in_flight = true;
+        self.waiting_on_leader = true;
+        self.generation += 1;
+        let generation = self.generation;
         let peers = self.peers.clone();
         let leader = self.leader;
         let work = async move { peers.replica_fetch(leader, request).await };
-        ctx.spawn(work.into_actor(self).map(|outcome, act, ctx| match outcome {
-            Ok(response) => act.apply_response(response.partitions, ctx),
+        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+            if generation != act.generation {
+                // Abandoned for a newer request, which asked for the same offsets or later.
+                act.abandoned_outstanding = false;
+                return;
+            }
+            act.waiting_on_leader = false;
+            act.answered(outcome, ctx);
+        }));
+    }
+
+    fn answered(
+        &mut self,
+        outcome: Result<ReplicaFetchResponse, TransportError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match outcome {
+            Ok(response) => self.apply_response(response.partitions, ctx),
             Err(e) => {
-                tracing::debug!(follower = act.broker_id, leader = act.leader, error = %e, "replica fetch failed; backing off");
-                let until = tokio::time::Instant::now() + act.settings.backoff;
-                for state in act.partitions.values_mut() {
+                tracing::debug!(follower = self.broker_id, leader = self.leader, error = %e, "replica fetch failed; backing off");
+                let until = tokio::time::Instant::now() + self.settings.backoff;
+                for state in self.partitions.values_mut() {
                     state.delayed_until = Some(until);
                     state.awaiting_answer = false;
                 }
-                act.in_flight = false;
-                act.fetch(ctx);
+                self.in_flight = false;
+                self.fetch(ctx);
             }
-        }));
+        }
     }
 
     /// Hands each partition's answer to its local replica, then fetches again. An answer
@@ -375,6 +426,7 @@ impl Handler<AddPartitions> for ReplicaFetcher {
     type Result = ();
 
     fn handle(&mut self, msg: AddPartitions, ctx: &mut Self::Context) {
+        let mut added = false;
         for p in msg.0 {
             if let Some(state) = self.partitions.get_mut(&p.tp) {
                 if state.leader_epoch == p.leader_epoch && state.replica.addr == p.replica.addr {
@@ -398,8 +450,11 @@ impl Handler<AddPartitions> for ReplicaFetcher {
                     awaiting_answer: false,
                 },
             );
+            added = true;
         }
-        self.fetch(ctx);
+        if !(added && self.refetch_now(ctx)) {
+            self.fetch(ctx);
+        }
     }
 }
 
@@ -594,10 +649,14 @@ mod tests {
     }
 
     fn replica(dir: &std::path::Path, broker: i32) -> ReplicaHandle {
-        let dir = dir.join(format!("broker-{broker}")).join("t-0");
-        let log = PartitionLog::open(&dir, tp(), &TopicConfig::default(), 0, true).unwrap();
+        replica_of(dir, broker, tp())
+    }
+
+    fn replica_of(dir: &std::path::Path, broker: i32, tp: TopicPartition) -> ReplicaHandle {
+        let dir = dir.join(format!("broker-{broker}")).join(tp.to_string());
+        let log = PartitionLog::open(&dir, tp.clone(), &TopicConfig::default(), 0, true).unwrap();
         Replica::new(
-            tp(),
+            tp,
             Uuid::nil(),
             broker,
             log,
@@ -605,6 +664,79 @@ mod tests {
             Duration::from_secs(300),
         )
         .start_here()
+    }
+
+    #[actix::test]
+    async fn a_partition_added_while_the_request_is_parked_is_fetched_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        let position = lead_or_follow(&follower, 1, 0).await;
+        let new_tp = TopicPartition::new("new", 0);
+        let new_leader = replica_of(dir.path(), 1, new_tp.clone());
+        let new_follower = replica_of(dir.path(), 2, new_tp.clone());
+        lead_or_follow(&new_leader, 1, 0).await;
+        append(&new_leader, 3).await;
+        let new_position = lead_or_follow(&new_follower, 1, 0).await;
+
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        leader_replicas.insert(&new_tp, new_leader.clone());
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        transport.register(
+            1,
+            Arc::new(FlakyLeader {
+                inner: LeaderEndpoint(leader_replicas),
+                calls: calls.clone(),
+                failures: 0,
+            }),
+        );
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(120));
+        let parked = FetcherSettings {
+            max_wait: Duration::from_secs(60),
+            ..settings()
+        };
+        let mut fetchers =
+            FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, parked, vec![]);
+        fetchers.follow(1, vec![followed(&follower, 0, position)]);
+        // `t-0` is empty: the leader parks the first request for a minute.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while calls.load(Ordering::SeqCst) < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "the fetcher parks");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        fetchers.follow(
+            1,
+            vec![FollowedPartition {
+                tp: new_tp,
+                topic_id: Uuid::nil(),
+                replica: new_follower.clone(),
+                leader_epoch: 0,
+                position: new_position,
+            }],
+        );
+        let mut progress = new_follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 3),
+        )
+        .await
+        .expect("the added partition is fetched without waiting out the parked request")
+        .unwrap();
+        // The first partition is still followed by the new request: its records come too.
+        append(&leader, 2).await;
+        let mut first = follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            first.wait_for(|p| p.log_end_offset == 2),
+        )
+        .await
+        .expect("the partition followed before keeps up")
+        .unwrap();
+        fetchers.shutdown();
     }
 
     async fn lead_or_follow(handle: &ReplicaHandle, leader: i32, epoch: i32) -> FollowerPosition {
@@ -829,7 +961,6 @@ mod tests {
     #[actix::test]
     async fn a_parked_fetch_waiting_on_the_brokers_signal_wakes_on_an_append_and_not_before() {
         use crate::actors::replication::leader::wait_for_appends;
-        use crate::actors::replication::ReplicaFetchResponse;
 
         let dir = tempfile::tempdir().unwrap();
         let leader = replica(dir.path(), 1);
