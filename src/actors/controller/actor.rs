@@ -96,6 +96,8 @@ pub struct Controller {
     session: CoordinationClient,
     /// The broker ↔ coordination link is cut (fault injection); a renewed session starts cut.
     link_cut: bool,
+    /// The longest an admin answer waits for the brokers (see [`BrokerAcks`]).
+    answer_wait_cap: Duration,
     /// Set by [`CloseSession`]: the events of the closing session are no longer handled.
     closing: bool,
 }
@@ -106,9 +108,12 @@ impl Controller {
         client: CoordinationClient,
         events: SessionEventStream,
     ) -> Self {
+        // The forwarding broker gives up after controller.socket.timeout.ms; answer before.
+        let socket_timeout = deps.config.controller_socket_timeout_ms.max(2_000) as u64;
         Self {
             session: client.clone(),
             link_cut: false,
+            answer_wait_cap: Duration::from_millis(socket_timeout * 3 / 4),
             closing: false,
             core: Some(Core {
                 deps: Arc::new(deps),
@@ -554,15 +559,113 @@ impl Handler<ElectLeaders> for Controller {
     }
 }
 
-impl Handler<CreateTopics> for Controller {
-    type Result = AtomicResponse<Self, Vec<CreateTopicOutcome>>;
+/// The brokers' answers to the LeaderAndIsr and UpdateMetadata that made new partitions
+/// live. CreateTopics and CreatePartitions answer once they are in (Kafka's
+/// `DelayedCreatePartitions`), but the wait happens outside the controller: holding it for
+/// the brokers would stall every other controller event behind a slow broker, and under load
+/// outlast the forwarding broker's own timeout.
+#[derive(Default)]
+pub struct BrokerAcks(
+    Vec<
+        tokio::sync::oneshot::Receiver<
+            Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
+        >,
+    >,
+);
 
-    fn handle(&mut self, msg: CreateTopics, _: &mut Self::Context) -> Self::Result {
+impl BrokerAcks {
+    /// True if every broker answered within `within`.
+    async fn wait(self, within: Duration) -> bool {
+        tokio::time::timeout(within, futures::future::join_all(self.0))
+            .await
+            .is_ok()
+    }
+}
+
+/// The part of an admin request that holds the controller: validate, write the coordination
+/// service, send the brokers their requests.
+#[derive(Message)]
+#[rtype(result = "(R, BrokerAcks)")]
+struct Start<M, R: 'static>(M, std::marker::PhantomData<R>);
+
+impl Controller {
+    /// How long an admin answer waits for the brokers: the request's `timeout_ms` when it
+    /// gives one, and always within the forwarding broker's `controller.socket.timeout.ms`,
+    /// so that the answer, not a transport timeout, reaches the client. True if the brokers
+    /// did not all answer in time and the request asked for a limit; None if the controller
+    /// stopped meanwhile.
+    fn answer_after_acks<M, R>(
+        &self,
+        ctx: &mut Context<Self>,
+        msg: M,
+        timeout_ms: i32,
+    ) -> ResponseFuture<Option<(R, bool)>>
+    where
+        M: Send + 'static,
+        R: Send + 'static,
+        Self: Handler<Start<M, R>>,
+    {
+        let cap = self.answer_wait_cap;
+        let within = if timeout_ms > 0 {
+            cap.min(Duration::from_millis(timeout_ms as u64))
+        } else {
+            cap
+        };
+        let start = ctx.address().send(Start(msg, std::marker::PhantomData));
+        Box::pin(async move {
+            let (out, acks) = start.await.ok()?;
+            let in_time = acks.wait(within).await;
+            Some((out, !in_time && timeout_ms > 0))
+        })
+    }
+}
+
+impl Handler<Start<CreateTopics, Vec<CreateTopicOutcome>>> for Controller {
+    type Result = AtomicResponse<Self, (Vec<CreateTopicOutcome>, BrokerAcks)>;
+
+    fn handle(
+        &mut self,
+        msg: Start<CreateTopics, Vec<CreateTopicOutcome>>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
         self.with_core(move |mut core| {
             Box::pin(async move {
-                let out = core.create_topics(msg).await;
+                let out = core.create_topics(msg.0).await;
                 (core, out)
             })
+        })
+    }
+}
+
+impl Handler<CreateTopics> for Controller {
+    type Result = ResponseFuture<Vec<CreateTopicOutcome>>;
+
+    fn handle(&mut self, msg: CreateTopics, ctx: &mut Self::Context) -> Self::Result {
+        let timeout_ms = msg.timeout_ms;
+        let names: Vec<String> = msg.topics.iter().map(|t| t.name.clone()).collect();
+        let answer = self.answer_after_acks(ctx, msg, timeout_ms);
+        Box::pin(async move {
+            let Some((mut outcomes, timed_out)) = answer.await else {
+                return names
+                    .into_iter()
+                    .map(|name| CreateTopicOutcome {
+                        name,
+                        result: Err(not_controller(-1)),
+                    })
+                    .collect();
+            };
+            if timed_out {
+                for o in outcomes.iter_mut().filter(|o| o.result.is_ok()) {
+                    o.result = Err(ApiError::with_message(
+                        ResponseError::RequestTimedOut,
+                        format!(
+                            "Topic '{}' was created, but not every broker has it yet.",
+                            o.name
+                        ),
+                    ));
+                }
+            }
+            outcomes
         })
     }
 }
@@ -580,15 +683,48 @@ impl Handler<DeleteTopics> for Controller {
     }
 }
 
-impl Handler<CreatePartitions> for Controller {
-    type Result = AtomicResponse<Self, Vec<(String, Result<(), ApiError>)>>;
+type PartitionOutcomes = Vec<(String, Result<(), ApiError>)>;
 
-    fn handle(&mut self, msg: CreatePartitions, _: &mut Self::Context) -> Self::Result {
+impl Handler<Start<CreatePartitions, PartitionOutcomes>> for Controller {
+    type Result = AtomicResponse<Self, (PartitionOutcomes, BrokerAcks)>;
+
+    fn handle(
+        &mut self,
+        msg: Start<CreatePartitions, PartitionOutcomes>,
+        _: &mut Self::Context,
+    ) -> Self::Result {
         self.with_core(move |mut core| {
             Box::pin(async move {
-                let out = core.create_partitions(msg).await;
+                let out = core.create_partitions(msg.0).await;
                 (core, out)
             })
+        })
+    }
+}
+
+impl Handler<CreatePartitions> for Controller {
+    type Result = ResponseFuture<PartitionOutcomes>;
+
+    fn handle(&mut self, msg: CreatePartitions, ctx: &mut Self::Context) -> Self::Result {
+        let timeout_ms = msg.timeout_ms;
+        let names: Vec<String> = msg.topics.iter().map(|t| t.name.clone()).collect();
+        let answer = self.answer_after_acks(ctx, msg, timeout_ms);
+        Box::pin(async move {
+            let Some((mut outcomes, timed_out)) = answer.await else {
+                return names
+                    .into_iter()
+                    .map(|name| (name, Err(not_controller(-1))))
+                    .collect();
+            };
+            if timed_out {
+                for (name, result) in outcomes.iter_mut().filter(|(_, r)| r.is_ok()) {
+                    *result = Err(ApiError::with_message(
+                        ResponseError::RequestTimedOut,
+                        format!("Partitions of '{name}' were created, but not every broker has them yet."),
+                    ));
+                }
+            }
+            outcomes
         })
     }
 }
@@ -1073,7 +1209,8 @@ impl Core {
             new.push(topic);
         }
         if !new.is_empty() {
-            self.announce_new_partitions(&new, None).await;
+            // Nobody asked: no one waits for the brokers' answers.
+            let _ = self.announce_new_partitions(&new, None);
         }
         Ok(())
     }
@@ -1095,8 +1232,10 @@ impl Core {
         if added.is_empty() {
             return Ok(());
         }
+        // Nobody asked: no one waits for the brokers' answers.
         self.add_partitions_state(topic, &added)
             .await
+            .map(drop)
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
@@ -1494,11 +1633,13 @@ impl Core {
     /// New partitions (of new or grown topics) go live: LeaderAndIsr to their replicas, then
     /// UpdateMetadata everywhere. Waits (bounded) for the brokers' answers so an admin's
     /// response means the topic is usable.
-    async fn announce_new_partitions(
+    /// Sends the LeaderAndIsr and UpdateMetadata that make new partitions live; the brokers'
+    /// answers are for whoever waits for them, outside the controller (see [`BrokerAcks`]).
+    fn announce_new_partitions(
         &mut self,
         topics: &[String],
         added: Option<&BTreeMap<String, BTreeSet<i32>>>,
-    ) {
+    ) -> BrokerAcks {
         let keys: Vec<(String, i32)> = {
             let ctx = &self.active_ref().ctx;
             topics
@@ -1519,9 +1660,7 @@ impl Core {
         let new: BTreeSet<(String, i32)> = keys.iter().cloned().collect();
         let mut waits = self.send_leader_and_isr(&keys, &new, None);
         waits.extend(self.send_update_metadata_partitions(&keys));
-        let timeout =
-            Duration::from_millis(self.deps.config.controller_socket_timeout_ms.max(1000) as u64);
-        let _ = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
+        BrokerAcks(waits)
     }
 
     // ---- admin --------------------------------------------------------------------------
@@ -1538,10 +1677,10 @@ impl Core {
             .collect()
     }
 
-    async fn create_topics(&mut self, msg: CreateTopics) -> Vec<CreateTopicOutcome> {
+    async fn create_topics(&mut self, msg: CreateTopics) -> (Vec<CreateTopicOutcome>, BrokerAcks) {
         let id = self.id();
         if self.active.is_none() {
-            return msg
+            let outcomes = msg
                 .topics
                 .into_iter()
                 .map(|t| CreateTopicOutcome {
@@ -1549,6 +1688,7 @@ impl Core {
                     result: Err(not_controller(id)),
                 })
                 .collect();
+            return (outcomes, BrokerAcks::default());
         }
         let config = self.deps.config.clone();
         let mut outcomes = Vec::new();
@@ -1577,10 +1717,12 @@ impl Core {
                 result,
             });
         }
-        if !created.is_empty() {
-            self.announce_new_partitions(&created, None).await;
-        }
-        outcomes
+        let acks = if created.is_empty() {
+            BrokerAcks::default()
+        } else {
+            self.announce_new_partitions(&created, None)
+        };
+        (outcomes, acks)
     }
 
     async fn create_topic(
@@ -1772,9 +1914,10 @@ impl Core {
     async fn create_partitions(
         &mut self,
         msg: CreatePartitions,
-    ) -> Vec<(String, Result<(), ApiError>)> {
+    ) -> (Vec<(String, Result<(), ApiError>)>, BrokerAcks) {
         let id = self.id();
         let mut outcomes = Vec::new();
+        let mut acks = BrokerAcks::default();
         for request in msg.topics {
             if self.active.is_none() {
                 outcomes.push((request.name, Err(not_controller(id))));
@@ -1782,17 +1925,18 @@ impl Core {
             }
             let result = self
                 .create_partitions_for(&request, msg.validate_only)
-                .await;
+                .await
+                .map(|more| acks.0.extend(more.0));
             outcomes.push((request.name, result));
         }
-        outcomes
+        (outcomes, acks)
     }
 
     async fn create_partitions_for(
         &mut self,
         request: &crate::actors::controller::messages::NewPartitions,
         validate_only: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<BrokerAcks, ApiError> {
         let Some(info) = self.active_ref().ctx.topics.get(&request.name).cloned() else {
             return Err(ApiError::with_message(
                 ResponseError::UnknownTopicOrPartition,
@@ -1847,7 +1991,7 @@ impl Core {
             }
         };
         if validate_only {
-            return Ok(());
+            return Ok(BrokerAcks::default());
         }
         let mut assignment = info.assignment.clone();
         assignment.extend(added.clone());
@@ -1875,7 +2019,7 @@ impl Core {
         &mut self,
         topic: &str,
         added: &BTreeMap<i32, Vec<i32>>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<BrokerAcks, ApiError> {
         let states = self.active_ref().ctx.initial_states(added);
         let epoch_version = self.active_ref().epoch_version;
         let controller_epoch = self.active_ref().ctx.epoch;
@@ -1899,9 +2043,7 @@ impl Core {
             [(topic.to_string(), added.keys().copied().collect())]
                 .into_iter()
                 .collect();
-        self.announce_new_partitions(&[topic.to_string()], Some(&partitions))
-            .await;
-        Ok(())
+        Ok(self.announce_new_partitions(&[topic.to_string()], Some(&partitions)))
     }
 
     async fn delete_topics(&mut self, msg: DeleteTopics) -> Vec<DeleteTopicOutcome> {
@@ -2497,6 +2639,8 @@ mod tests {
     struct Recorder {
         seen: Mutex<Vec<PeerRequest>>,
         offline: Mutex<BTreeSet<(String, i32)>>,
+        /// LeaderAndIsr is never answered (a broker stuck applying it).
+        stall_leader_and_isr: std::sync::atomic::AtomicBool,
     }
 
     impl PeerHandler for Recorder {
@@ -2524,7 +2668,14 @@ mod tests {
                 PeerRequest::TopicConfigChanged(_) => PeerResponse::TopicConfigChanged(Ok(())),
                 other => panic!("a broker does not expect {}", other.kind()),
             };
+            let stall = matches!(request, PeerRequest::LeaderAndIsr(_))
+                && self
+                    .stall_leader_and_isr
+                    .load(std::sync::atomic::Ordering::SeqCst);
             self.seen.lock().unwrap().push(request);
+            if stall {
+                return Box::pin(futures::future::pending());
+            }
             Box::pin(async move { Ok(response) })
         }
     }
@@ -2707,9 +2858,68 @@ mod tests {
                     configs: vec![("retention.ms".into(), Some("60000".into()))],
                 }],
                 validate_only: false,
+                timeout_ms: 0,
             })
             .await
             .unwrap()
+    }
+
+    #[actix::test]
+    async fn a_create_topics_answer_waits_for_the_brokers_without_holding_the_controller() {
+        let h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await.broker_id;
+        let stuck = (1..=3).find(|b| *b != active).unwrap();
+        h.recorders[&stuck]
+            .stall_leader_and_isr
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let create = |name: &str, timeout_ms: i32| {
+            h.controllers[&active].send(CreateTopics {
+                topics: vec![NewTopic {
+                    name: name.into(),
+                    num_partitions: 1,
+                    replication_factor: 3,
+                    assignments: vec![],
+                    configs: vec![],
+                }],
+                validate_only: false,
+                timeout_ms,
+            })
+        };
+        // No limit asked: the answer waits for the stuck broker (up to the forwarding cap).
+        let waiting = tokio::task::spawn_local(create("patient", 0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while h.recorders[&stuck]
+            .leader_and_isr_for("patient", 0)
+            .is_empty()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "LeaderAndIsr sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Meanwhile the controller goes on: it answers its status, and a request with a
+        // 200 ms limit creates its topic and says the brokers did not all confirm in time.
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            h.controllers[&active].send(GetStatus),
+        )
+        .await
+        .expect("the controller is not held by the waiting answer")
+        .unwrap();
+        let limited = tokio::time::timeout(Duration::from_secs(3), create("hasty", 200))
+            .await
+            .expect("a limited request is answered at its limit")
+            .unwrap();
+        let err = limited[0].result.as_ref().unwrap_err();
+        assert_eq!(err.code, ResponseError::RequestTimedOut.code());
+        assert!(
+            h.observer
+                .exists(&paths::topic("hasty"), false)
+                .await
+                .unwrap()
+                .is_some(),
+            "the topic was created all the same"
+        );
+        assert!(!waiting.is_finished(), "the unlimited answer still waits");
+        waiting.abort();
     }
 
     #[actix::test]
@@ -2953,6 +3163,7 @@ mod tests {
                     configs: vec![],
                 }],
                 validate_only: false,
+                timeout_ms: 0,
             })
             .await
             .unwrap();
@@ -3294,6 +3505,7 @@ mod tests {
             .send(CreateTopics {
                 topics,
                 validate_only: false,
+                timeout_ms: 0,
             })
             .await
             .unwrap()
@@ -3417,6 +3629,7 @@ mod tests {
             .send(CreatePartitions {
                 topics: vec![grow(5), grow(1)],
                 validate_only: false,
+                timeout_ms: 0,
             })
             .await
             .unwrap();

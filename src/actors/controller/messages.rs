@@ -127,6 +127,11 @@ pub struct CreateTopicOutcome {
 pub struct CreateTopics {
     pub topics: Vec<NewTopic>,
     pub validate_only: bool,
+    /// The request's `timeout_ms`: past it, a topic created but not yet known to every
+    /// broker is answered REQUEST_TIMED_OUT. 0 (internal creators) waits as long as the
+    /// forwarding allows and answers success.
+    #[serde(default)]
+    pub timeout_ms: i32,
 }
 
 /// A topic named by name or (DeleteTopics v6) by id.
@@ -163,6 +168,9 @@ pub struct NewPartitions {
 pub struct CreatePartitions {
     pub topics: Vec<NewPartitions>,
     pub validate_only: bool,
+    /// As [`CreateTopics::timeout_ms`].
+    #[serde(default)]
+    pub timeout_ms: i32,
 }
 
 /// IncrementalAlterConfigs' operations.

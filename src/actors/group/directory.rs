@@ -109,6 +109,7 @@ impl CoordinatorDirectory for MetadataDirectory {
         let request = link.create_topics.send(messages::CreateTopics {
             topics: vec![topic],
             validate_only: false,
+            timeout_ms: 0,
         });
         tokio::spawn(async move {
             match request.await {

@@ -50,6 +50,7 @@ impl KafkaApi for CreatePartitions {
             .send(messages::CreatePartitions {
                 topics,
                 validate_only: request.validate_only,
+                timeout_ms: request.timeout_ms,
             });
         async move {
             let outcomes = match send.await {

@@ -60,6 +60,7 @@ impl KafkaApi for CreateTopics {
         let send = ctx.controller.create_topics.send(messages::CreateTopics {
             topics,
             validate_only: request.validate_only,
+            timeout_ms: request.timeout_ms,
         });
         async move {
             let outcomes = match send.await {

@@ -92,15 +92,21 @@ impl KafkaApi for Metadata {
                             })
                             .collect(),
                         validate_only: false,
+                        timeout_ms: 0,
                     };
                     match ctx.controller.create_topics.send(request).await {
                         Ok(outcomes) => {
                             for outcome in outcomes {
-                                if let Err(e) = outcome.result {
-                                    if e.code != ResponseError::TopicAlreadyExists.code() {
-                                        creation_errors.insert(outcome.name, e.code);
+                                // Created, or being created by another request: until this
+                                // broker's metadata has it, Kafka answers LEADER_NOT_AVAILABLE
+                                // (clients retry), never UNKNOWN_TOPIC_OR_PARTITION.
+                                let code = match outcome.result {
+                                    Err(e) if e.code != ResponseError::TopicAlreadyExists.code() => {
+                                        e.code
                                     }
-                                }
+                                    _ => ResponseError::LeaderNotAvailable.code(),
+                                };
+                                creation_errors.insert(outcome.name, code);
                             }
                         }
                         Err(e) => {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -411,6 +412,40 @@ fn metadata_auto_creation_of_the_offsets_topic_uses_the_offsets_settings() {
         }
         assert!(std::time::Instant::now() < deadline, "not created: {r:?}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Several clients asking for a topic that does not exist yet race to auto-create it: the
+/// ones whose creation finds it already being created are told LEADER_NOT_AVAILABLE (retry),
+/// never UNKNOWN_TOPIC_OR_PARTITION, which makes librdkafka drop the topic's partitions.
+#[test]
+fn concurrent_auto_creations_of_one_topic_answer_leader_not_available_until_it_is_known() {
+    let data = tempfile::tempdir().expect("temp dir");
+    // Many partitions: the first creation takes long enough for the others to overlap it.
+    let weir = Weir::start_in(1, 0, data.path(), &["num.partitions=400"]);
+    let bootstrap = weir.bootstrap();
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_static_str("racing"))))]))
+        .with_allow_auto_topic_creation(true);
+    let askers: Vec<_> = (0..4)
+        .map(|_| {
+            let (bootstrap, request) = (bootstrap.clone(), request.clone());
+            std::thread::spawn(move || {
+                let mut c = Conn::new(&bootstrap);
+                let r: MetadataResponse = c.call(ApiKey::Metadata, 9, &request);
+                (r.topics[0].error_code, r.topics[0].partitions.len())
+            })
+        })
+        .collect();
+    for asker in askers {
+        let (code, partitions) = asker.join().unwrap();
+        assert!(
+            (code == 0 && partitions == 400)
+                || (code == ResponseError::LeaderNotAvailable.code() && partitions == 0),
+            "answered code {code} with {partitions} partitions"
+        );
     }
 }
 
