@@ -8,7 +8,9 @@
 
 'use strict'
 
-const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = require('kafkajs')
+const {
+  Kafka, logLevel, CompressionTypes, ConfigResourceTypes, AssignerProtocol,
+} = require('kafkajs')
 
 const [mode, bootstrap] = process.argv.slice(2)
 if (!mode || !bootstrap) {
@@ -376,6 +378,13 @@ async function admin() {
           g.protocolType === 'consumer' && g.protocol === 'RoundRobinAssigner' &&
           g.members[0].memberAssignment.length > 0
       })
+      const { groups } = await admin.describeGroups([groupId])
+      const m = groups[0].members[0]
+      assert(m.clientId === 'weir-kafkajs-test' && m.clientHost === '/127.0.0.1',
+        `member client ${m.clientId} at ${m.clientHost}`)
+      const assignment = AssignerProtocol.MemberAssignment.decode(m.memberAssignment)
+      assert(JSON.stringify(assignment.assignment[topic]) === '[0,1,2,3]',
+        `decoded assignment ${JSON.stringify(assignment)}`)
     })
 
     await check('fetch offsets', async () => {

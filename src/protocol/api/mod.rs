@@ -69,13 +69,37 @@ pub struct ApiContext {
     pub fetch_gate: Arc<tokio::sync::Semaphore>,
     /// The broker's request channel bound, shared by every client connection.
     pub request_queue: Arc<crate::protocol::request_queue::RequestQueue>,
+    /// The connection's client as a group member's `client_host` (DescribeGroups shows it):
+    /// Kafka's `/` and the peer's IP address. [`LOCAL_CLIENT_HOST`] on the broker-wide
+    /// context, whose in-process users share the broker's host.
+    pub client_host: Arc<str>,
+}
+
+/// The `client_host` of a context without a socket.
+pub const LOCAL_CLIENT_HOST: &str = "/127.0.0.1";
+
+/// Kafka's `client_host` for a peer: Java's `InetAddress.toString()` of an address without a
+/// host name, `/` then the address, IPv6 in full (`/0:0:0:0:0:0:0:1`) and an IPv4-mapped IPv6
+/// address as the IPv4 one (Java's sockets see it as an `Inet4Address`).
+pub fn kafka_client_host(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => format!("/{v4}"),
+        std::net::IpAddr::V6(v6) => {
+            let segments: Vec<String> = v6.segments().iter().map(|s| format!("{s:x}")).collect();
+            format!("/{}", segments.join(":"))
+        }
+    }
 }
 
 impl ApiContext {
-    /// This broker's context for one new connection (with its own fetch gate).
-    pub fn for_connection(&self) -> Arc<ApiContext> {
+    /// This broker's context for one new connection from `peer` (with its own fetch gate and
+    /// the peer as the client host).
+    pub fn for_connection(&self, peer: Option<std::net::SocketAddr>) -> Arc<ApiContext> {
         Arc::new(ApiContext {
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            client_host: peer
+                .map(|addr| Arc::from(kafka_client_host(addr.ip())))
+                .unwrap_or_else(|| self.client_host.clone()),
             ..self.clone()
         })
     }
@@ -512,6 +536,15 @@ mod tests {
             );
             assert!(min <= max);
         }
+    }
+
+    #[test]
+    fn client_host_is_written_as_javas_inet_address() {
+        let host = |s: &str| kafka_client_host(s.parse().unwrap());
+        assert_eq!(host("10.1.2.3"), "/10.1.2.3");
+        assert_eq!(host("::1"), "/0:0:0:0:0:0:0:1");
+        assert_eq!(host("fe80::1:abcd"), "/fe80:0:0:0:0:0:1:abcd");
+        assert_eq!(host("::ffff:10.1.2.3"), "/10.1.2.3");
     }
 
     #[test]
