@@ -218,6 +218,12 @@ async function admin() {
       throw new Error('shrinking the partition count succeeded')
     })
 
+    await check('list partition reassignments', async () => {
+      // Sent to the controller; weir never reassigns, so nothing is in progress.
+      const res = await admin.listPartitionReassignments({ topics: [{ topic, partitions: [0, 1] }] })
+      assert(Array.isArray(res.topics) && res.topics.length === 0, JSON.stringify(res))
+    })
+
     await check('describe configs', async () => {
       const res = await admin.describeConfigs({
         includeSynonyms: false,

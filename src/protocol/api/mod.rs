@@ -28,6 +28,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod legacy;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -206,6 +207,7 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<create_partitions::CreatePartitions>(),
         entry::<incremental_alter_configs::IncrementalAlterConfigs>(),
         entry::<describe_cluster::DescribeCluster>(),
+        entry::<list_partition_reassignments::ListPartitionReassignments>(),
         entry::<init_producer_id::InitProducerId>(),
         entry::<offset_for_leader_epoch::OffsetForLeaderEpoch>(),
         entry::<elect_leaders::ElectLeaders>(),
@@ -371,6 +373,11 @@ fn route<R: Route>(route: &R, frame: Bytes) -> Result<R::Output, CloseConnection
             route.api::<offset_for_leader_epoch::OffsetForLeaderEpoch>(api, version, frame)
         }
         ApiKey::ElectLeaders => route.api::<elect_leaders::ElectLeaders>(api, version, frame),
+        ApiKey::ListPartitionReassignments => {
+            route.api::<list_partition_reassignments::ListPartitionReassignments>(
+                api, version, frame,
+            )
+        }
         ApiKey::DescribeAcls => route.api::<acls::DescribeAcls>(api, version, frame),
         ApiKey::CreateAcls => route.api::<acls::CreateAcls>(api, version, frame),
         ApiKey::DeleteAcls => route.api::<acls::DeleteAcls>(api, version, frame),

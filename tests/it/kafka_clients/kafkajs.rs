@@ -83,6 +83,7 @@ fn kafkajs_admin_manages_topics_configs_offsets_and_groups() {
             "fetch topic metadata",
             "describe cluster",
             "create partitions (",
+            "list partition reassignments",
             "describe configs (",
             "alter configs (",
             "describe configs with synonyms",
