@@ -128,6 +128,7 @@ fn kafkajs_group_members_share_partitions_commit_resume_seek_and_pause() {
     expect(
         &out,
         &[
+            "first member joins, gets every partition and commits what it read",
             "rebalance splits the partitions between both members",
             "each record consumed once by the group",
             "commits reach the coordinator",
@@ -152,6 +153,22 @@ fn kafkajs_sees_kafkas_error_codes() {
             "session timeout below group.min.session.timeout.ms: INVALID_SESSION_TIMEOUT",
             "create with replication factor above the broker count: INVALID_REPLICATION_FACTOR",
             "delete a missing topic: UNKNOWN_TOPIC_OR_PARTITION",
+        ],
+    );
+}
+
+#[test]
+fn kafkajs_produces_and_consumes_in_groups_on_a_single_broker() {
+    let weir = Weir::start_with(1, FAST_GROUPS);
+    let out = kafkajs("produce,groups,errors", &weir);
+    expect(
+        &out,
+        &[
+            "idempotent producer",
+            "read back everything",
+            "each record consumed once by the group",
+            "a restarted consumer resumes from the committed offsets",
+            "produce to a missing topic without auto-creation: UNKNOWN_TOPIC_OR_PARTITION",
         ],
     );
 }
