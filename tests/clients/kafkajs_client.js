@@ -952,12 +952,76 @@ async function errors() {
   })
 }
 
+// ------------------------------------------------------------------------------- failover
+
+// Driven by tests/it/kafka_clients/kafkajs.rs, which crashes and restarts a broker meanwhile:
+// an idempotent producer (acks=-1) sends batches of 20 keyed records, one partition per send,
+// and prints `acked N` as they are acknowledged, until a `stop` line on stdin; a group member
+// consumes alongside. Then every acknowledged record must be in the log exactly once and
+// consumed. (One partition per send: KafkaJS 2.2.4 retries a multi-broker send only on the
+// brokers that have not answered yet, so a partition whose leader moved to one that has would
+// not be sent again; and it partitions keyless records afresh on each retry, which changes
+// the batch a retried sequence number covers.)
+async function failover() {
+  const topic = 'kjs-failover'
+  const partitions = 3
+  let stop = false
+  process.stdin.on('data', (d) => { if (d.toString().includes('stop')) stop = true })
+  process.stdin.on('end', () => { stop = true })
+  await withAdmin(async (admin) => {
+    await createTopic(admin, topic, partitions)
+    console.log(`TOPIC ${topic}`)
+    const seen = new Set()
+    const consumer = consumerOf(`${topic}-group`)
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({ eachMessage: async ({ message }) => { seen.add(message.value.toString()) } })
+    const producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 1000 },
+    })
+    await producer.connect()
+    let acked = 0
+    const deadline = Date.now() + 60000
+    await check('idempotent sends ride out the broker crash', async () => {
+      while (!stop && Date.now() < deadline) {
+        const partition = (acked / 20) % partitions
+        await producer.send({
+          topic,
+          acks: -1,
+          messages: Array.from({ length: 20 }, (_, i) => ({
+            partition,
+            key: `k${acked + i}`,
+            value: String(acked + i),
+          })),
+        })
+        acked += 20
+        if (acked % 200 === 0) console.log(`acked ${acked}`)
+      }
+      assert(stop, 'no `stop` within 60 s')
+    })
+    await producer.disconnect()
+    await check('every acknowledged record is in the log exactly once', async () => {
+      const offsets = await admin.fetchTopicOffsets(topic)
+      assert(sum(offsets) === acked, `the log holds ${sum(offsets)} records, ${acked} acknowledged`)
+    })
+    await check('the group member consumed every acknowledged record', async () => {
+      await waitFor(`${acked} distinct records`, () => seen.size >= acked, 40000)
+      for (let i = 0; i < acked; i++) assert(seen.has(String(i)), `record ${i} was not consumed`)
+    })
+    await consumer.disconnect()
+    console.log(`failover: ${acked} records acknowledged`)
+  })
+}
+
 // ----------------------------------------------------------------------------------- main
 
 const modes = { admin, produce, groups, errors }
 
 async function main() {
   const run = mode === 'all' ? Object.keys(modes) : mode.split(',')
+  modes.failover = failover
   await withAdmin(async (admin) => {
     const { brokers } = await admin.describeCluster()
     REPLICATION = Math.min(3, brokers.length)
