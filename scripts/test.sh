@@ -41,6 +41,21 @@ if ! python3 -c "$python_clients" >/dev/null 2>&1; then
   python3 -c "$python_clients"
 fi
 
+# KafkaJS (tests/it/kafka_clients/kafkajs.rs): a pure-JavaScript client, installed with npm
+# under the target dir; the test points NODE_PATH at it.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
+  echo "installing Node.js and npm" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >&2
+}
+node_dir="${CARGO_TARGET_DIR:-$PWD/target}/test-node"
+if [ ! -f "$node_dir/node_modules/kafkajs/package.json" ]; then
+  echo "installing kafkajs into $node_dir" >&2
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --no-audit --no-fund --no-save --silent kafkajs@2.2.4 >&2
+fi
+
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 # `--features perf` builds `weir perf` (librdkafka is built for the tests anyway) so its test runs.

@@ -406,6 +406,7 @@ impl BrokerNode {
             groups: router.clone(),
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             request_queue: request_queue.clone(),
+            client_host: Arc::from(crate::protocol::api::LOCAL_CLIENT_HOST),
         });
         if let Err(e) = crate::metrics::serve(&ctx, run.subscribe()) {
             abandon(id, &run, &seam, &controller, &broker).await;

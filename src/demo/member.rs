@@ -120,6 +120,13 @@ async fn run(config: &MemberConfig, tx: &watch::Sender<MemberState>) -> anyhow::
                 code::COORDINATOR_LOAD_IN_PROGRESS | code::REBALANCE_IN_PROGRESS => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
+                // The coordinator moved or is not serving the group yet (a busy machine can
+                // answer FindCoordinator before the group's coordinator starts): find it
+                // again, as Kafka clients do.
+                code::NOT_COORDINATOR | code::COORDINATOR_NOT_AVAILABLE => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    c = coordinator(config).await?;
+                }
                 other => anyhow::bail!(
                     "JoinGroup: {}",
                     crate::trace::event::kafka_error_name(other)

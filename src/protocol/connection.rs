@@ -79,12 +79,12 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: watch::Receiver<NodeRun>,
 ) {
-    let peer = stream
-        .peer_addr()
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr
         .map(|a| a.to_string())
-        .unwrap_or_else(|_| "?".into());
+        .unwrap_or_else(|| "?".into());
     let _ = stream.set_nodelay(true);
-    let ctx = ctx.for_connection();
+    let ctx = ctx.for_connection(peer_addr);
     let (reader, writer) = stream.into_split();
     // Capacity 1: the writer pulls only while it has room in flight, so a full writer
     // stalls the reader right away.

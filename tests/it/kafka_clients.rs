@@ -1,7 +1,7 @@
 //! Unmodified Kafka clients against a real `weir cluster` process on loopback: kcat, the
-//! Python clients (confluent-kafka, kafka-python, aiokafka; scripts in tests/clients/), the
-//! rdkafka crate, a raw socket sending bad input, a 3-broker cluster, kill -9 restarts, and log
-//! compaction.
+//! Python clients (confluent-kafka, kafka-python, aiokafka; scripts in tests/clients/),
+//! KafkaJS (tests/clients/kafkajs_client.js), the rdkafka crate, a raw socket sending bad
+//! input, a 3-broker cluster, kill -9 restarts, and log compaction.
 //!
 //! Every test starts its own broker process on free ports with its own temp data dir.
 
@@ -11,6 +11,7 @@ mod failover;
 mod fetch;
 mod groups;
 mod idempotence;
+mod kafkajs;
 mod kcat;
 mod multi_broker;
 mod open_files;

@@ -167,7 +167,7 @@ impl KafkaApi for JoinGroup {
                 .as_ref()
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_default(),
-            client_host: "/127.0.0.1".to_string(),
+            client_host: ctx.client_host.to_string(),
         };
         async move {
             // Waits for the rebalance in the group coordinator: Kafka's DelayedJoin.

@@ -28,6 +28,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod legacy;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -69,13 +70,37 @@ pub struct ApiContext {
     pub fetch_gate: Arc<tokio::sync::Semaphore>,
     /// The broker's request channel bound, shared by every client connection.
     pub request_queue: Arc<crate::protocol::request_queue::RequestQueue>,
+    /// The connection's client as a group member's `client_host` (DescribeGroups shows it):
+    /// Kafka's `/` and the peer's IP address. [`LOCAL_CLIENT_HOST`] on the broker-wide
+    /// context, whose in-process users share the broker's host.
+    pub client_host: Arc<str>,
+}
+
+/// The `client_host` of a context without a socket.
+pub const LOCAL_CLIENT_HOST: &str = "/127.0.0.1";
+
+/// Kafka's `client_host` for a peer: Java's `InetAddress.toString()` of an address without a
+/// host name, `/` then the address, IPv6 in full (`/0:0:0:0:0:0:0:1`) and an IPv4-mapped IPv6
+/// address as the IPv4 one (Java's sockets see it as an `Inet4Address`).
+pub fn kafka_client_host(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => format!("/{v4}"),
+        std::net::IpAddr::V6(v6) => {
+            let segments: Vec<String> = v6.segments().iter().map(|s| format!("{s:x}")).collect();
+            format!("/{}", segments.join(":"))
+        }
+    }
 }
 
 impl ApiContext {
-    /// This broker's context for one new connection (with its own fetch gate).
-    pub fn for_connection(&self) -> Arc<ApiContext> {
+    /// This broker's context for one new connection from `peer` (with its own fetch gate and
+    /// the peer as the client host).
+    pub fn for_connection(&self, peer: Option<std::net::SocketAddr>) -> Arc<ApiContext> {
         Arc::new(ApiContext {
             fetch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            client_host: peer
+                .map(|addr| Arc::from(kafka_client_host(addr.ip())))
+                .unwrap_or_else(|| self.client_host.clone()),
             ..self.clone()
         })
     }
@@ -182,6 +207,7 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<create_partitions::CreatePartitions>(),
         entry::<incremental_alter_configs::IncrementalAlterConfigs>(),
         entry::<describe_cluster::DescribeCluster>(),
+        entry::<list_partition_reassignments::ListPartitionReassignments>(),
         entry::<init_producer_id::InitProducerId>(),
         entry::<offset_for_leader_epoch::OffsetForLeaderEpoch>(),
         entry::<elect_leaders::ElectLeaders>(),
@@ -347,6 +373,11 @@ fn route<R: Route>(route: &R, frame: Bytes) -> Result<R::Output, CloseConnection
             route.api::<offset_for_leader_epoch::OffsetForLeaderEpoch>(api, version, frame)
         }
         ApiKey::ElectLeaders => route.api::<elect_leaders::ElectLeaders>(api, version, frame),
+        ApiKey::ListPartitionReassignments => {
+            route.api::<list_partition_reassignments::ListPartitionReassignments>(
+                api, version, frame,
+            )
+        }
         ApiKey::DescribeAcls => route.api::<acls::DescribeAcls>(api, version, frame),
         ApiKey::CreateAcls => route.api::<acls::CreateAcls>(api, version, frame),
         ApiKey::DeleteAcls => route.api::<acls::DeleteAcls>(api, version, frame),
@@ -512,6 +543,15 @@ mod tests {
             );
             assert!(min <= max);
         }
+    }
+
+    #[test]
+    fn client_host_is_written_as_javas_inet_address() {
+        let host = |s: &str| kafka_client_host(s.parse().unwrap());
+        assert_eq!(host("10.1.2.3"), "/10.1.2.3");
+        assert_eq!(host("::1"), "/0:0:0:0:0:0:0:1");
+        assert_eq!(host("fe80::1:abcd"), "/fe80:0:0:0:0:0:1:abcd");
+        assert_eq!(host("::ffff:10.1.2.3"), "/10.1.2.3");
     }
 
     #[test]

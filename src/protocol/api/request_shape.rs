@@ -207,6 +207,10 @@ const INCREMENTAL_ALTER_CONFIGS: &[Field] =
 // DescribeCluster (flexible from v0).
 const DESCRIBE_CLUSTER: &[Field] = &[f(Bool, 0, ANY), f(I8, 1, ANY), f(Bool, 2, ANY)];
 
+// ListPartitionReassignments (flexible from v0).
+const LIST_REASSIGNMENTS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
+const LIST_REASSIGNMENTS: &[Field] = &[f(I32, 0, ANY), f(Arr(LIST_REASSIGNMENTS_TOPIC), 0, ANY)];
+
 // DescribeLogDirs (flexible from v2).
 const DESCRIBE_LOG_DIRS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
 const DESCRIBE_LOG_DIRS: &[Field] = &[f(Arr(DESCRIBE_LOG_DIRS_TOPIC), 0, ANY)];
@@ -337,6 +341,7 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::AlterConfigs => (ALTER_CONFIGS, 2),
         ApiKey::IncrementalAlterConfigs => (INCREMENTAL_ALTER_CONFIGS, 1),
         ApiKey::DescribeCluster => (DESCRIBE_CLUSTER, 0),
+        ApiKey::ListPartitionReassignments => (LIST_REASSIGNMENTS, 0),
         ApiKey::DescribeLogDirs => (DESCRIBE_LOG_DIRS, 2),
         ApiKey::CreatePartitions => (CREATE_PARTITIONS, 2),
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
@@ -700,6 +705,17 @@ mod tests {
                 version,
             ),
             ApiKey::DescribeCluster => encode(&DescribeClusterRequest::default(), version),
+            ApiKey::ListPartitionReassignments => {
+                use kafka_protocol::messages::list_partition_reassignments_request as lr;
+                encode(
+                    &ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
+                        lr::ListPartitionReassignmentsTopics::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0, 1]),
+                    ])),
+                    version,
+                )
+            }
             ApiKey::DescribeLogDirs => encode(
                 &DescribeLogDirsRequest::default().with_topics(Some(vec![
                     dl::DescribableLogDirTopic::default()

@@ -449,6 +449,44 @@ fn concurrent_auto_creations_of_one_topic_answer_leader_not_available_until_it_i
     }
 }
 
+/// DescribeGroups shows each member's own address the way Kafka writes it (`/` and the IP):
+/// here a client bound to 127.0.0.2 on loopback, where weir once wrote `/127.0.0.1` for all.
+#[test]
+fn describe_groups_shows_the_address_each_member_connected_from() {
+    use join_group_request::JoinGroupRequestProtocol;
+    let (weir, _data) = start();
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let mut c = Conn::from_source([127, 0, 0, 2].into(), &weir.bootstrap());
+    let find = FindCoordinatorRequest::default().with_key(s("from-afar"));
+    crate::support::wait_until("a coordinator", Duration::from_secs(30), || {
+        let r: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 1, &find);
+        (r.error_code == 0).then_some(())
+    });
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("from-afar")))
+            .with_member_id(s(member))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\0\0\0\0\0"))])
+    };
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join(""));
+    assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &join(r.member_id.as_str()));
+    assert_eq!(r.error_code, 0);
+    let r: DescribeGroupsResponse = c.call(
+        ApiKey::DescribeGroups,
+        2,
+        &DescribeGroupsRequest::default().with_groups(vec![GroupId(s("from-afar"))]),
+    );
+    let members = &r.groups[0].members;
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].client_host.as_str(), "/127.0.0.2");
+}
+
 /// Odd group requests get Kafka's error codes, a garbage subscription and assignment go
 /// through a whole rebalance, and the broker keeps serving a real group afterwards.
 #[test]

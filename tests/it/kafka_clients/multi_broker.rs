@@ -122,3 +122,42 @@ fn admin_goes_through_any_broker_and_every_broker_reports_failovers() {
         Duration::from_secs(120),
     );
 }
+
+/// ListPartitionReassignments as ZooKeeper-mode Kafka answers it: the controller lists the
+/// reassignments in progress (weir never reassigns, so none), every other broker answers
+/// NOT_CONTROLLER so the admin client goes to the controller (KafkaJS's
+/// `admin.listPartitionReassignments` does).
+#[test]
+fn only_the_controller_lists_partition_reassignments_and_none_are_in_progress() {
+    use kafka_protocol::messages::list_partition_reassignments_request as lr;
+    use kafka_protocol::messages::{
+        ApiKey, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    };
+    let weir = Weir::start(3);
+    super::rdkafka_client::create_topic(&weir.bootstrap(), "moving", 2);
+    let (_, controller) = metadata_of(&weir.brokers[0], "moving");
+    let request = ListPartitionReassignmentsRequest::default().with_topics(Some(vec![
+        lr::ListPartitionReassignmentsTopics::default()
+            .with_name(super::versions::name("moving"))
+            .with_partition_indexes(vec![0, 1]),
+    ]));
+    for (i, broker) in weir.brokers.iter().enumerate() {
+        let mut conn = super::versions::Conn::new(broker);
+        let response: ListPartitionReassignmentsResponse =
+            conn.call(ApiKey::ListPartitionReassignments, 0, &request);
+        if i as i32 + 1 == controller {
+            assert_eq!(
+                response.error_code, 0,
+                "the controller, broker {controller}"
+            );
+            assert!(response.topics.is_empty(), "{response:?}");
+        } else {
+            assert_eq!(
+                response.error_code,
+                41,
+                "NOT_CONTROLLER from broker {}",
+                i + 1
+            );
+        }
+    }
+}

@@ -24,7 +24,27 @@ pub(super) struct Conn {
 
 impl Conn {
     pub(super) fn new(bootstrap: &str) -> Self {
-        let stream = TcpStream::connect(bootstrap).unwrap();
+        Self::over(TcpStream::connect(bootstrap).unwrap())
+    }
+
+    /// A connection from the local address `source` (e.g. another loopback address).
+    pub(super) fn from_source(source: std::net::IpAddr, bootstrap: &str) -> Self {
+        let to: std::net::SocketAddr = bootstrap.parse().expect("host:port");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((source, 0).into()).unwrap();
+            socket.connect(to).await.unwrap()
+        });
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        Self::over(stream)
+    }
+
+    fn over(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
