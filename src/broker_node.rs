@@ -284,11 +284,7 @@ impl BrokerNode {
                     Some(inter) if l.name == config.inter_broker_listener() => inter,
                     _ => addr,
                 };
-                let host = if l.host.is_empty() {
-                    bound.ip().to_string()
-                } else {
-                    l.host
-                };
+                let host = advertised_host(l.host, bound);
                 let port = if l.port == 0 { bound.port() } else { l.port };
                 (l.name, host, port)
             })
@@ -717,5 +713,70 @@ impl PeerAuthority for Registry {
     fn registered_epoch(&self, broker: i32) -> BoxFuture<'static, Result<Option<i64>, String>> {
         let registration = self.registration(broker);
         Box::pin(async move { Ok(registration.await?.map(|(_, epoch)| epoch)) })
+    }
+}
+
+/// The host a listener advertises. Kafka advertises a listener bound to every interface (the
+/// default `PLAINTEXT://:9092`) by the machine's name: 0.0.0.0 would send remote clients to
+/// themselves.
+fn advertised_host(configured: String, bound: std::net::SocketAddr) -> String {
+    let every_interface = configured.is_empty()
+        || configured
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+    if !every_interface {
+        return configured;
+    }
+    match bound.ip() {
+        ip if ip.is_unspecified() => resolvable_host_name().unwrap_or_else(|| ip.to_string()),
+        ip => ip.to_string(),
+    }
+}
+
+/// This machine's host name, if it resolves (Kafka's `InetAddress.getLocalHost`).
+fn resolvable_host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0)?;
+    let name = std::str::from_utf8(&buf[..end]).ok()?.to_string();
+    use std::net::ToSocketAddrs;
+    let resolves = (name.as_str(), 0)
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some());
+    (resolves && !name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_every_interface_advertises_the_host_name_not_0_0_0_0() {
+        let any: std::net::SocketAddr = "0.0.0.0:9092".parse().unwrap();
+        // A machine whose name does not resolve falls back to the address (Kafka would not
+        // start there at all).
+        let name = resolvable_host_name();
+        let or = |fallback: &str| name.clone().unwrap_or_else(|| fallback.to_string());
+        assert_ne!(name.as_deref(), Some(""));
+        assert_eq!(advertised_host(String::new(), any), or("0.0.0.0"));
+        assert_eq!(advertised_host("0.0.0.0".into(), any), or("0.0.0.0"));
+        let any6: std::net::SocketAddr = "[::]:9092".parse().unwrap();
+        assert_eq!(advertised_host("[::]".into(), any6), or("::"));
+    }
+
+    #[test]
+    fn a_listener_with_a_host_advertises_it() {
+        let bound: std::net::SocketAddr = "127.0.0.1:9092".parse().unwrap();
+        assert_eq!(advertised_host("127.0.0.1".into(), bound), "127.0.0.1");
+        assert_eq!(
+            advertised_host("kafka.example".into(), bound),
+            "kafka.example"
+        );
+        // No host, but bound to one address (an empty host bound as 127.0.0.1 by a test).
+        assert_eq!(advertised_host(String::new(), bound), "127.0.0.1");
     }
 }

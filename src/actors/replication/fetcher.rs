@@ -8,10 +8,13 @@
 //! replica actor what to do: append the leader's batches verbatim
 //! ([`AppendAsFollower`]), truncate where the logs diverged ([`TruncateToDivergence`]), or
 //! move to the leader's log range ([`ResetToLeaderRange`]); the replica answers with its new
-//! log end offset and last epoch, which the next fetch carries. Partition errors (the leader
-//! moved, an epoch the leader does not know yet) hold that partition back for
-//! `replica.fetch.backoff.ms` until a LeaderAndIsr sorts it out; a failed request (the
-//! leader unreachable) holds them all back.
+//! log end offset and last epoch, which the next fetch carries. Partition errors that say the
+//! leader does not know the partition or epoch (yet) hold that partition back for 10 ms,
+//! doubling up to `replica.fetch.backoff.ms` while they repeat: most often the leader's broker
+//! is a moment behind in applying the same LeaderAndIsr, and a new topic's first acks=all
+//! records would otherwise wait the whole backoff (a second). The request sent meanwhile is not
+//! parked past the moment such a partition is due. Other partition errors hold it back the
+//! whole backoff; a failed request (the leader unreachable) holds them all back.
 //!
 //! A partition added while a request waits on the leader would wait with it: an idle
 //! leader parks that request for up to `replica.fetch.wait.max.ms`, and a new topic's first
@@ -83,6 +86,8 @@ struct PartitionFetchState {
     position: FollowerPosition,
     /// Held back (after an error) until this instant.
     delayed_until: Option<tokio::time::Instant>,
+    /// Errors in a row that said the leader does not know the partition yet.
+    not_ready_in_a_row: u32,
     /// Part of the fetch in flight: its answer applies to this state (a partition re-added
     /// meanwhile, in a new epoch, ignores the old answer).
     awaiting_answer: bool,
@@ -175,10 +180,19 @@ impl ReplicaFetcher {
             self.schedule_wake(ctx);
             return;
         }
+        // A partition held back briefly rides the next request: the leader must not park this
+        // one past the moment it is due.
+        let max_wait = match self.earliest_delayed() {
+            Some(due) => self
+                .settings
+                .max_wait
+                .min(due.saturating_duration_since(now)),
+            None => self.settings.max_wait,
+        };
         let request = ReplicaFetch {
             replica_id: self.broker_id,
             broker_epoch: self.broker_epoch.load(Ordering::SeqCst),
-            max_wait_ms: self.settings.max_wait.as_millis() as u32,
+            max_wait_ms: max_wait.as_millis() as u32,
             min_bytes: self.settings.min_bytes,
             max_bytes: self.settings.response_max_bytes,
             partitions: ready,
@@ -276,12 +290,7 @@ impl ReplicaFetcher {
         if self.wake_scheduled {
             return;
         }
-        let Some(earliest) = self
-            .partitions
-            .values()
-            .filter_map(|s| s.delayed_until)
-            .min()
-        else {
+        let Some(earliest) = self.earliest_delayed() else {
             return;
         };
         self.wake_scheduled = true;
@@ -290,6 +299,15 @@ impl ReplicaFetcher {
             act.wake_scheduled = false;
             act.fetch(ctx);
         });
+    }
+
+    fn earliest_delayed(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        self.partitions
+            .values()
+            .filter_map(|s| s.delayed_until)
+            .filter(|t| *t > now)
+            .min()
     }
 
     fn after_apply(&mut self, tp: TopicPartition, epoch: i32, result: Applied) {
@@ -306,6 +324,7 @@ impl ReplicaFetcher {
             Applied::Moved(position) => {
                 state.position = position;
                 state.delayed_until = None;
+                state.not_ready_in_a_row = 0;
             }
             Applied::Failed(e) => {
                 let retriable = [
@@ -315,15 +334,27 @@ impl ReplicaFetcher {
                     ResponseError::UnknownTopicOrPartition.code(),
                     ResponseError::UnknownTopicId.code(),
                 ];
-                if retriable.contains(&e.code) {
+                let delay = if retriable.contains(&e.code) {
                     tracing::debug!(partition = %tp, leader = self.leader, error = %e, "fetch refused; waiting for the controller");
+                    // Most often the leader's broker has not applied the same LeaderAndIsr
+                    // yet (a new topic): a few milliseconds, not the whole backoff.
+                    let delay = not_ready_retry(state.not_ready_in_a_row, backoff);
+                    state.not_ready_in_a_row = state.not_ready_in_a_row.saturating_add(1);
+                    delay
                 } else {
                     tracing::warn!(partition = %tp, leader = self.leader, error = %e, "replicating failed; retrying after backoff");
-                }
-                state.delayed_until = Some(tokio::time::Instant::now() + backoff);
+                    backoff
+                };
+                state.delayed_until = Some(tokio::time::Instant::now() + delay);
             }
         }
     }
+}
+
+/// The wait before fetching a partition again after the leader said, for the `n`th time in
+/// a row, that it does not know it (yet): 10 ms, doubling up to `replica.fetch.backoff.ms`.
+fn not_ready_retry(n: u32, backoff: Duration) -> Duration {
+    Duration::from_millis(10u64 << n.min(16)).min(backoff)
 }
 
 /// What to do with one partition's answer: nothing (a partition re-added meanwhile keeps its
@@ -447,6 +478,7 @@ impl Handler<AddPartitions> for ReplicaFetcher {
                     leader_epoch: p.leader_epoch,
                     position: p.position,
                     delayed_until: None,
+                    not_ready_in_a_row: 0,
                     awaiting_answer: false,
                 },
             );
@@ -737,6 +769,71 @@ mod tests {
         .expect("the partition followed before keeps up")
         .unwrap();
         fetchers.shutdown();
+    }
+
+    #[actix::test]
+    async fn a_partition_the_leader_does_not_host_yet_is_retried_within_milliseconds() {
+        // A new topic: the follower applied its LeaderAndIsr before the leader's broker did.
+        let dir = tempfile::tempdir().unwrap();
+        let leader = replica(dir.path(), 1);
+        let follower = replica(dir.path(), 2);
+        lead_or_follow(&leader, 1, 0).await;
+        let position = lead_or_follow(&follower, 1, 0).await;
+        let new_tp = TopicPartition::new("new", 0);
+        let new_leader = replica_of(dir.path(), 1, new_tp.clone());
+        let new_follower = replica_of(dir.path(), 2, new_tp.clone());
+        let new_position = lead_or_follow(&new_follower, 1, 0).await;
+
+        let transport = LocalTransport::new(LinkFaults::new());
+        let leader_replicas = LocalReplicas::default();
+        leader_replicas.insert(&tp(), leader.clone());
+        transport.register(1, Arc::new(LeaderEndpoint(leader_replicas.clone())));
+        let peers = Peers::new(2, transport.clone(), Duration::from_secs(120));
+        // Kafka's backoff after a partition error is a second; a minute here, so that only
+        // the quick retry can pass, and a minute's long poll for the idle `t-0`.
+        let slow = FetcherSettings {
+            max_wait: Duration::from_secs(60),
+            backoff: Duration::from_secs(60),
+            ..settings()
+        };
+        let mut fetchers = FetcherManager::new(2, Arc::new(AtomicI64::new(1)), peers, slow, vec![]);
+        fetchers.follow(
+            1,
+            vec![
+                followed(&follower, 0, position),
+                FollowedPartition {
+                    tp: new_tp.clone(),
+                    topic_id: Uuid::nil(),
+                    replica: new_follower.clone(),
+                    leader_epoch: 0,
+                    position: new_position,
+                },
+            ],
+        );
+        // The leader's broker takes its LeaderAndIsr a moment later.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        lead_or_follow(&new_leader, 1, 0).await;
+        append(&new_leader, 3).await;
+        leader_replicas.insert(&new_tp, new_leader.clone());
+        let mut progress = new_follower.progress.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            progress.wait_for(|p| p.log_end_offset == 3),
+        )
+        .await
+        .expect("the partition is fetched again soon after the leader has it")
+        .unwrap();
+        fetchers.shutdown();
+    }
+
+    #[test]
+    fn a_not_ready_partition_is_retried_after_10_ms_doubling_up_to_the_backoff() {
+        let backoff = Duration::from_secs(1);
+        let waits: Vec<u64> = (0..8)
+            .map(|n| not_ready_retry(n, backoff).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000]);
+        assert_eq!(not_ready_retry(u32::MAX, backoff), backoff);
     }
 
     async fn lead_or_follow(handle: &ReplicaHandle, leader: i32, epoch: i32) -> FollowerPosition {
