@@ -19,6 +19,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -27,9 +28,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
 use weir::actors::coordination::{self, CoordinationConfig, CreateMode, EmbeddedCoordination};
-use weir::actors::delayed::{delayed_produce, ProduceWait, ProduceWaitOutcome};
+use weir::actors::delayed::{delayed_produce, ProducePurgatory, ProduceWait, ProduceWaitOutcome};
 use weir::actors::replica::PartitionProgress;
 use weir::config::TopicConfig;
 use weir::storage::offset_index::OffsetIndex;
@@ -223,11 +223,11 @@ fn bench_hwm_advance(c: &mut Criterion) {
                     runtime.block_on(async {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
-                            let (tx, rx) = watch::channel(progress(0));
+                            let purgatory = Arc::new(ProducePurgatory::new(progress(0)));
                             let tasks: Vec<_> = (0..waiters as i64)
                                 .map(|i| {
                                     let wait = ProduceWait {
-                                        progress: rx.clone(),
+                                        purgatory: purgatory.clone(),
                                         required_offset: i + 1,
                                         leader_epoch: 0,
                                         min_insync_replicas: 1,
@@ -242,7 +242,7 @@ fn bench_hwm_advance(c: &mut Criterion) {
                             tokio::task::yield_now().await;
                             let start = Instant::now();
                             for hw in 1..=waiters as i64 {
-                                tx.send_replace(progress(hw));
+                                purgatory.publish(progress(hw));
                                 tokio::task::yield_now().await;
                             }
                             for t in tasks {

@@ -8,6 +8,7 @@
 //! rebuilds both indexes from what is left.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -102,7 +103,16 @@ pub struct LogSegment {
     /// the owning actor and swaps its result in only if every segment it read still has the
     /// generation it saw (a base offset alone does not say the bytes are the same).
     generation: u64,
+    /// The last batches appended, with their positions, newest last: where a follower's
+    /// next fetch (or a consumer's) starts, found without an index lookup and a scan of the
+    /// file (a read syscall per fetch). Only batches appended to this incarnation; emptied
+    /// when the content changes under it (truncation, recovery).
+    recent: VecDeque<(u64, BatchHeader)>,
 }
+
+/// How many appended batches [`LogSegment::recent`] remembers: a fetch lags the log end by
+/// at most a few batches when it is served from here.
+const RECENT_BATCHES: usize = 16;
 
 impl std::fmt::Debug for LogSegment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,6 +206,7 @@ impl LogSegment {
             rolling_base_timestamp: None,
             created_ms: now_ms,
             generation: next_generation(),
+            recent: VecDeque::new(),
         })
     }
 
@@ -288,6 +299,7 @@ impl LogSegment {
                 rolling_base_timestamp: None,
                 created_ms: now_ms,
                 generation: next_generation(),
+                recent: VecDeque::new(),
             },
             // An empty log needs no index: fresh empty ones are correct.
             indexes_ok || log_size == 0,
@@ -408,11 +420,19 @@ impl LogSegment {
     ) -> Result<(), StorageError> {
         self.max_timestamp_so_far();
         let mut position = self.log.size();
-        self.log.append_vectored(parts).map_err(io_err(|| {
-            format!("append to {}", self.log.path().display())
-        }))?;
+        if let Err(e) = self.log.append_vectored(parts) {
+            // What reached the file is unknown.
+            self.recent.clear();
+            return Err(io_err(|| {
+                format!("append to {}", self.log.path().display())
+            })(e));
+        }
         for h in headers {
             self.index_batch(h, position);
+            if self.recent.len() == RECENT_BATCHES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((position, *h));
             position += h.total_size() as u64;
         }
         if self.rolling_base_timestamp.is_none() {
@@ -438,6 +458,20 @@ impl LogSegment {
         &self,
         offset: i64,
     ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        // Batches are ordered and do not overlap: the one holding `offset` is the first whose
+        // last offset reaches it; past the last batch appended there is none.
+        if let Some((_, newest)) = self.recent.back() {
+            if offset > newest.last_offset() {
+                return Ok(None);
+            }
+            if let Some(found) = self
+                .recent
+                .iter()
+                .find(|(_, h)| h.base_offset <= offset && offset <= h.last_offset())
+            {
+                return Ok(Some(*found));
+            }
+        }
         let start = self.offset_index.lookup(offset).position as u64;
         let mut scanner = self.log.scanner(start, SCAN_CHUNK);
         loop {
@@ -659,6 +693,7 @@ impl LogSegment {
         self.bytes_since_last_index_entry = 0;
         self.rolling_base_timestamp = None;
         self.generation = next_generation();
+        self.recent.clear();
 
         let size = self.log.size();
         let base_offset = self.base_offset;
@@ -753,6 +788,7 @@ impl LogSegment {
     pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> Result<u64, StorageError> {
         self.generation = next_generation();
         let mapping = self.translate_offset(offset)?;
+        self.recent.clear();
         self.offset_index.truncate_to(offset);
         self.time_index.truncate_to(offset);
         self.make_active()?;
@@ -907,6 +943,38 @@ mod tests {
             out.push(b.freeze());
         }
         out
+    }
+
+    #[test]
+    fn recently_appended_batches_translate_as_the_index_and_scan_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, CONFIG, 0).unwrap();
+        // More batches than are remembered: the oldest go through the index.
+        fill(&mut seg, RECENT_BATCHES + 4);
+        let end = 3 * (RECENT_BATCHES as i64 + 4);
+        let recent: Vec<_> = (0..end + 2)
+            .map(|o| seg.translate_offset(o).unwrap())
+            .collect();
+        seg.close_indexes().unwrap();
+        drop(seg);
+        let (mut seg, _) = LogSegment::open(dir.path(), 0, CONFIG, 0).unwrap();
+        assert!(seg.recent.is_empty());
+        let scanned: Vec<_> = (0..end + 2)
+            .map(|o| seg.translate_offset(o).unwrap())
+            .collect();
+        assert_eq!(recent, scanned);
+        assert_eq!(recent[end as usize], None);
+        // After a truncation the remembered batches are gone, and so are the cut ones.
+        seg.make_active().unwrap();
+        let b = client_batch(3, 2_000, Compression::None, false);
+        let mut b = BytesMut::from(&b[..]);
+        batch::set_base_offset(&mut b, end);
+        seg.append(&b, &[BatchHeader::parse(&b).unwrap()]).unwrap();
+        assert_eq!(seg.recent.len(), 1);
+        seg.truncate_to(3, 0).unwrap();
+        assert!(seg.recent.is_empty());
+        assert_eq!(seg.translate_offset(3).unwrap(), None);
+        assert_eq!(seg.translate_offset(1).unwrap().unwrap().1.base_offset, 0);
     }
 
     #[test]

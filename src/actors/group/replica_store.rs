@@ -158,7 +158,7 @@ impl GroupStore for ReplicaGroupStore {
             batches,
             required_acks: -1,
         });
-        let progress = replica.progress.clone();
+        let purgatory = replica.purgatory.clone();
         let timeout = self.commit_timeout;
         async move {
             let outcome = match request.await {
@@ -167,7 +167,7 @@ impl GroupStore for ReplicaGroupStore {
                 Err(_) => return Err(ResponseError::NotLeaderOrFollower),
             };
             let wait = ProduceWait {
-                progress,
+                purgatory,
                 required_offset: outcome.last_offset + 1,
                 leader_epoch: outcome.leader_epoch,
                 min_insync_replicas: outcome.min_insync_replicas,

@@ -47,6 +47,7 @@ pub use replication::{
 };
 
 use crate::actors::alter_partition::ProposeIsr;
+use crate::actors::delayed::ProducePurgatory;
 use crate::config::TopicConfig;
 use crate::protocol::error::ApiError;
 use crate::storage::producer_state::{self, ProducerBatch, ProducerStateManager};
@@ -196,6 +197,26 @@ pub struct Replica {
     /// Where an I/O error is reported (Kafka's `LogDirFailureChannel`): the broker takes the
     /// whole dir offline. `None` in tests that run a replica alone.
     log_dir_failures: Option<Recipient<LogDirFailed>>,
+    /// This partition's `acks=all` produces waiting for the high-water mark: every progress
+    /// published on the watch is published here too, and completes the waiters it covers
+    /// (see [`ProducePurgatory`]). Closed when the actor goes away.
+    purgatory: PurgatoryOwner,
+    /// The progress again, sent only when what a follower's long-poll fetch waits for
+    /// changes (log end, leader epoch, leadership, stop): a high-water mark move, one per
+    /// `acks=all` produce, would wake every parked follower fetch only for it to find
+    /// nothing to read and park again (Kafka's follower `DelayedFetch` ignores it too).
+    log_end: watch::Sender<PartitionProgress>,
+}
+
+/// Closes the purgatory when the replica is dropped, however it stopped: no produce waits
+/// on a replica that is gone.
+#[derive(Debug)]
+struct PurgatoryOwner(Arc<ProducePurgatory>);
+
+impl Drop for PurgatoryOwner {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 impl Replica {
@@ -214,7 +235,7 @@ impl Replica {
         let log_end = log.log_end_offset();
         let high_watermark = log.high_watermark().clamp(log_start, log_end);
         let producer_state = load_producer_state(&log);
-        let (progress, _) = watch::channel(PartitionProgress {
+        let initial = PartitionProgress {
             high_watermark,
             log_end_offset: log_end,
             log_start_offset: log_start,
@@ -223,7 +244,9 @@ impl Replica {
             is_leader: false,
             isr_size: 0,
             stopped: false,
-        });
+        };
+        let (progress, _) = watch::channel(initial);
+        let (log_end, _) = watch::channel(initial);
         Self {
             tp,
             topic_id,
@@ -246,7 +269,25 @@ impl Replica {
             halted: false,
             log_dir_offline: false,
             log_dir_failures: None,
+            purgatory: PurgatoryOwner(Arc::new(ProducePurgatory::new(initial))),
+            log_end,
         }
+    }
+
+    /// Passes a progress just published on the watch to what waits on it elsewhere: the
+    /// produce purgatory and, when a follower's fetch could read more or must give up, the
+    /// log-end watch.
+    fn published(&self, p: PartitionProgress) {
+        self.purgatory.0.publish(p);
+        self.log_end.send_if_modified(|current| {
+            let wakes_fetches = current.log_end_offset != p.log_end_offset
+                || current.leader_epoch != p.leader_epoch
+                || current.is_leader != p.is_leader
+                || current.stopped != p.stopped;
+            // The other fields ride along, so a reader sees a recent progress.
+            *current = p;
+            wakes_fetches
+        });
     }
 
     /// Reports I/O errors on the log to `failures` (the broker).
@@ -285,6 +326,7 @@ impl Replica {
         last.is_leader = false;
         last.stopped = true;
         self.progress.send_replace(last);
+        self.published(last);
         self.caught_up.clear();
     }
 
@@ -366,6 +408,8 @@ impl Replica {
     pub fn start_on(self, arbiter: &ArbiterHandle) -> ReplicaHandle {
         let progress = self.progress.subscribe();
         let caught_up = self.caught_up.clone();
+        let purgatory = self.purgatory.0.clone();
+        let log_end = self.log_end.subscribe();
         let addr = Replica::start_in_arbiter(arbiter, move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             self
@@ -374,6 +418,8 @@ impl Replica {
             addr,
             progress,
             caught_up,
+            purgatory,
+            log_end,
         }
     }
 
@@ -381,6 +427,8 @@ impl Replica {
     pub fn start_here(self) -> ReplicaHandle {
         let progress = self.progress.subscribe();
         let caught_up = self.caught_up.clone();
+        let purgatory = self.purgatory.0.clone();
+        let log_end = self.log_end.subscribe();
         let addr = Replica::create(move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             self
@@ -389,6 +437,8 @@ impl Replica {
             addr,
             progress,
             caught_up,
+            purgatory,
+            log_end,
         }
     }
 
@@ -506,6 +556,7 @@ impl Replica {
                 true
             }
         });
+        self.published(next);
         // After the watch: a long-poll fetch woken by it reads the new progress.
         self.publish_caught_up(&next);
     }
@@ -708,6 +759,7 @@ impl Actor for Replica {
             // no flush); the next open recovers them.
             drop(self.log.take());
             self.progress.send_modify(|p| p.stopped = true);
+            self.published(*self.progress.borrow());
             self.caught_up.clear();
             return;
         }
@@ -719,6 +771,7 @@ impl Actor for Replica {
             }
         }
         self.progress.send_modify(|p| p.stopped = true);
+        self.published(*self.progress.borrow());
         self.caught_up.clear();
     }
 }
@@ -731,6 +784,11 @@ pub struct ReplicaHandle {
     pub progress: watch::Receiver<PartitionProgress>,
     /// Answers a caught-up follower's repeated fetch without a message to the actor.
     pub caught_up: Arc<CaughtUpFollowers>,
+    /// Where an `acks=all` produce waits for the high-water mark.
+    pub purgatory: Arc<ProducePurgatory>,
+    /// The progress, changed only when the log end, the leader epoch or the leadership
+    /// changes, or the replica stops: what a follower's long-poll fetch waits on.
+    pub log_end: watch::Receiver<PartitionProgress>,
 }
 
 impl ReplicaHandle {
@@ -1247,6 +1305,7 @@ impl Handler<StopReplica> for Replica {
         last.stopped = true;
         self.role = Role::Offline;
         self.progress.send_replace(last);
+        self.published(last);
         self.caught_up.clear();
         ctx.stop();
         MessageResult(StoppedReplica {

@@ -875,7 +875,7 @@ mod tests {
         let outcome = append(&leader, &["a", "b"]).await.unwrap();
         let wait = tokio::spawn(delayed_produce(
             vec![ProduceWait {
-                progress: leader.progress.clone(),
+                purgatory: leader.purgatory.clone(),
                 required_offset: outcome.last_offset + 1,
                 leader_epoch: outcome.leader_epoch,
                 min_insync_replicas: 2,

@@ -71,7 +71,8 @@ async fn wait_for_partitions(
             return;
         };
         watches.push(FetchWatch {
-            progress: handle.progress.clone(),
+            // Not woken by the high-water mark moves that follow each append.
+            progress: handle.log_end.clone(),
             isolation: FetchIsolation::LogEnd,
             seen_end: answer.log_end_offset.max(p.fetch_offset),
             leader_epoch: p.current_leader_epoch,

@@ -34,7 +34,7 @@ enum PartitionState {
 
 struct Appending {
     request: actix::dev::Request<crate::actors::replica::Replica, AppendRecords>,
-    progress: tokio::sync::watch::Receiver<crate::actors::replica::PartitionProgress>,
+    purgatory: std::sync::Arc<crate::actors::delayed::ProducePurgatory>,
 }
 
 /// Each topic's partitions with their append results, in request order.
@@ -112,7 +112,7 @@ impl KafkaApi for Produce {
                                     batches,
                                     required_acks: acks,
                                 }),
-                                progress: replica.progress.clone(),
+                                purgatory: replica.purgatory.clone(),
                             })))
                         })();
                         (p.index, state.unwrap_or_else(PartitionState::Failed))
@@ -137,7 +137,7 @@ impl KafkaApi for Produce {
                                         results.len(),
                                         done.len(),
                                         ProduceWait {
-                                            progress: appending.progress,
+                                            purgatory: appending.purgatory,
                                             required_offset: outcome.last_offset + 1,
                                             leader_epoch: outcome.leader_epoch,
                                             min_insync_replicas: outcome.min_insync_replicas,
