@@ -596,14 +596,31 @@ config_struct! {
         file_delete_delay_ms: i64 = "file.delete.delay.ms", 60_000;
         flush_messages: i64 = "flush.messages", i64::MAX;
         flush_ms: i64 = "flush.ms", i64::MAX;
+        /// Accepted as Kafka does; weir does not throttle replication (it never reassigns).
+        follower_replication_throttled_replicas: Vec<String> = "follower.replication.throttled.replicas", vec![];
         index_interval_bytes: i32 = "index.interval.bytes", 4096;
+        /// Accepted as Kafka does; weir does not throttle replication (it never reassigns).
+        leader_replication_throttled_replicas: Vec<String> = "leader.replication.throttled.replicas", vec![];
+        /// Tiered storage's local part; -2 means "as retention.*". weir has no tiered storage.
+        local_retention_bytes: i64 = "local.retention.bytes", -2;
+        local_retention_ms: i64 = "local.retention.ms", -2;
         max_compaction_lag_ms: i64 = "max.compaction.lag.ms", i64::MAX;
         max_message_bytes: i32 = "max.message.bytes", 1_048_588;
+        /// CreateTime records older than now minus this are refused (INVALID_TIMESTAMP).
+        message_timestamp_before_max_ms: i64 = "message.timestamp.before.max.ms", i64::MAX;
+        /// CreateTime records newer than now plus this are refused (INVALID_TIMESTAMP).
+        message_timestamp_after_max_ms: i64 = "message.timestamp.after.max.ms", i64::MAX;
+        /// The older key for both bounds at once (deprecated in Kafka 3.6).
+        message_timestamp_difference_max_ms: i64 = "message.timestamp.difference.max.ms", i64::MAX;
         message_timestamp_type: String = "message.timestamp.type", "CreateTime".into();
+        /// Accepted as Kafka does; weir serves stored batches as they are, never converted.
+        message_downconversion_enable: bool = "message.downconversion.enable", true;
         min_cleanable_dirty_ratio: f64 = "min.cleanable.dirty.ratio", 0.5;
         min_compaction_lag_ms: i64 = "min.compaction.lag.ms", 0;
         min_insync_replicas: i32 = "min.insync.replicas", 1;
         preallocate: bool = "preallocate", false;
+        /// Only false: weir has no tiered storage.
+        remote_storage_enable: bool = "remote.storage.enable", false;
         retention_bytes: i64 = "retention.bytes", -1;
         retention_ms: i64 = "retention.ms", 604_800_000;
         segment_bytes: i32 = "segment.bytes", 1_073_741_824;
@@ -615,6 +632,22 @@ config_struct! {
 }
 
 impl TopicConfig {
+    /// The CreateTime timestamps a leader accepts at `now_ms`, per Kafka's
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (each the tighter of it and the older
+    /// `message.timestamp.difference.max.ms`); None when the topic uses LogAppendTime.
+    pub fn accepted_timestamps(&self, now_ms: i64) -> Option<std::ops::RangeInclusive<i64>> {
+        if self.message_timestamp_type == "LogAppendTime" {
+            return None;
+        }
+        let before = self
+            .message_timestamp_before_max_ms
+            .min(self.message_timestamp_difference_max_ms);
+        let after = self
+            .message_timestamp_after_max_ms
+            .min(self.message_timestamp_difference_max_ms);
+        Some(now_ms.saturating_sub(before)..=now_ms.saturating_add(after))
+    }
+
     /// Applies topic overrides on top of `self`; unknown keys and invalid values are errors
     /// (Kafka answers INVALID_CONFIG for both).
     pub fn with_overrides<'a>(
@@ -645,6 +678,35 @@ impl TopicConfig {
                 value: self.segment_bytes.to_string(),
                 reason: "must be at least 14".into(),
             });
+        }
+        if self.remote_storage_enable {
+            return Err(ConfigError::Invalid {
+                key: "remote.storage.enable".into(),
+                value: "true".into(),
+                reason: "this broker has no remote log storage (tiered storage)".into(),
+            });
+        }
+        for (key, value) in [
+            (
+                "message.timestamp.before.max.ms",
+                self.message_timestamp_before_max_ms,
+            ),
+            (
+                "message.timestamp.after.max.ms",
+                self.message_timestamp_after_max_ms,
+            ),
+            (
+                "message.timestamp.difference.max.ms",
+                self.message_timestamp_difference_max_ms,
+            ),
+        ] {
+            if value < 0 {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    value: value.to_string(),
+                    reason: "must not be negative".into(),
+                });
+            }
         }
         if self.min_insync_replicas < 1 {
             return Err(ConfigError::Invalid {

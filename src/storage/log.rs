@@ -592,6 +592,25 @@ impl PartitionLog {
             }
             .into());
         }
+        if let Some(accepted) = self.config.accepted_timestamps(now_ms) {
+            // Kafka checks every record; a batch's base and max timestamps bound its records'
+            // (a client writes deltas from the base), so one check per batch does.
+            for h in &headers {
+                for ts in [h.base_timestamp, h.max_timestamp] {
+                    if ts != -1 && !accepted.contains(&ts) {
+                        return Err(BatchError::InvalidTimestamp(format!(
+                            "timestamp {ts} of the batch at offset {} is out of range: it \
+                             should be within [{}, {}] (message.timestamp.before.max.ms / \
+                             after.max.ms)",
+                            self.log_end_offset,
+                            accepted.start(),
+                            accepted.end()
+                        ))
+                        .into());
+                    }
+                }
+            }
+        }
         let log_append_time = self.config.message_timestamp_type == "LogAppendTime";
         let first_offset = self.log_end_offset;
         let mut offset = first_offset;
@@ -1531,6 +1550,58 @@ mod tests {
         )
         .unwrap();
         log.append_as_leader(v, 0, ts).unwrap()
+    }
+
+    #[test]
+    fn create_time_records_outside_the_topics_timestamp_bounds_are_refused_and_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TopicConfig::default()
+            .with_overrides([
+                ("message.timestamp.before.max.ms", "3600000"),
+                ("message.timestamp.after.max.ms", "60000"),
+            ])
+            .unwrap();
+        let mut log = PartitionLog::open(
+            &dir.path().join("t-0"),
+            TopicPartition::new("t", 0),
+            &config,
+            0,
+            false,
+        )
+        .unwrap();
+        let now = 1_700_000_000_000;
+        let append = |log: &mut PartitionLog, ts: i64| {
+            let v = validate_client_batches(
+                client_batch(2, ts, Compression::None, false),
+                1 << 20,
+                false,
+            )
+            .unwrap();
+            log.append_as_leader(v, 0, now)
+        };
+        for too_far in [now - 2 * 3_600_000, now + 120_000] {
+            let err = append(&mut log, too_far).unwrap_err();
+            assert_eq!(err.kafka_code(), 32, "INVALID_TIMESTAMP: {err}");
+            assert_eq!(log.log_end_offset(), 0, "nothing stored");
+        }
+        append(&mut log, now - 1_000).unwrap();
+        append(&mut log, now + 30_000).unwrap();
+        assert_eq!(log.log_end_offset(), 4);
+        // The older key bounds both sides.
+        let config = TopicConfig::default()
+            .with_overrides([("message.timestamp.difference.max.ms", "1000")])
+            .unwrap();
+        assert_eq!(
+            config.accepted_timestamps(now),
+            Some(now - 1000..=now + 1000)
+        );
+        let log_append = TopicConfig::default()
+            .with_overrides([("message.timestamp.type", "LogAppendTime")])
+            .unwrap();
+        assert_eq!(log_append.accepted_timestamps(now), None);
+        assert!(TopicConfig::default()
+            .with_overrides([("remote.storage.enable", "true")])
+            .is_err());
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub struct ConfigEntryView {
 /// The type Kafka declares for a topic-level key.
 fn topic_key_type(key: &str) -> i8 {
     match key {
-        "cleanup.policy" => TYPE_LIST,
+        "cleanup.policy"
+        | "leader.replication.throttled.replicas"
+        | "follower.replication.throttled.replicas" => TYPE_LIST,
         "compression.type" | "message.timestamp.type" => TYPE_STRING,
         "index.interval.bytes"
         | "max.message.bytes"
@@ -60,7 +62,10 @@ fn topic_key_type(key: &str) -> i8 {
         | "segment.bytes"
         | "segment.index.bytes" => TYPE_INT,
         "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
-        "preallocate" | "unclean.leader.election.enable" => TYPE_BOOLEAN,
+        "preallocate"
+        | "unclean.leader.election.enable"
+        | "message.downconversion.enable"
+        | "remote.storage.enable" => TYPE_BOOLEAN,
         _ => TYPE_LONG,
     }
 }
