@@ -11,7 +11,7 @@ mod failover;
 mod fetch;
 mod groups;
 mod idempotence;
-mod kafkajs;
+pub mod kafkajs;
 mod kcat;
 mod multi_broker;
 mod open_files;

@@ -604,6 +604,35 @@ fn weir_broker_processes_on_a_weir_coordinator_survive_kills_and_a_rolling_resta
     eprintln!("multinode: {acked} acknowledged records all survived");
 }
 
+/// KafkaJS against three `weir broker` processes in Kafka's default listener shape (one
+/// PLAINTEXT listener for clients and peers) on a `weir coordinator`: produce with
+/// idempotence, groups, Kafka's error codes.
+#[test]
+fn kafkajs_works_against_weir_broker_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let port = free_port();
+    let _coordinator = runtime.block_on(start_binary(port, &dir.path().join("coordination")));
+    let connect = format!("weir://127.0.0.1:{port}/weir");
+    let mut brokers: Vec<BrokerProcess> = (1..=3)
+        .map(|n| {
+            let extra = [
+                format!("broker.id={n}"),
+                format!("listeners=PLAINTEXT://127.0.0.1:{}", free_port()),
+                "group.initial.rebalance.delay.ms=0".to_string(),
+            ];
+            BrokerProcess::new(node_sets(&connect, dir.path(), n, extra), vec![])
+        })
+        .collect();
+    start_all(&mut brokers);
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.client.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    crate::kafka_clients::kafkajs::kafkajs("produce,groups,errors", &bootstrap);
+}
+
 /// ZooKeeper's own CLI: the data of `path` (the JSON line).
 pub fn zk_get(port: u16, path: &str) -> serde_json::Value {
     let out = run_with_deadline(

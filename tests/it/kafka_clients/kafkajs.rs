@@ -35,7 +35,7 @@ fn node_modules() -> PathBuf {
 }
 
 /// `node kafkajs_client.js <mode> <bootstrap>`, with kafkajs on NODE_PATH.
-fn script(mode: &str, weir: &Weir) -> Command {
+fn script(mode: &str, bootstrap: &str) -> Command {
     require_program("node");
     let modules = node_modules();
     assert!(
@@ -46,7 +46,7 @@ fn script(mode: &str, weir: &Weir) -> Command {
     let mut command = Command::new("node");
     command
         .arg(client_script("kafkajs_client.js"))
-        .args([mode, weir.bootstrap().as_str()])
+        .args([mode, bootstrap])
         .env("NODE_PATH", &modules)
         .env("KAFKAJS_NO_PARTITIONER_WARNING", "1");
     command
@@ -54,8 +54,8 @@ fn script(mode: &str, weir: &Weir) -> Command {
 
 /// Runs the script in `mode` and returns its stdout; panics with the output unless it exits
 /// 0 and prints `OK ALL`.
-fn kafkajs(mode: &str, weir: &Weir) -> String {
-    let output = run_with_deadline(&mut script(mode, weir), LIMIT);
+pub fn kafkajs(mode: &str, bootstrap: &str) -> String {
+    let output = run_with_deadline(&mut script(mode, bootstrap), LIMIT);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -79,7 +79,7 @@ fn expect(out: &str, checks: &[&str]) {
 #[test]
 fn kafkajs_admin_manages_topics_configs_offsets_and_groups() {
     let weir = Weir::start_with(3, FAST_GROUPS);
-    let out = kafkajs("admin", &weir);
+    let out = kafkajs("admin", &weir.bootstrap());
     expect(
         &out,
         &[
@@ -111,7 +111,7 @@ fn kafkajs_admin_manages_topics_configs_offsets_and_groups() {
 #[test]
 fn kafkajs_producer_acks_keys_headers_gzip_and_idempotence_read_back_intact() {
     let weir = Weir::start_with(3, FAST_GROUPS);
-    let out = kafkajs("produce", &weir);
+    let out = kafkajs("produce", &weir.bootstrap());
     expect(
         &out,
         &[
@@ -130,7 +130,7 @@ fn kafkajs_producer_acks_keys_headers_gzip_and_idempotence_read_back_intact() {
 #[test]
 fn kafkajs_group_members_share_partitions_commit_resume_seek_and_pause() {
     let weir = Weir::start_with(3, FAST_GROUPS);
-    let out = kafkajs("groups", &weir);
+    let out = kafkajs("groups", &weir.bootstrap());
     expect(
         &out,
         &[
@@ -148,7 +148,7 @@ fn kafkajs_group_members_share_partitions_commit_resume_seek_and_pause() {
 #[test]
 fn kafkajs_sees_kafkas_error_codes() {
     let weir = Weir::start_with(3, FAST_GROUPS);
-    let out = kafkajs("errors", &weir);
+    let out = kafkajs("errors", &weir.bootstrap());
     expect(
         &out,
         &[
@@ -166,7 +166,7 @@ fn kafkajs_sees_kafkas_error_codes() {
 #[test]
 fn kafkajs_produces_and_consumes_in_groups_on_a_single_broker() {
     let weir = Weir::start_with(1, FAST_GROUPS);
-    let out = kafkajs("produce,groups,errors", &weir);
+    let out = kafkajs("produce,groups,errors", &weir.bootstrap());
     expect(
         &out,
         &[
@@ -225,7 +225,7 @@ fn kafkajs_idempotent_producer_and_group_ride_out_a_leader_crash() {
             "zookeeper.session.timeout.ms=3000",
         ],
     );
-    let mut child = script("failover", &weir)
+    let mut child = script("failover", &weir.bootstrap())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
