@@ -59,6 +59,10 @@ pub mod paths {
     pub fn topic_config(topic: &str) -> String {
         format!("{CONFIG_TOPICS}/{topic}")
     }
+    /// `/config/<entity path>`: a topic's, one broker's or the cluster default's overrides.
+    pub fn entity_config(entity_path: &str) -> String {
+        format!("/config/{entity_path}")
+    }
     pub fn delete_topic(topic: &str) -> String {
         format!("{DELETE_TOPICS}/{topic}")
     }
@@ -258,9 +262,14 @@ pub struct ConfigChangeNotification {
 
 impl ConfigChangeNotification {
     pub fn topic(topic: &str) -> Self {
+        Self::entity(format!("topics/{topic}"))
+    }
+
+    /// `entity_path` as Kafka writes it: `topics/<t>`, `brokers/<id>`, `brokers/<default>`.
+    pub fn entity(entity_path: String) -> Self {
         Self {
             version: 2,
-            entity_path: format!("topics/{topic}"),
+            entity_path,
         }
     }
 }

@@ -26,6 +26,7 @@ use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
 use crate::actors::alter_partition::{AlterPartitionManager, ProposeIsr};
+use crate::actors::controller::messages::ConfigEntity;
 use crate::actors::group::{GroupRouter, GROUP_METADATA_TOPIC_NAME};
 use crate::actors::metadata_cache::{
     BrokerEndpoint, MetadataCache, MetadataSnapshot, PartitionMetadata, TopicConfigState,
@@ -37,6 +38,7 @@ use crate::actors::replica::{
     UpdateTopicConfig,
 };
 use crate::actors::replication::fetcher::{FetcherManager, FetcherSettings, FollowedPartition};
+use crate::config::dynamic::{self, DynamicBrokerConfigs};
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::{LogManager, PartitionLog, StorageError, TopicPartition};
@@ -959,6 +961,75 @@ impl Handler<TopicConfigChanged> for Broker {
     }
 }
 
+/// Kafka's broker config change notification (KIP-226): the controller recorded new dynamic
+/// values for `entity`, this broker or the cluster default (for another broker it changes
+/// nothing here). The topic-level defaults are derived again, and every local replica whose
+/// effective config moved gets it.
+#[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct BrokerConfigChanged {
+    pub entity: ConfigEntity,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl Handler<BrokerConfigChanged> for Broker {
+    type Result = Result<(), ApiError>;
+
+    fn handle(&mut self, msg: BrokerConfigChanged, _: &mut Self::Context) -> Self::Result {
+        let current = self.metadata.snapshot();
+        let mut dynamic: DynamicBrokerConfigs = (*current.dynamic_broker_configs).clone();
+        match msg.entity {
+            ConfigEntity::BrokerDefault => dynamic.cluster_default = msg.configs,
+            ConfigEntity::Broker(id) if id == self.broker_id => dynamic.own = msg.configs,
+            ConfigEntity::Broker(_) => return Ok(()),
+            ConfigEntity::Topic(topic) => {
+                return Err(ApiError::with_message(
+                    ResponseError::InvalidRequest,
+                    format!("topic {topic} is not a broker config entity"),
+                ))
+            }
+        }
+        if dynamic == *current.dynamic_broker_configs {
+            return Ok(());
+        }
+        let defaults = dynamic::effective(&self.config, &dynamic).topic_defaults();
+        let mut next = (*current).clone();
+        next.dynamic_broker_configs = Arc::new(dynamic);
+        let defaults_moved = defaults != self.topic_defaults;
+        if defaults_moved {
+            tracing::info!(
+                broker = self.broker_id,
+                "dynamic broker configs changed the topic defaults"
+            );
+            for state in next.topic_configs.values_mut() {
+                let effective = defaults
+                    .with_overrides(
+                        state
+                            .overrides
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str())),
+                    )
+                    .unwrap_or_else(|_| defaults.clone());
+                *state = Arc::new(TopicConfigState {
+                    overrides: state.overrides.clone(),
+                    effective,
+                });
+            }
+            next.topic_defaults = Some(Arc::new(defaults.clone()));
+            self.topic_defaults = defaults;
+        }
+        self.metadata.replace(next);
+        if defaults_moved {
+            let snapshot = self.metadata.snapshot();
+            for (tp, handle) in self.replicas.all() {
+                let effective = self.effective_topic_config(&snapshot, &tp.topic);
+                handle.addr.do_send(UpdateTopicConfig(effective));
+            }
+        }
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Requests from connections and the cluster
 
@@ -1426,6 +1497,103 @@ mod tests {
         assert!(results[0].1.is_none());
         assert!(shared.replicas.is_empty());
         assert!(!dir.path().join("orders-0").exists());
+    }
+
+    #[actix::test]
+    async fn a_dynamic_broker_default_reaches_replicas_without_their_own_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, shared) = start(dir.path());
+        broker
+            .send(leader_and_isr(1, Uuid::new_v4(), 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let append_all = || async {
+            let batches = crate::storage::validate_client_batches(
+                crate::storage::batch::tests::client_batch(
+                    1,
+                    crate::actors::group::now_ms(),
+                    kafka_protocol::records::Compression::None,
+                    false,
+                ),
+                1 << 20,
+                false,
+            )
+            .unwrap();
+            shared
+                .replicas
+                .get("orders", 0)
+                .unwrap()
+                .addr
+                .send(replica::AppendRecords {
+                    batches,
+                    required_acks: -1,
+                })
+                .await
+                .unwrap()
+        };
+        assert!(append_all().await.is_ok());
+
+        // Another broker's own values change nothing here.
+        let min_isr_2 = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+        broker
+            .send(BrokerConfigChanged {
+                entity: ConfigEntity::Broker(7),
+                configs: min_isr_2.clone(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(shared.metadata.snapshot().topic_defaults.is_none());
+        assert!(append_all().await.is_ok());
+
+        // The cluster default does: the ISR of one is now below min.insync.replicas.
+        broker
+            .send(BrokerConfigChanged {
+                entity: ConfigEntity::BrokerDefault,
+                configs: min_isr_2,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let snapshot = shared.metadata.snapshot();
+        assert_eq!(
+            snapshot
+                .topic_defaults
+                .as_ref()
+                .unwrap()
+                .min_insync_replicas,
+            2
+        );
+        assert_eq!(
+            snapshot.dynamic_broker_configs.cluster_default.len(),
+            1,
+            "{:?}",
+            snapshot.dynamic_broker_configs
+        );
+        let err = append_all().await.unwrap_err();
+        assert_eq!(err.code, ResponseError::NotEnoughReplicas.code());
+
+        // The broker's own value wins over the default; a topic override wins over both.
+        broker
+            .send(BrokerConfigChanged {
+                entity: ConfigEntity::Broker(1),
+                configs: BTreeMap::from([("min.insync.replicas".to_string(), "1".to_string())]),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(append_all().await.is_ok());
+        broker
+            .send(TopicConfigChanged {
+                topic: "orders".into(),
+                overrides: BTreeMap::from([("min.insync.replicas".to_string(), "3".to_string())]),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let err = append_all().await.unwrap_err();
+        assert_eq!(err.code, ResponseError::NotEnoughReplicas.code());
     }
 
     #[actix::test]

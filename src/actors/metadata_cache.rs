@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
+use crate::config::dynamic::DynamicBrokerConfigs;
 use crate::config::TopicConfig;
 
 /// Kafka's "no leader" marker in partition state.
@@ -114,6 +115,11 @@ pub struct MetadataSnapshot {
     pub topic_names_by_id: HashMap<Uuid, String>,
     /// Per topic; a topic without an entry uses the broker's defaults.
     pub topic_configs: HashMap<String, Arc<TopicConfigState>>,
+    /// Dynamic broker configs (KIP-226) in force here: the cluster default and this broker's.
+    pub dynamic_broker_configs: Arc<DynamicBrokerConfigs>,
+    /// The topic-level defaults with them applied; `None` while there are none (the
+    /// broker's static defaults apply).
+    pub topic_defaults: Option<Arc<TopicConfig>>,
 }
 
 impl MetadataSnapshot {

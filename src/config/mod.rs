@@ -5,6 +5,7 @@
 //! Both scopes are declared with [`config_struct!`], so the key table, the defaults, parsing
 //! and the rendering that DescribeConfigs answers with come from one declaration.
 
+pub mod dynamic;
 pub mod properties;
 
 use std::path::{Path, PathBuf};

@@ -162,6 +162,10 @@ pub fn describe_request(from: i32, to: i32, id: u64, request: &PeerRequest) -> E
                 e.detail = Some("delete".into());
             }
         }
+        PeerRequest::BrokerConfigChanged(m) => {
+            let configs: Vec<String> = m.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            e.detail = Some(format!("{}: {}", m.entity, configs.join(", ")));
+        }
         PeerRequest::TopicConfigChanged(m) => {
             e.topic = Some(m.topic.clone());
             let overrides: Vec<String> = m
@@ -216,8 +220,8 @@ pub fn describe_request(from: i32, to: i32, id: u64, request: &PeerRequest) -> E
                 .collect();
             e.detail = Some(parts.join(", "));
         }
-        PeerRequest::AlterTopicConfigs(m) => {
-            let names: Vec<&str> = m.changes.iter().map(|(t, _)| t.as_str()).collect();
+        PeerRequest::AlterConfigs(m) => {
+            let names: Vec<String> = m.changes.iter().map(|(e, _)| e.entity_path()).collect();
             e.detail = Some(names.join(", "));
         }
         PeerRequest::ElectLeaders(m) => {
@@ -290,7 +294,9 @@ pub fn describe_response(
         PeerResponse::LeaderAndIsr(r) | PeerResponse::StopReplica(r) => {
             e.error = partition_results_error(r);
         }
-        PeerResponse::UpdateMetadata(r) | PeerResponse::TopicConfigChanged(r) => {
+        PeerResponse::UpdateMetadata(r)
+        | PeerResponse::TopicConfigChanged(r)
+        | PeerResponse::BrokerConfigChanged(r) => {
             e.error = unit_error(r);
         }
         PeerResponse::AlterPartition(r) => match r {
@@ -331,7 +337,12 @@ pub fn describe_response(
                 .iter()
                 .find_map(|o| o.error.as_ref().map(api_error_name));
         }
-        PeerResponse::CreatePartitions(r) | PeerResponse::AlterTopicConfigs(r) => {
+        PeerResponse::CreatePartitions(r) => {
+            e.error = r
+                .iter()
+                .find_map(|(_, r)| r.as_ref().err().map(api_error_name));
+        }
+        PeerResponse::AlterConfigs(r) => {
             e.error = r
                 .iter()
                 .find_map(|(_, r)| r.as_ref().err().map(api_error_name));

@@ -68,14 +68,16 @@ macro_rules! peer_calls {
     };
 }
 
-use crate::actors::broker::{LeaderAndIsr, StopReplica, TopicConfigChanged, UpdateMetadata};
+use crate::actors::broker::{
+    BrokerConfigChanged, LeaderAndIsr, StopReplica, TopicConfigChanged, UpdateMetadata,
+};
+use crate::actors::controller::messages::{
+    AlterEntityConfigs, ConfigEntity, CreatePartitions, CreateTopicOutcome, CreateTopics,
+    DeleteTopicOutcome, DeleteTopics,
+};
 use crate::actors::controller::messages::{
     AlterPartition, AlterPartitionResult, ControlledShutdown, ControlledShutdownResult,
     ElectLeaders, ElectLeadersResult,
-};
-use crate::actors::controller::messages::{
-    AlterTopicConfigs, CreatePartitions, CreateTopicOutcome, CreateTopics, DeleteTopicOutcome,
-    DeleteTopics,
 };
 use crate::actors::replication::{ReplicaFetch, ReplicaFetchResponse};
 use crate::protocol::error::ApiError;
@@ -109,6 +111,8 @@ peer_calls! {
     stop_replica: StopReplica(StopReplica) -> PartitionResults;
     /// Controller → replicas: a topic's configuration changed.
     topic_config_changed: TopicConfigChanged(TopicConfigChanged) -> Result<(), ApiError>;
+    /// Controller → every broker: dynamic broker configs (one broker's or the default) changed.
+    broker_config_changed: BrokerConfigChanged(BrokerConfigChanged) -> Result<(), ApiError>;
     /// Leader → controller: an ISR change proposal.
     alter_partition: AlterPartition(AlterPartition) -> AlterPartitionResult;
     /// Broker → controller: move my leaderships away, I am stopping.
@@ -117,7 +121,7 @@ peer_calls! {
     create_topics: CreateTopics(CreateTopics) -> Vec<CreateTopicOutcome>;
     delete_topics: DeleteTopics(DeleteTopics) -> Vec<DeleteTopicOutcome>;
     create_partitions: CreatePartitions(CreatePartitions) -> Vec<(String, Result<(), ApiError>)>;
-    alter_topic_configs: AlterTopicConfigs(AlterTopicConfigs) -> Vec<(String, Result<(), ApiError>)>;
+    alter_configs: AlterConfigs(AlterEntityConfigs) -> Vec<(ConfigEntity, Result<(), ApiError>)>;
     elect_leaders: ElectLeaders(ElectLeaders) -> ElectLeadersResult;
     /// Follower → leader: replicate every partition the follower follows from the leader.
     replica_fetch: ReplicaFetch(ReplicaFetch) -> ReplicaFetchResponse;

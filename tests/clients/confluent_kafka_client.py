@@ -408,6 +408,58 @@ def cluster_admin(bootstrap, phase):
     ok("preferred leader election")
 
 
+def broker_configs(bootstrap):
+    """Dynamic broker configs (KIP-226) of the broker `bootstrap` names: set, described with
+    their source and synonyms, taking effect on topics without overrides, refused as Kafka
+    refuses them, deleted back to the static value."""
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    md = a.list_topics(timeout=10)
+    broker = str(min(md.brokers))
+    topic = "ck-dynamic-%d" % int(time.time() * 1000)
+    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+
+    def describe(kind, name):
+        resource = ConfigResource(kind, name)
+        return a.describe_configs([resource])[resource].result(30)
+
+    def alter(*ops):
+        resource = ConfigResource("broker", broker, incremental_configs=[
+            ConfigEntry(k, v, incremental_operation=op) for (k, op, v) in ops])
+        a.incremental_alter_configs([resource])[resource].result(30)
+
+    before = describe("broker", broker)["log.retention.ms"]
+    assert before.is_read_only is False, before
+    topic_retention = describe("topic", topic)["retention.ms"].value
+    alter(("log.retention.ms", AlterConfigOpType.SET, "7200000"),
+          ("log.flush.interval.messages", AlterConfigOpType.SET, "1234"),
+          ("log.cleanup.policy", AlterConfigOpType.APPEND, "compact"))
+    configs = describe("broker", broker)
+    entry = configs["log.flush.interval.messages"]
+    assert entry.value == "1234", entry
+    assert entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value, entry.source
+    assert [s.source for s in entry.synonyms.values()][-1] == ConfigSource.DEFAULT_CONFIG.value
+    assert configs["log.cleanup.policy"].value == "delete,compact", configs["log.cleanup.policy"]
+    assert configs["broker.id"].is_read_only, configs["broker.id"]
+    ok("per-broker config")
+    topic_configs = describe("topic", topic)
+    assert topic_configs["retention.ms"].value == "7200000", topic_configs["retention.ms"]
+    assert topic_configs["retention.ms"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert topic_configs["flush.messages"].value == "1234"
+    ok("topic defaults follow")
+    for key, value in [("broker.id", "77"), ("ssl.keystore.location", "/nowhere")]:
+        try:
+            alter((key, AlterConfigOpType.SET, value))
+            raise AssertionError(f"{key} was altered at run time")
+        except KafkaException as e:
+            assert e.args[0].name() == "INVALID_REQUEST", e
+    assert describe("broker", broker)["broker.id"].value == broker
+    ok("static keys refused")
+    alter(("log.retention.ms", AlterConfigOpType.DELETE, ""))
+    assert describe("topic", topic)["retention.ms"].value == topic_retention
+    assert describe("broker", broker)["log.retention.ms"].source == before.source
+    ok("delete restores the static value")
+
+
 def main():
     if len(sys.argv) < 3:
         usage()
@@ -424,6 +476,7 @@ def main():
         "verify-failover": lambda: verify_failover(bootstrap, rest[0]),
         "transactional": lambda: transactional(bootstrap),
         "cluster-admin": lambda: cluster_admin(bootstrap, rest[0]),
+        "broker-configs": lambda: broker_configs(bootstrap),
     }[mode]()
     ok("ALL")
 

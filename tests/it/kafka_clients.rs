@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod compaction;
+mod dynamic_configs;
 mod failover;
 mod fetch;
 mod groups;

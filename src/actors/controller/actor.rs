@@ -25,12 +25,12 @@ use super::messages::*;
 use super::placement::{self, PlacementBroker};
 use super::zk_client::{FencedError, KafkaZkClient};
 use crate::actors::broker::{
-    LeaderAndIsr, LeaderAndIsrPartitionState, StopReplica, TopicConfigChanged, UpdateMetadata,
-    UpdateMetadataKind, UpdateMetadataTopicState,
+    BrokerConfigChanged, LeaderAndIsr, LeaderAndIsrPartitionState, StopReplica, TopicConfigChanged,
+    UpdateMetadata, UpdateMetadataKind, UpdateMetadataTopicState,
 };
 use crate::actors::controller::messages::{
-    AlterConfigOp, AlterTopicConfigs, ConfigChange, CreatePartitions, CreateTopicOutcome,
-    CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
+    AlterConfigOp, AlterEntityConfigs, ConfigChange, ConfigEntity, CreatePartitions,
+    CreateTopicOutcome, CreateTopics, CreatedTopic, DeleteTopicOutcome, DeleteTopics, TopicRef,
 };
 use crate::actors::coordination::{
     CoordinationClient, CoordinationError, CreateMode, EventType, Op, SessionEvent, SessionState,
@@ -39,6 +39,7 @@ use crate::actors::coordination::{
 use crate::actors::metadata_cache::{
     validate_topic_name, BrokerEndpoint, ListenerEndpoint, LEADER_DURING_DELETE,
 };
+use crate::config::dynamic;
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::protocol::error::ApiError;
 use crate::storage::TopicPartition;
@@ -565,13 +566,7 @@ impl Handler<ElectLeaders> for Controller {
 /// the brokers would stall every other controller event behind a slow broker, and under load
 /// outlast the forwarding broker's own timeout.
 #[derive(Default)]
-pub struct BrokerAcks(
-    Vec<
-        tokio::sync::oneshot::Receiver<
-            Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
-        >,
-    >,
-);
+pub struct BrokerAcks(Vec<PeerAnswer>);
 
 impl BrokerAcks {
     /// True if every broker answered within `within`.
@@ -685,6 +680,11 @@ impl Handler<DeleteTopics> for Controller {
 
 type PartitionOutcomes = Vec<(String, Result<(), ApiError>)>;
 
+/// A broker's answer to a controller request, for whoever waits on it.
+type PeerAnswer = tokio::sync::oneshot::Receiver<
+    Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
+>;
+
 impl Handler<Start<CreatePartitions, PartitionOutcomes>> for Controller {
     type Result = AtomicResponse<Self, (PartitionOutcomes, BrokerAcks)>;
 
@@ -729,13 +729,13 @@ impl Handler<CreatePartitions> for Controller {
     }
 }
 
-impl Handler<AlterTopicConfigs> for Controller {
-    type Result = AtomicResponse<Self, Vec<(String, Result<(), ApiError>)>>;
+impl Handler<AlterEntityConfigs> for Controller {
+    type Result = AtomicResponse<Self, Vec<(ConfigEntity, Result<(), ApiError>)>>;
 
-    fn handle(&mut self, msg: AlterTopicConfigs, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AlterEntityConfigs, _: &mut Self::Context) -> Self::Result {
         self.with_core(move |mut core| {
             Box::pin(async move {
-                let out = core.alter_topic_configs(msg).await;
+                let out = core.alter_configs(msg).await;
                 (core, out)
             })
         })
@@ -899,8 +899,11 @@ impl Core {
             cluster_id,
         });
 
-        // Tell every broker the whole cluster, then every replica its role.
+        // Tell every broker the whole cluster and its dynamic configs, then every replica its
+        // role.
         self.send_update_metadata_full(None);
+        let live = self.active_ref().ctx.live_ids();
+        self.push_dynamic_broker_configs(&live).await?;
         let all: Vec<(String, i32)> = self.active_ref().ctx.states.keys().cloned().collect();
         self.send_leader_and_isr(&all, &BTreeSet::new(), None);
 
@@ -1184,6 +1187,10 @@ impl Core {
         }
         // Case 2: the new brokers get the whole cluster; everyone learns of them.
         self.send_update_metadata_full(None);
+        // Their dynamic configs come before their replicas, which start with them.
+        if let Err(e) = self.push_dynamic_broker_configs(&ids).await {
+            tracing::warn!(controller = self.id(), error = %e, "could not read dynamic broker configs");
+        }
         // Tell them their replicas' roles.
         let mut hosted = Vec::new();
         for id in &ids {
@@ -1255,7 +1262,15 @@ impl Core {
                 continue;
             };
             if let Ok(n) = znodes::from_bytes::<znodes::ConfigChangeNotification>(&path, &data) {
-                if let Some(topic) = n.entity_path.strip_prefix("topics/") {
+                if n.entity_path.starts_with("brokers/") {
+                    if let Some(entity) = ConfigEntity::from_entity_path(&n.entity_path) {
+                        let configs = self
+                            .zk
+                            .get_config(&paths::entity_config(&n.entity_path))
+                            .await?;
+                        self.push_broker_config(entity, configs);
+                    }
+                } else if let Some(topic) = n.entity_path.strip_prefix("topics/") {
                     let config = self.zk.get_topic_config(topic).await?;
                     let changed = self
                         .active
@@ -1439,11 +1454,7 @@ impl Core {
         partitions: &[(String, i32)],
         new: &BTreeSet<(String, i32)>,
         only: Option<&BTreeSet<i32>>,
-    ) -> Vec<
-        tokio::sync::oneshot::Receiver<
-            Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
-        >,
-    > {
+    ) -> Vec<PeerAnswer> {
         let Some(active) = &self.active else {
             return vec![];
         };
@@ -1537,14 +1548,7 @@ impl Core {
     }
 
     /// Case 2: the full snapshot to every live broker (or `only` those).
-    fn send_update_metadata_full(
-        &self,
-        only: Option<&BTreeSet<i32>>,
-    ) -> Vec<
-        tokio::sync::oneshot::Receiver<
-            Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
-        >,
-    > {
+    fn send_update_metadata_full(&self, only: Option<&BTreeSet<i32>>) -> Vec<PeerAnswer> {
         let Some(active) = &self.active else {
             return vec![];
         };
@@ -1570,14 +1574,7 @@ impl Core {
     }
 
     /// The changed partitions to every live broker.
-    fn send_update_metadata_partitions(
-        &self,
-        partitions: &[(String, i32)],
-    ) -> Vec<
-        tokio::sync::oneshot::Receiver<
-            Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
-        >,
-    > {
+    fn send_update_metadata_partitions(&self, partitions: &[(String, i32)]) -> Vec<PeerAnswer> {
         let Some(active) = &self.active else {
             return vec![];
         };
@@ -1602,15 +1599,65 @@ impl Core {
             .collect()
     }
 
-    fn push_topic_config(
+    /// Sends each of `brokers` the cluster-wide dynamic default and its own dynamic configs
+    /// (where there are any).
+    async fn push_dynamic_broker_configs(&self, brokers: &BTreeSet<i32>) -> anyhow::Result<()> {
+        let Some(active) = &self.active else {
+            return Ok(());
+        };
+        let default = ConfigEntity::BrokerDefault;
+        let defaults = self
+            .zk
+            .get_config(&paths::entity_config(&default.entity_path()))
+            .await?;
+        for id in brokers {
+            let entity = ConfigEntity::Broker(*id);
+            let own = self
+                .zk
+                .get_config(&paths::entity_config(&entity.entity_path()))
+                .await?;
+            for (entity, configs) in [(default.clone(), &defaults), (entity, &own)] {
+                if !configs.is_empty() {
+                    // Not awaited: the broker applies it before the LeaderAndIsr that follows
+                    // on the same channel.
+                    drop(active.channels.send(
+                        *id,
+                        PeerRequest::BrokerConfigChanged(BrokerConfigChanged {
+                            entity,
+                            configs: configs.clone(),
+                        }),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every live broker the dynamic configs `entity` now has.
+    fn push_broker_config(
         &self,
-        topic: &str,
-        config: BTreeMap<String, String>,
-    ) -> Vec<
-        tokio::sync::oneshot::Receiver<
-            Result<crate::transport::peer::PeerResponse, crate::transport::peer::TransportError>,
-        >,
-    > {
+        entity: ConfigEntity,
+        configs: BTreeMap<String, String>,
+    ) -> Vec<PeerAnswer> {
+        self.send_to_live_brokers(|| {
+            PeerRequest::BrokerConfigChanged(BrokerConfigChanged {
+                entity: entity.clone(),
+                configs: configs.clone(),
+            })
+        })
+    }
+
+    fn push_topic_config(&self, topic: &str, config: BTreeMap<String, String>) -> Vec<PeerAnswer> {
+        self.send_to_live_brokers(|| {
+            PeerRequest::TopicConfigChanged(TopicConfigChanged {
+                topic: topic.to_string(),
+                overrides: config.clone(),
+            })
+        })
+    }
+
+    /// Sends `request()` to every live broker; the answers are for whoever waits on them.
+    fn send_to_live_brokers(&self, request: impl Fn() -> PeerRequest) -> Vec<PeerAnswer> {
         let Some(active) = &self.active else {
             return vec![];
         };
@@ -1618,15 +1665,7 @@ impl Core {
             .ctx
             .live_brokers
             .keys()
-            .map(|b| {
-                active.channels.send(
-                    *b,
-                    PeerRequest::TopicConfigChanged(TopicConfigChanged {
-                        topic: topic.to_string(),
-                        overrides: config.clone(),
-                    }),
-                )
-            })
+            .map(|b| active.channels.send(*b, request()))
             .collect()
     }
 
@@ -2193,27 +2232,105 @@ impl Core {
         tracing::info!(controller = id, topic, "deleted topic");
     }
 
-    async fn alter_topic_configs(
+    async fn alter_configs(
         &mut self,
-        msg: AlterTopicConfigs,
-    ) -> Vec<(String, Result<(), ApiError>)> {
+        msg: AlterEntityConfigs,
+    ) -> Vec<(ConfigEntity, Result<(), ApiError>)> {
         let id = self.id();
         let mut outcomes = Vec::new();
-        for (topic, change) in msg.changes {
-            let result = match &self.active {
-                None => Err(not_controller(id)),
-                Some(a) if !a.ctx.topics.contains_key(&topic) => Err(ApiError::with_message(
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("The topic '{topic}' does not exist."),
-                )),
-                Some(_) => {
-                    self.alter_topic_config(&topic, change, msg.validate_only)
+        for (entity, change) in msg.changes {
+            let result = match (&self.active, &entity) {
+                (None, _) => Err(not_controller(id)),
+                (Some(a), ConfigEntity::Topic(topic)) if !a.ctx.topics.contains_key(topic) => {
+                    Err(ApiError::with_message(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("The topic '{topic}' does not exist."),
+                    ))
+                }
+                (Some(_), ConfigEntity::Topic(topic)) => {
+                    self.alter_topic_config(topic, change, msg.validate_only)
+                        .await
+                }
+                (Some(_), _) => {
+                    self.alter_broker_config(&entity, change, msg.validate_only)
                         .await
                 }
             };
-            outcomes.push((topic, result));
+            outcomes.push((entity, result));
         }
         outcomes
+    }
+
+    /// KIP-226: validates an entity's new dynamic broker configs as Kafka's
+    /// `DynamicBrokerConfig.validateConfigs` does, records them at `/config/brokers/<entity>`
+    /// with a change notification, and tells every broker.
+    async fn alter_broker_config(
+        &mut self,
+        entity: &ConfigEntity,
+        change: ConfigChange,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let path = paths::entity_config(&entity.entity_path());
+        let current = self
+            .zk
+            .get_config(&path)
+            .await
+            .map_err(|e| coord_error(&e))?;
+        let kafka_default = BrokerConfig::default();
+        let next = apply_config_change(&current, change, |key| {
+            dynamic::is_list(key).then(|| kafka_default.get(key).unwrap_or_default())
+        })?;
+        let per_broker = matches!(entity, ConfigEntity::Broker(_));
+        dynamic::validate(&next, per_broker, &self.deps.config).map_err(|e| {
+            let name = match entity {
+                ConfigEntity::Broker(id) => id.to_string(),
+                _ => String::new(),
+            };
+            ApiError::with_message(
+                ResponseError::InvalidRequest,
+                format!("Invalid config value for resource ConfigResource(type=BROKER, name='{name}'): {e}"),
+            )
+        })?;
+        if validate_only || next == current {
+            return Ok(());
+        }
+        self.record_config(entity, &next).await?;
+        tracing::info!(controller = self.id(), %entity, ?next, "dynamic broker configs changed");
+        let waits = self.push_broker_config(entity.clone(), next);
+        self.wait_for_brokers(waits).await;
+        Ok(())
+    }
+
+    /// Writes `entity`'s overrides with a change notification, fenced by the controller epoch.
+    async fn record_config(
+        &mut self,
+        entity: &ConfigEntity,
+        config: &BTreeMap<String, String>,
+    ) -> Result<(), ApiError> {
+        let mut ops = self
+            .zk
+            .config_ops(paths::entity_config(&entity.entity_path()), config)
+            .await
+            .map_err(|e| coord_error(&e))?;
+        ops.push(Op::Create {
+            path: paths::CONFIG_CHANGE_PREFIX.to_string(),
+            data: znodes::to_bytes(&znodes::ConfigChangeNotification::entity(
+                entity.entity_path(),
+            )),
+            mode: CreateMode::PersistentSequential,
+        });
+        let epoch_version = self.active_ref().epoch_version;
+        self.zk
+            .fenced(epoch_version, ops)
+            .await
+            .map_err(|e| api_error_of(&e))
+    }
+
+    /// Waits for the brokers' answers, at most `controller.socket.timeout.ms`.
+    async fn wait_for_brokers(&self, waits: Vec<PeerAnswer>) {
+        let timeout =
+            Duration::from_millis(self.deps.config.controller_socket_timeout_ms.max(1000) as u64);
+        let _ = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
     }
 
     async fn alter_topic_config(
@@ -2223,7 +2340,11 @@ impl Core {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let current = self.active_ref().ctx.topics[topic].config.clone();
-        let next = apply_config_change(&current, change)?;
+        // cleanup.policy is the only list-valued topic config; without an override Kafka
+        // starts from its default (`delete`), not from an empty list.
+        let next = apply_config_change(&current, change, |key| {
+            (key == "cleanup.policy").then(|| "delete".to_string())
+        })?;
         self.deps
             .config
             .topic_defaults()
@@ -2232,21 +2353,8 @@ impl Core {
         if validate_only || next == current {
             return Ok(());
         }
-        let mut ops = self
-            .zk
-            .topic_config_ops(topic, &next)
-            .await
-            .map_err(|e| coord_error(&e))?;
-        ops.push(Op::Create {
-            path: paths::CONFIG_CHANGE_PREFIX.to_string(),
-            data: znodes::to_bytes(&znodes::ConfigChangeNotification::topic(topic)),
-            mode: CreateMode::PersistentSequential,
-        });
-        let epoch_version = self.active_ref().epoch_version;
-        self.zk
-            .fenced(epoch_version, ops)
-            .await
-            .map_err(|e| api_error_of(&e))?;
+        self.record_config(&ConfigEntity::Topic(topic.to_string()), &next)
+            .await?;
         if let Some(info) = self
             .active
             .as_mut()
@@ -2255,9 +2363,7 @@ impl Core {
             info.config = next.clone();
         }
         let waits = self.push_topic_config(topic, next);
-        let timeout =
-            Duration::from_millis(self.deps.config.controller_socket_timeout_ms.max(1000) as u64);
-        let _ = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
+        self.wait_for_brokers(waits).await;
         Ok(())
     }
 
@@ -2556,10 +2662,13 @@ fn dedup_changes(changes: &mut Vec<StateChange>) {
     *changes = out;
 }
 
-/// AlterConfigs replaces all overrides; IncrementalAlterConfigs edits them.
+/// AlterConfigs replaces all overrides; IncrementalAlterConfigs edits them. APPEND and
+/// SUBTRACT apply to the keys `list_default` knows as lists, starting from the default it
+/// gives when the key has no override.
 pub fn apply_config_change(
     current: &BTreeMap<String, String>,
     change: ConfigChange,
+    list_default: impl Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, String>, ApiError> {
     match change {
         ConfigChange::Replace(entries) => Ok(entries
@@ -2577,24 +2686,22 @@ pub fn apply_config_change(
                         next.remove(&key);
                     }
                     AlterConfigOp::Append | AlterConfigOp::Subtract => {
-                        // cleanup.policy is the only list-valued topic config.
-                        if key != "cleanup.policy" {
+                        let Some(default) = list_default(&key) else {
                             return Err(ApiError::with_message(
                                 ResponseError::InvalidConfig,
                                 format!("Config value append/subtract is not allowed for config key {key}"),
                             ));
-                        }
+                        };
+                        let split = |v: &str| -> Vec<String> {
+                            v.split(',')
+                                .map(|s| s.trim().to_string())
+                                .filter(|s| !s.is_empty())
+                                .collect()
+                        };
                         let mut items: Vec<String> = next
                             .get(&key)
-                            .map(|v| {
-                                v.split(',')
-                                    .map(|s| s.trim().to_string())
-                                    .filter(|s| !s.is_empty())
-                                    .collect()
-                            })
-                            // Without an override Kafka starts from the topic config's
-                            // default (`delete`), not from an empty list.
-                            .unwrap_or_else(|| vec!["delete".to_string()]);
+                            .map(|v| split(v))
+                            .unwrap_or_else(|| split(&default));
                         for v in value
                             .unwrap_or_default()
                             .split(',')
@@ -2666,6 +2773,7 @@ mod tests {
                 PeerRequest::UpdateMetadata(_) => PeerResponse::UpdateMetadata(Ok(())),
                 PeerRequest::StopReplica(_) => PeerResponse::StopReplica(Ok(vec![])),
                 PeerRequest::TopicConfigChanged(_) => PeerResponse::TopicConfigChanged(Ok(())),
+                PeerRequest::BrokerConfigChanged(_) => PeerResponse::BrokerConfigChanged(Ok(())),
                 other => panic!("a broker does not expect {}", other.kind()),
             };
             let stall = matches!(request, PeerRequest::LeaderAndIsr(_))
@@ -3514,7 +3622,7 @@ mod tests {
             .collect()
     }
 
-    fn assert_codes(outcomes: &[(String, Result<(), ApiError>)], codes: &[i16]) {
+    fn assert_codes<K: std::fmt::Debug>(outcomes: &[(K, Result<(), ApiError>)], codes: &[i16]) {
         let got: Vec<i16> = outcomes
             .iter()
             .map(|(_, r)| r.as_ref().err().map_or(0, |e| e.code))
@@ -3649,10 +3757,10 @@ mod tests {
     async fn incremental_config_changes_validate_and_are_recorded_with_a_notification() {
         let (h, active) = three_brokers_with_topic("cfg", 1).await;
         let outcomes = h.controllers[&active]
-            .send(AlterTopicConfigs {
+            .send(AlterEntityConfigs {
                 changes: vec![
                     (
-                        "cfg".into(),
+                        ConfigEntity::Topic("cfg".into()),
                         ConfigChange::Incremental(vec![
                             (
                                 "retention.ms".into(),
@@ -3667,7 +3775,7 @@ mod tests {
                         ]),
                     ),
                     (
-                        "cfg".into(),
+                        ConfigEntity::Topic("cfg".into()),
                         ConfigChange::Incremental(vec![(
                             "retention.ms".into(),
                             AlterConfigOp::Append,
@@ -3698,6 +3806,114 @@ mod tests {
         assert!(
             changes.cversion > 0,
             "no config change notification was written"
+        );
+    }
+
+    /// The BrokerConfigChanged messages `recorder` has seen for `entity`, oldest first.
+    fn broker_configs_seen(
+        recorder: &Recorder,
+        entity: &ConfigEntity,
+    ) -> Vec<BTreeMap<String, String>> {
+        recorder
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                PeerRequest::BrokerConfigChanged(c) if c.entity == *entity => {
+                    Some(c.configs.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[actix::test]
+    async fn dynamic_broker_configs_are_validated_recorded_and_sent_to_every_broker() {
+        let mut h = harness(3).await;
+        let active = wait_for_single_controller(&h, 3).await.broker_id;
+        let set = |key: &str, value: &str| {
+            ConfigChange::Incremental(vec![(key.into(), AlterConfigOp::Set, Some(value.into()))])
+        };
+        let outcomes = h.controllers[&active]
+            .send(AlterEntityConfigs {
+                changes: vec![
+                    (ConfigEntity::BrokerDefault, set("log.retention.ms", "5000")),
+                    (
+                        ConfigEntity::Broker(2),
+                        set("sasl.kerberos.min.time.before.relogin", "58000"),
+                    ),
+                    // Kafka's refusals: a per-broker key at the cluster level, a static key.
+                    (
+                        ConfigEntity::BrokerDefault,
+                        set("sasl.kerberos.min.time.before.relogin", "58000"),
+                    ),
+                    (ConfigEntity::Broker(1), set("broker.id", "9")),
+                    (ConfigEntity::Broker(1), set("background.threads", "many")),
+                ],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        let invalid = ResponseError::InvalidRequest.code();
+        assert_codes(&outcomes, &[0, 0, invalid, invalid, invalid]);
+
+        let zk = KafkaZkClient::new(h.observer.clone());
+        let default = zk.get_config("/config/brokers/<default>").await.unwrap();
+        assert_eq!(
+            default.get("log.retention.ms").map(String::as_str),
+            Some("5000")
+        );
+        let own = zk.get_config("/config/brokers/2").await.unwrap();
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert!(zk.get_config("/config/brokers/1").await.unwrap().is_empty());
+
+        // Every broker is told both (each applies only the default and its own).
+        for b in 1..=3 {
+            let seen = broker_configs_seen(&h.recorders[&b], &ConfigEntity::BrokerDefault);
+            assert_eq!(seen.last(), Some(&default), "broker {b}");
+            let seen = broker_configs_seen(&h.recorders[&b], &ConfigEntity::Broker(2));
+            assert_eq!(seen.last(), Some(&own), "broker {b}");
+        }
+
+        // A broker that joins later gets the default before its replicas' roles.
+        start_broker(&mut h, 4).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while broker_configs_seen(&h.recorders[&4], &ConfigEntity::BrokerDefault).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "broker 4 never got the dynamic default"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(broker_configs_seen(&h.recorders[&4], &ConfigEntity::Broker(4)).is_empty());
+
+        // DELETE goes back to nothing; APPEND on a list starts from Kafka's default.
+        let outcomes = h.controllers[&active]
+            .send(AlterEntityConfigs {
+                changes: vec![(
+                    ConfigEntity::BrokerDefault,
+                    ConfigChange::Incremental(vec![
+                        ("log.retention.ms".into(), AlterConfigOp::Delete, None),
+                        (
+                            "log.cleanup.policy".into(),
+                            AlterConfigOp::Append,
+                            Some("compact".into()),
+                        ),
+                    ]),
+                )],
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+        assert_codes(&outcomes, &[0]);
+        let default = zk.get_config("/config/brokers/<default>").await.unwrap();
+        assert_eq!(
+            default,
+            BTreeMap::from([(
+                "log.cleanup.policy".to_string(),
+                "delete,compact".to_string()
+            )])
         );
     }
 

@@ -51,6 +51,9 @@ impl PeerHandler for BrokerEndpoint {
                 PeerRequest::TopicConfigChanged(m) => {
                     PeerResponse::TopicConfigChanged(ask(broker, m, me).await?)
                 }
+                PeerRequest::BrokerConfigChanged(m) => {
+                    PeerResponse::BrokerConfigChanged(ask(broker, m, me).await?)
+                }
                 PeerRequest::AlterPartition(m) => {
                     PeerResponse::AlterPartition(ask(controller, m, me).await?)
                 }
@@ -66,8 +69,8 @@ impl PeerHandler for BrokerEndpoint {
                 PeerRequest::CreatePartitions(m) => {
                     PeerResponse::CreatePartitions(ask(controller, m, me).await?)
                 }
-                PeerRequest::AlterTopicConfigs(m) => {
-                    PeerResponse::AlterTopicConfigs(ask(controller, m, me).await?)
+                PeerRequest::AlterConfigs(m) => {
+                    PeerResponse::AlterConfigs(ask(controller, m, me).await?)
                 }
                 PeerRequest::ElectLeaders(m) => {
                     PeerResponse::ElectLeaders(ask(controller, m, me).await?)

@@ -10,8 +10,8 @@ use actix::prelude::*;
 use kafka_protocol::error::ResponseError;
 
 use crate::actors::controller::messages::{
-    AlterTopicConfigs, ControllerLink, CreatePartitions, CreateTopicOutcome, CreateTopics,
-    DeleteTopicOutcome, DeleteTopics,
+    AlterEntityConfigs, ConfigEntity, ControllerLink, CreatePartitions, CreateTopicOutcome,
+    CreateTopics, DeleteTopicOutcome, DeleteTopics,
 };
 use crate::actors::controller::messages::{ElectLeaders, ElectLeadersResult};
 use crate::actors::controller::producer_ids::ProducerIdManager;
@@ -45,7 +45,7 @@ impl ControllerForwarder {
             create_topics: addr.clone().recipient(),
             delete_topics: addr.clone().recipient(),
             create_partitions: addr.clone().recipient(),
-            alter_topic_configs: addr.clone().recipient(),
+            alter_configs: addr.clone().recipient(),
             elect_leaders: addr.clone().recipient(),
             producer_ids,
         }
@@ -167,10 +167,21 @@ impl Handler<DeleteTopics> for ControllerForwarder {
 
 type PerTopic = Vec<(String, Result<(), ApiError>)>;
 
-fn per_topic_not_controller(outcomes: &PerTopic) -> bool {
+/// Whether any of a per-topic (or per-entity) answer says "not the controller".
+fn any_not_controller<K>(outcomes: &[(K, Result<(), ApiError>)]) -> bool {
     outcomes
         .iter()
         .any(|(_, r)| r.as_ref().err().is_some_and(code_is_not_controller))
+}
+
+fn per_topic_not_controller(outcomes: &PerTopic) -> bool {
+    any_not_controller(outcomes)
+}
+
+type PerEntity = Vec<(ConfigEntity, Result<(), ApiError>)>;
+
+fn per_entity_not_controller(outcomes: &PerEntity) -> bool {
+    any_not_controller(outcomes)
 }
 
 impl Handler<CreatePartitions> for ControllerForwarder {
@@ -196,17 +207,17 @@ impl Handler<CreatePartitions> for ControllerForwarder {
     }
 }
 
-impl Handler<AlterTopicConfigs> for ControllerForwarder {
-    type Result = ResponseFuture<PerTopic>;
+impl Handler<AlterEntityConfigs> for ControllerForwarder {
+    type Result = ResponseFuture<PerEntity>;
 
-    fn handle(&mut self, msg: AlterTopicConfigs, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AlterEntityConfigs, _: &mut Self::Context) -> Self::Result {
         let (metadata, peers) = (self.metadata.clone(), self.peers.clone());
-        let names: Vec<String> = msg.changes.iter().map(|(t, _)| t.clone()).collect();
+        let names: Vec<ConfigEntity> = msg.changes.iter().map(|(e, _)| e.clone()).collect();
         Box::pin(async move {
             forward(
                 metadata,
-                |to| peers.alter_topic_configs(to, msg.clone()),
-                per_topic_not_controller,
+                |to| peers.alter_configs(to, msg.clone()),
+                per_entity_not_controller,
             )
             .await
             .unwrap_or_else(|| {

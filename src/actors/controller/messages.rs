@@ -203,10 +203,52 @@ pub enum ConfigChange {
     Incremental(Vec<(String, AlterConfigOp, Option<String>)>),
 }
 
+/// What a config change is for: Kafka's config entities, stored at `/config/topics/<t>`,
+/// `/config/brokers/<id>` and `/config/brokers/<default>` (the cluster-wide broker default,
+/// the BROKER resource named `""`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ConfigEntity {
+    Topic(String),
+    Broker(i32),
+    BrokerDefault,
+}
+
+impl ConfigEntity {
+    /// The entity's path under `/config`, as config change notifications name it.
+    pub fn entity_path(&self) -> String {
+        match self {
+            ConfigEntity::Topic(t) => format!("topics/{t}"),
+            ConfigEntity::Broker(id) => format!("brokers/{id}"),
+            ConfigEntity::BrokerDefault => "brokers/<default>".to_string(),
+        }
+    }
+
+    /// The entity a notification's `entity_path` names; `None` for other entity types
+    /// (clients, users: quotas, which weir does not keep).
+    pub fn from_entity_path(path: &str) -> Option<Self> {
+        if let Some(topic) = path.strip_prefix("topics/") {
+            return Some(ConfigEntity::Topic(topic.to_string()));
+        }
+        match path.strip_prefix("brokers/")? {
+            "<default>" => Some(ConfigEntity::BrokerDefault),
+            id => id.parse().ok().map(ConfigEntity::Broker),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.entity_path())
+    }
+}
+
+/// AlterConfigs and IncrementalAlterConfigs, validated and recorded by the controller, which
+/// then tells every broker ([`crate::actors::broker::TopicConfigChanged`],
+/// [`crate::actors::broker::BrokerConfigChanged`]).
 #[derive(Debug, Clone, Message, serde::Serialize, serde::Deserialize)]
-#[rtype(result = "Vec<(String, Result<(), ApiError>)>")]
-pub struct AlterTopicConfigs {
-    pub changes: Vec<(String, ConfigChange)>,
+#[rtype(result = "Vec<(ConfigEntity, Result<(), ApiError>)>")]
+pub struct AlterEntityConfigs {
+    pub changes: Vec<(ConfigEntity, ConfigChange)>,
     pub validate_only: bool,
 }
 
@@ -218,7 +260,7 @@ pub struct ControllerLink {
     pub create_topics: Recipient<CreateTopics>,
     pub delete_topics: Recipient<DeleteTopics>,
     pub create_partitions: Recipient<CreatePartitions>,
-    pub alter_topic_configs: Recipient<AlterTopicConfigs>,
+    pub alter_configs: Recipient<AlterEntityConfigs>,
     /// ElectLeaders (preferred or unclean).
     pub elect_leaders: Recipient<ElectLeaders>,
     /// InitProducerId's id source (one block at a time from the cluster-wide allocator).

@@ -295,9 +295,13 @@ impl KafkaZkClient {
 
     /// A topic's config overrides (empty when it has none).
     pub async fn get_topic_config(&self, topic: &str) -> ZkResult<BTreeMap<String, String>> {
-        let path = paths::topic_config(topic);
-        match self.client.get_data(&path, false).await {
-            Ok((data, _)) => Ok(znodes::from_bytes::<znodes::ConfigZNode>(&path, &data)
+        self.get_config(&paths::topic_config(topic)).await
+    }
+
+    /// The overrides stored at a `/config/...` znode (none when it does not exist).
+    pub async fn get_config(&self, path: &str) -> ZkResult<BTreeMap<String, String>> {
+        match self.client.get_data(path, false).await {
+            Ok((data, _)) => Ok(znodes::from_bytes::<znodes::ConfigZNode>(path, &data)
                 .map(|c| c.config)
                 .unwrap_or_default()),
             Err(CoordinationError::NoNode { .. }) => Ok(BTreeMap::new()),
@@ -311,7 +315,15 @@ impl KafkaZkClient {
         topic: &str,
         config: &BTreeMap<String, String>,
     ) -> ZkResult<Vec<Op>> {
-        let path = paths::topic_config(topic);
+        self.config_ops(paths::topic_config(topic), config).await
+    }
+
+    /// Ops that create or overwrite the `/config/...` znode at `path`.
+    pub async fn config_ops(
+        &self,
+        path: String,
+        config: &BTreeMap<String, String>,
+    ) -> ZkResult<Vec<Op>> {
         let data = znodes::to_bytes(&znodes::ConfigZNode::new(config.clone()));
         Ok(match self.client.exists(&path, false).await? {
             Some(stat) => vec![Op::SetData {

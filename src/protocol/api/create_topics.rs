@@ -88,18 +88,21 @@ impl KafkaApi for CreateTopics {
                         Ok(created) => {
                             result = result.with_error_message(None);
                             if version >= 5 {
-                                let configs =
-                                    topic_config_entries(&ctx.topic_defaults, &created.configs)
-                                        .into_iter()
-                                        .map(|e| {
-                                            CreatableTopicConfigs::default()
-                                                .with_name(str_bytes(e.name))
-                                                .with_value(Some(str_bytes(e.value)))
-                                                .with_read_only(e.read_only)
-                                                .with_config_source(e.source)
-                                                .with_is_sensitive(false)
-                                        })
-                                        .collect();
+                                let configs = topic_config_entries(
+                                    &ctx,
+                                    &ctx.metadata.snapshot(),
+                                    &created.configs,
+                                )
+                                .into_iter()
+                                .map(|e| {
+                                    CreatableTopicConfigs::default()
+                                        .with_name(str_bytes(e.name))
+                                        .with_value(Some(str_bytes(e.value)))
+                                        .with_read_only(e.read_only)
+                                        .with_config_source(e.source)
+                                        .with_is_sensitive(false)
+                                })
+                                .collect();
                                 result = result
                                     .with_num_partitions(created.num_partitions)
                                     .with_replication_factor(created.replication_factor)

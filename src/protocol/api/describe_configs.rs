@@ -1,6 +1,7 @@
 //! DescribeConfigs: a topic's effective configuration (its overrides on top of this broker's
-//! defaults, each entry with its source), or this broker's own configuration (read-only:
-//! weir has no dynamic broker configs).
+//! defaults, each entry with its source), this broker's own configuration (its static keys
+//! with the dynamic broker configs of KIP-226 on top; read-only but for the keys Kafka can
+//! change at run time), or the cluster-wide dynamic default (the BROKER resource `""`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
+use crate::actors::metadata_cache::MetadataSnapshot;
+use crate::config::dynamic::{self, DynamicBrokerConfigs, DynamicLevel};
 use crate::config::{BrokerConfig, TopicConfig};
 
 pub struct DescribeConfigs;
@@ -27,6 +30,8 @@ pub const RESOURCE_BROKER_LOGGER: i8 = 8;
 
 /// Kafka's `ConfigSource`.
 pub const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
+pub const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
@@ -47,6 +52,16 @@ pub struct ConfigEntryView {
     pub source: i8,
     pub read_only: bool,
     pub config_type: i8,
+    /// Kafka's synonyms, highest precedence first: `(name, value, source)`; empty means
+    /// the entry itself only.
+    pub synonyms: Vec<(String, String, i8)>,
+}
+
+fn dynamic_source(level: DynamicLevel) -> i8 {
+    match level {
+        DynamicLevel::Broker => SOURCE_DYNAMIC_BROKER_CONFIG,
+        DynamicLevel::ClusterDefault => SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+    }
 }
 
 /// The type Kafka declares for a topic-level key.
@@ -98,49 +113,130 @@ fn broker_value_type(key: &str, value: &str) -> i8 {
     }
 }
 
-/// A topic's entries: overrides are DYNAMIC_TOPIC_CONFIG, keys the broker sets differently from
-/// Kafka's default are STATIC_BROKER_CONFIG, the rest DEFAULT_CONFIG.
+/// A topic's entries: overrides are DYNAMIC_TOPIC_CONFIG; otherwise the source of the broker
+/// key behind the default (a dynamic broker config, the static config when it differs from
+/// Kafka's default), else DEFAULT_CONFIG.
 pub fn topic_config_entries(
-    broker_defaults: &TopicConfig,
+    ctx: &ApiContext,
+    snapshot: &MetadataSnapshot,
     overrides: &BTreeMap<String, String>,
 ) -> Vec<ConfigEntryView> {
+    let broker_defaults = ctx.topic_defaults(snapshot);
+    let dynamic = &snapshot.dynamic_broker_configs;
     let effective = broker_defaults
         .with_overrides(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .unwrap_or_else(|_| broker_defaults.clone());
     effective
         .entries_against(&TopicConfig::default())
         .into_iter()
-        .map(|entry| ConfigEntryView {
-            name: entry.name.to_string(),
-            value: entry.value,
-            source: if overrides.contains_key(entry.name) {
-                SOURCE_DYNAMIC_TOPIC_CONFIG
-            } else if !entry.is_default {
-                SOURCE_STATIC_BROKER_CONFIG
-            } else {
-                SOURCE_DEFAULT_CONFIG
-            },
-            read_only: false,
-            config_type: topic_key_type(entry.name),
+        .map(|entry| {
+            let dynamic_level = dynamic::broker_synonyms(entry.name)
+                .iter()
+                .find_map(|key| dynamic.source_of(key))
+                .map(|(level, _)| level);
+            ConfigEntryView {
+                name: entry.name.to_string(),
+                value: entry.value,
+                source: if overrides.contains_key(entry.name) {
+                    SOURCE_DYNAMIC_TOPIC_CONFIG
+                } else if let Some(level) = dynamic_level {
+                    dynamic_source(level)
+                } else if !entry.is_default {
+                    SOURCE_STATIC_BROKER_CONFIG
+                } else {
+                    SOURCE_DEFAULT_CONFIG
+                },
+                read_only: false,
+                config_type: topic_key_type(entry.name),
+                synonyms: Vec::new(),
+            }
         })
         .collect()
 }
 
-/// This broker's entries, all read-only.
-pub fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntryView> {
-    config
-        .entries_against(&BrokerConfig::default())
+/// This broker's entries (Kafka's `perBrokerConfig` view): every key with the value in force
+/// and its source, its synonyms by precedence (own dynamic, cluster default, static, Kafka's
+/// default), read-only unless Kafka can change it at run time; and the dynamic keys weir
+/// records without a field of its own.
+pub fn broker_config_entries(
+    config: &BrokerConfig,
+    dynamic: &DynamicBrokerConfigs,
+) -> Vec<ConfigEntryView> {
+    let kafka_default = BrokerConfig::default();
+    let effective = dynamic::effective(config, dynamic);
+    let mut entries: Vec<ConfigEntryView> = effective
+        .entries_against(&kafka_default)
         .into_iter()
-        .map(|entry| ConfigEntryView {
-            config_type: broker_value_type(entry.name, &entry.value),
-            name: entry.name.to_string(),
-            value: entry.value,
-            source: if entry.is_default {
-                SOURCE_DEFAULT_CONFIG
-            } else {
-                SOURCE_STATIC_BROKER_CONFIG
-            },
-            read_only: true,
+        .map(|entry| {
+            let mut synonyms = Vec::new();
+            let levels = [
+                (DynamicLevel::Broker, dynamic.own.get(entry.name)),
+                (
+                    DynamicLevel::ClusterDefault,
+                    dynamic.cluster_default.get(entry.name),
+                ),
+            ];
+            for (level, value) in levels {
+                if let Some(value) = value {
+                    synonyms.push((entry.name.to_string(), value.clone(), dynamic_source(level)));
+                }
+            }
+            let static_value = config.get(entry.name).unwrap_or_default();
+            let default_value = kafka_default.get(entry.name).unwrap_or_default();
+            if static_value != default_value {
+                synonyms.push((
+                    entry.name.to_string(),
+                    static_value,
+                    SOURCE_STATIC_BROKER_CONFIG,
+                ));
+            }
+            synonyms.push((entry.name.to_string(), default_value, SOURCE_DEFAULT_CONFIG));
+            ConfigEntryView {
+                config_type: broker_value_type(entry.name, &entry.value),
+                name: entry.name.to_string(),
+                value: entry.value,
+                source: synonyms[0].2,
+                read_only: dynamic::is_read_only(entry.name),
+                synonyms,
+            }
+        })
+        .collect();
+    let mut recorded_only: BTreeMap<&str, (DynamicLevel, &str)> = BTreeMap::new();
+    for key in dynamic.cluster_default.keys().chain(dynamic.own.keys()) {
+        if !BrokerConfig::KEYS.contains(&key.as_str()) {
+            if let Some(found) = dynamic.source_of(key) {
+                recorded_only.insert(key, found);
+            }
+        }
+    }
+    entries.extend(
+        recorded_only
+            .into_iter()
+            .map(|(key, (level, value))| ConfigEntryView {
+                name: key.to_string(),
+                value: value.to_string(),
+                source: dynamic_source(level),
+                read_only: false,
+                config_type: broker_value_type(key, value),
+                synonyms: Vec::new(),
+            }),
+    );
+    entries
+}
+
+/// The cluster-wide dynamic default (the BROKER resource `""`): only what was set there, as
+/// Kafka describes it.
+pub fn cluster_default_entries(dynamic: &DynamicBrokerConfigs) -> Vec<ConfigEntryView> {
+    dynamic
+        .cluster_default
+        .iter()
+        .map(|(key, value)| ConfigEntryView {
+            name: key.clone(),
+            value: value.clone(),
+            source: SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+            read_only: false,
+            config_type: broker_value_type(key, value),
+            synonyms: Vec::new(),
         })
         .collect()
 }
@@ -157,10 +253,22 @@ fn render(
         .with_config_source(entry.source)
         .with_is_sensitive(false);
     if include_synonyms {
-        result = result.with_synonyms(vec![DescribeConfigsSynonym::default()
-            .with_name(str_bytes(entry.name))
-            .with_value(Some(str_bytes(entry.value)))
-            .with_source(entry.source)]);
+        let synonyms = if entry.synonyms.is_empty() {
+            vec![(entry.name, entry.value, entry.source)]
+        } else {
+            entry.synonyms
+        };
+        result = result.with_synonyms(
+            synonyms
+                .into_iter()
+                .map(|(name, value, source)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(name))
+                        .with_value(Some(str_bytes(value)))
+                        .with_source(source)
+                })
+                .collect(),
+        );
     }
     if version >= 3 {
         result = result.with_config_type(entry.config_type);
@@ -202,12 +310,17 @@ impl KafkaApi for DescribeConfigs {
                                 .topic_config(&name)
                                 .map(|c| c.overrides.clone())
                                 .unwrap_or_default();
-                            Ok(topic_config_entries(&ctx.topic_defaults, &overrides))
+                            Ok(topic_config_entries(ctx, &snapshot, &overrides))
                         }
                     }
                     RESOURCE_BROKER => {
-                        if name.is_empty() || name == ctx.broker_id.to_string() {
-                            Ok(broker_config_entries(&ctx.config))
+                        if name.is_empty() {
+                            Ok(cluster_default_entries(&snapshot.dynamic_broker_configs))
+                        } else if name == ctx.broker_id.to_string() {
+                            Ok(broker_config_entries(
+                                &ctx.config,
+                                &snapshot.dynamic_broker_configs,
+                            ))
                         } else {
                             Err((
                                 ResponseError::InvalidRequest,

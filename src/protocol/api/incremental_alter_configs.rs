@@ -1,5 +1,5 @@
-//! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on a topic's config overrides
-//! (through the controller). Broker configs are static in weir: altering one is refused.
+//! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on the config overrides of a
+//! topic, of this broker or of the cluster-wide broker default (through the controller).
 
 use std::sync::Arc;
 
@@ -11,8 +11,7 @@ use kafka_protocol::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
 };
 
-use super::alter_configs::{alter_topics, refuse_resource};
-use super::describe_configs::RESOURCE_TOPIC;
+use super::alter_configs::alter_entities;
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
 use crate::actors::controller::messages::{AlterConfigOp, ConfigChange};
 use crate::protocol::error::ApiError;
@@ -35,29 +34,25 @@ impl KafkaApi for IncrementalAlterConfigs {
             .resources
             .into_iter()
             .map(|r| {
-                let change = if r.resource_type == RESOURCE_TOPIC {
-                    r.configs
-                        .into_iter()
-                        .map(|c| {
-                            let op =
-                                AlterConfigOp::from_wire(c.config_operation).ok_or_else(|| {
-                                    ApiError::with_message(
-                                        ResponseError::InvalidRequest,
-                                        format!("unknown config operation {}", c.config_operation),
-                                    )
-                                })?;
-                            Ok((c.name.to_string(), op, c.value.map(|v| v.to_string())))
-                        })
-                        .collect::<Result<Vec<_>, ApiError>>()
-                        .map(ConfigChange::Incremental)
-                } else {
-                    Err(refuse_resource(r.resource_type))
-                };
+                let change = r
+                    .configs
+                    .into_iter()
+                    .map(|c| {
+                        let op = AlterConfigOp::from_wire(c.config_operation).ok_or_else(|| {
+                            ApiError::with_message(
+                                ResponseError::InvalidRequest,
+                                format!("unknown config operation {}", c.config_operation),
+                            )
+                        })?;
+                        Ok((c.name.to_string(), op, c.value.map(|v| v.to_string())))
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()
+                    .map(ConfigChange::Incremental);
                 (r.resource_type, r.resource_name.to_string(), change)
             })
             .collect();
         async move {
-            let results = alter_topics(&ctx, resources, request.validate_only).await;
+            let results = alter_entities(&ctx, resources, request.validate_only).await;
             let responses = results
                 .into_iter()
                 .map(|(kind, name, result)| {

@@ -114,6 +114,15 @@ impl ApiContext {
         snapshot
             .topic_config(topic)
             .map(|c| &c.effective)
+            .unwrap_or_else(|| self.topic_defaults(snapshot))
+    }
+
+    /// The topic-level defaults in force: the static ones, or those dynamic broker configs
+    /// made (KIP-226).
+    pub fn topic_defaults<'a>(&'a self, snapshot: &'a MetadataSnapshot) -> &'a TopicConfig {
+        snapshot
+            .topic_defaults
+            .as_deref()
             .unwrap_or(&self.topic_defaults)
     }
 }
