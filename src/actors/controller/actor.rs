@@ -2213,9 +2213,7 @@ impl Core {
                     .send(*b, PeerRequest::UpdateMetadata(msg.clone())),
             );
         }
-        let timeout =
-            Duration::from_millis(self.deps.config.controller_socket_timeout_ms.max(1000) as u64);
-        let _ = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
+        self.wait_for_brokers(waits).await;
         for path in [
             paths::topic(topic),
             paths::topic_config(topic),

@@ -59,7 +59,7 @@ impl KafkaApi for Metadata {
                 ),
             };
             let allow_auto = version < 4 || request.allow_auto_topic_creation;
-            let mut snapshot = ctx.metadata.snapshot();
+            let snapshot = ctx.metadata.snapshot();
             let mut creation_errors = std::collections::HashMap::new();
             if let Some(wanted) = &wanted {
                 let missing: Vec<String> = wanted
@@ -92,16 +92,22 @@ impl KafkaApi for Metadata {
                             })
                             .collect(),
                         validate_only: false,
-                        timeout_ms: 0,
+                        // Recorded, not waited for: Kafka answers the request that creates
+                        // a topic before any broker has it.
+                        timeout_ms: 1,
                     };
                     match ctx.controller.create_topics.send(request).await {
                         Ok(outcomes) => {
                             for outcome in outcomes {
-                                // Created, or being created by another request: until this
-                                // broker's metadata has it, Kafka answers LEADER_NOT_AVAILABLE
-                                // (clients retry), never UNKNOWN_TOPIC_OR_PARTITION.
+                                // Created here, or being created by another request: Kafka
+                                // answers LEADER_NOT_AVAILABLE (clients retry), never
+                                // UNKNOWN_TOPIC_OR_PARTITION, and never the new partitions
+                                // in the creating request's own answer.
                                 let code = match outcome.result {
-                                    Err(e) if e.code != ResponseError::TopicAlreadyExists.code() => {
+                                    Err(e)
+                                        if e.code != ResponseError::TopicAlreadyExists.code()
+                                            && e.code != ResponseError::RequestTimedOut.code() =>
+                                    {
                                         e.code
                                     }
                                     _ => ResponseError::LeaderNotAvailable.code(),
@@ -116,7 +122,6 @@ impl KafkaApi for Metadata {
                             }
                         }
                     }
-                    snapshot = ctx.metadata.snapshot();
                 }
             }
             let topics = match wanted {
