@@ -616,6 +616,10 @@ config_struct! {
         message_timestamp_type: String = "message.timestamp.type", "CreateTime".into();
         /// Accepted as Kafka does; weir serves stored batches as they are, never converted.
         message_downconversion_enable: bool = "message.downconversion.enable", true;
+        /// Deprecated since Kafka 3.0, which validates it as a version and ignores it
+        /// (`inter.broker.protocol.version` >= 3.0); so does weir, which writes record batch
+        /// v2 only.
+        message_format_version: String = "message.format.version", "3.0-IV1".into();
         min_cleanable_dirty_ratio: f64 = "min.cleanable.dirty.ratio", 0.5;
         min_compaction_lag_ms: i64 = "min.compaction.lag.ms", 0;
         min_insync_replicas: i32 = "min.insync.replicas", 1;
@@ -630,6 +634,24 @@ config_struct! {
         segment_ms: i64 = "segment.ms", 604_800_000;
         unclean_leader_election_enable: bool = "unclean.leader.election.enable", false;
     }
+}
+
+/// Kafka's `MetadataVersion` strings: 2 to 4 dot-separated numbers (`0.10.0`, `0.10.0.1`,
+/// `2.8`), optionally with an `-IV<n>` suffix (`3.0-IV1`).
+fn is_kafka_version(value: &str) -> bool {
+    let (version, suffix) = match value.split_once('-') {
+        Some((version, suffix)) => (version, Some(suffix)),
+        None => (value, None),
+    };
+    let numbers: Vec<&str> = version.split('.').collect();
+    (2..=4).contains(&numbers.len())
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && suffix.is_none_or(|s| {
+            s.strip_prefix("IV")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 impl TopicConfig {
@@ -678,6 +700,13 @@ impl TopicConfig {
                 key: "segment.bytes".into(),
                 value: self.segment_bytes.to_string(),
                 reason: "must be at least 14".into(),
+            });
+        }
+        if !is_kafka_version(&self.message_format_version) {
+            return Err(ConfigError::Invalid {
+                key: "message.format.version".into(),
+                value: self.message_format_version.clone(),
+                reason: "must be a Kafka version such as 2.8 or 3.0-IV1".into(),
             });
         }
         if self.remote_storage_enable {
@@ -908,6 +937,26 @@ mod tests {
         let entries = t.entries_against(&base);
         let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
         assert!(!retention.is_default);
+    }
+
+    /// Kafka 3.x accepts the deprecated key (librdkafka's 0092 test sets it to 0.10.0.0) and
+    /// ignores it; a value that is not a version is INVALID_CONFIG there too.
+    #[test]
+    fn message_format_version_is_accepted_as_a_version_and_ignored() {
+        let t = BrokerConfig::default().topic_defaults();
+        assert_eq!(t.message_format_version, "3.0-IV1");
+        for value in ["0.10.0.0", "0.10.0", "2.8", "3.0-IV1", "0.11.0-IV2"] {
+            let altered = t
+                .with_overrides([("message.format.version", value)])
+                .unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(altered.message_format_version, value);
+        }
+        for value in ["", "banana", "3", "3.0-", "3.0-IVx", "1.2.3.4.5"] {
+            match t.with_overrides([("message.format.version", value)]) {
+                Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "message.format.version"),
+                other => panic!("{value:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -74,6 +74,33 @@ pub enum BatchError {
     /// A client set the LogAppendTime flag -> INVALID_TIMESTAMP (32).
     #[error("invalid timestamp: {0}")]
     InvalidTimestamp(String),
+    /// Records a compacted topic cannot take (no key) -> INVALID_RECORD (87), naming each one
+    /// by its index in the batch. Produce v8+ returns them as `record_errors` (KIP-467), and
+    /// librdkafka then fails exactly those records with INVALID_RECORD and the batch's others
+    /// with `_INVALID_DIFFERENT_RECORD`. The message is Kafka's `LogValidator` text.
+    #[error(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        .0.len(),
+        .0.iter().take(3).map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    RecordErrors(Vec<RecordError>),
+}
+
+/// One rejected record of a batch: its index in the batch and why (Kafka's `RecordError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RecordError(batchIndex={}, message='{}')",
+            self.batch_index, self.message
+        )
+    }
 }
 
 impl BatchError {
@@ -86,6 +113,7 @@ impl BatchError {
             BatchError::UnsupportedMagic(_) => 87,
             BatchError::UnsupportedCompression(_) => 76,
             BatchError::InvalidTimestamp(_) => 32,
+            BatchError::RecordErrors(_) => 87,
         }
     }
 }
@@ -419,6 +447,7 @@ pub fn validate_client_batches(
     check_client_header(&header)?;
 
     let mut max_delta = i64::MIN;
+    let mut record_errors = Vec::new();
     let count = walk_batch_records(
         header.compression(),
         records.slice(BatchHeader::SIZE..),
@@ -431,9 +460,10 @@ pub fn validate_client_batches(
                 )));
             }
             if require_keys && !record.has_key {
-                return Err(BatchError::InvalidRecord(
-                    "compacted topic cannot accept a record without a key".into(),
-                ));
+                record_errors.push(RecordError {
+                    batch_index: record.index as i32,
+                    message: "Compacted topic cannot accept message without key.".into(),
+                });
             }
             max_delta = max_delta.max(record.timestamp_delta);
             Ok(ControlFlow::Continue(()))
@@ -444,6 +474,9 @@ pub fn validate_client_batches(
             "batch declares {} records but holds {count}",
             header.records_count
         )));
+    }
+    if !record_errors.is_empty() {
+        return Err(BatchError::RecordErrors(record_errors));
     }
 
     // Kafka's LogValidator stores the max of the record timestamps as the batch max timestamp.
@@ -1246,8 +1279,35 @@ pub(crate) mod tests {
     fn keyless_record_on_compacted_topic_is_invalid_record() {
         let batch = client_batch(2, 0, Compression::Gzip, false);
         let err = validate_client_batches(batch.clone(), 1 << 20, true).unwrap_err();
-        assert!(matches!(err, BatchError::InvalidRecord(_)), "{err}");
+        assert_eq!(err.kafka_code(), 87);
         validate_client_batches(batch, 1 << 20, false).unwrap();
+    }
+
+    #[test]
+    fn keyless_records_on_compacted_topic_are_named_by_batch_index() {
+        let records = [
+            (None, Some("a")),
+            (Some("k1"), Some("b")),
+            (Some("k2"), Some("c")),
+            (None, Some("d")),
+            (Some("k4"), None),
+        ];
+        for compression in [Compression::None, Compression::Lz4] {
+            let batch = records_batch(&records, 0, None, compression);
+            let err = validate_client_batches(batch, 1 << 20, true).unwrap_err();
+            let BatchError::RecordErrors(errors) = &err else {
+                panic!("expected record errors, got {err}");
+            };
+            let indexes: Vec<i32> = errors.iter().map(|e| e.batch_index).collect();
+            assert_eq!(indexes, vec![0, 3], "only the keyless records are named");
+            assert_eq!(err.kafka_code(), 87);
+            assert!(
+                err.to_string().starts_with(
+                    "One or more records have been rejected due to 2 record errors in total"
+                ),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ import sys
 import time
 
 from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaException,
-                             Producer, TopicPartition)
+                             Producer, TopicCollection, TopicPartition)
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    ConfigSource, NewPartitions, NewTopic)
 
@@ -220,6 +220,16 @@ def admin_mode(bootstrap):
     cluster = a.describe_cluster().result(30)
     assert cluster.controller.id == 1 and len(cluster.nodes) >= 1 and cluster.cluster_id
     ok("describe cluster")
+    # Without an authorizer Kafka reports every operation a resource type supports.
+    described = a.describe_topics(TopicCollection([topic]), include_authorized_operations=True)
+    ops = sorted(op.name for op in described[topic].result(30).authorized_operations)
+    assert ops == sorted(["READ", "WRITE", "CREATE", "DELETE", "ALTER", "DESCRIBE",
+                          "DESCRIBE_CONFIGS", "ALTER_CONFIGS"]), ops
+    cluster = a.describe_cluster(include_authorized_operations=True).result(30)
+    ops = sorted(op.name for op in cluster.authorized_operations)
+    assert ops == sorted(["CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS",
+                          "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE"]), ops
+    ok("authorized operations")
     a.delete_topics([topic])[topic].result(30)
     assert topic not in a.list_topics(timeout=10).topics
     ok("delete topics")

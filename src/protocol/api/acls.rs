@@ -22,6 +22,28 @@ use super::{str_bytes, ApiContext, KafkaApi, Reply};
 pub(super) const DESCRIBE_MESSAGE: &str = "No Authorizer is configured on the broker";
 pub(super) const CHANGE_MESSAGE: &str = "No Authorizer is configured.";
 
+/// AclOperation bits (Kafka's `AclOperation` codes: READ 3, WRITE 4, CREATE 5, DELETE 6,
+/// ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+/// IDEMPOTENT_WRITE 12). Without an authorizer Kafka's `AuthHelper.authorizedOperations`
+/// reports every operation the resource type supports (`AclEntry.supportedOperations`), which
+/// is what Metadata v8+ (`include_topic_authorized_operations`, and v8–v10
+/// `include_cluster_authorized_operations`) and DescribeCluster answer when asked.
+const fn ops(codes: &[u8]) -> i32 {
+    let mut bits = 0;
+    let mut i = 0;
+    while i < codes.len() {
+        bits |= 1 << codes[i];
+        i += 1;
+    }
+    bits
+}
+
+/// A topic's: READ, WRITE, CREATE, DESCRIBE, DELETE, ALTER, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub(super) const TOPIC_AUTHORIZED_OPERATIONS: i32 = ops(&[3, 4, 5, 8, 6, 7, 10, 11]);
+/// The cluster's: CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
+/// ALTER, DESCRIBE.
+pub(super) const CLUSTER_AUTHORIZED_OPERATIONS: i32 = ops(&[5, 9, 10, 11, 12, 7, 8]);
+
 fn ready<R: Send + 'static>(response: R) -> BoxFuture<'static, Reply<R>> {
     futures::future::ready(Reply::Respond(response)).boxed()
 }

@@ -1,5 +1,6 @@
 //! DescribeCluster: the cluster id, the controller id and the live brokers, from the metadata
-//! cache (admin clients send CreateTopics and friends to the controller it names).
+//! cache (admin clients send CreateTopics and friends to the controller it names), and when
+//! asked the operations authorized on the cluster: all of them, as Kafka without an authorizer.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
 };
 
+use super::acls::CLUSTER_AUTHORIZED_OPERATIONS;
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
 
 pub struct DescribeCluster;
@@ -35,6 +37,9 @@ impl KafkaApi for DescribeCluster {
             .with_error_message(None)
             .with_cluster_id(str_bytes(snapshot.cluster_id.clone().unwrap_or_default()))
             .with_controller_id(BrokerId(snapshot.controller_id));
+        if request.include_cluster_authorized_operations {
+            response = response.with_cluster_authorized_operations(CLUSTER_AUTHORIZED_OPERATIONS);
+        }
         if version >= 1 {
             if request.endpoint_type != ENDPOINT_BROKERS {
                 let response = response

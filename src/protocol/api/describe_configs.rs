@@ -70,7 +70,7 @@ fn topic_key_type(key: &str) -> i8 {
         "cleanup.policy"
         | "leader.replication.throttled.replicas"
         | "follower.replication.throttled.replicas" => TYPE_LIST,
-        "compression.type" | "message.timestamp.type" => TYPE_STRING,
+        "compression.type" | "message.timestamp.type" | "message.format.version" => TYPE_STRING,
         "index.interval.bytes"
         | "max.message.bytes"
         | "min.insync.replicas"

@@ -2,6 +2,8 @@
 //! metadata cache. A requested topic that does not exist is created through the controller
 //! when `auto.create.topics.enable` is on and the client allows it (v4+; always allowed
 //! before), and the answer waits for the creation so the client sees the new leaders at once.
+//! Asked for authorized operations (v8+), it reports every operation, as Kafka without an
+//! authorizer does.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
+use super::acls::{CLUSTER_AUTHORIZED_OPERATIONS, TOPIC_AUTHORIZED_OPERATIONS};
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
 use crate::actors::controller::messages::{CreateTopics, NewTopic};
 use crate::actors::metadata_cache::{
@@ -43,6 +46,11 @@ impl KafkaApi for Metadata {
     ) -> BoxFuture<'static, Reply<MetadataResponse>> {
         let ctx = ctx.clone();
         let version = header.request_api_version;
+        // Kafka reports these from v8 (the cluster's only up to v10, when it moved to
+        // DescribeCluster); unasked they keep the schema default, i32::MIN.
+        let topic_operations = version >= 8 && request.include_topic_authorized_operations;
+        let cluster_operations =
+            (8..=10).contains(&version) && request.include_cluster_authorized_operations;
         async move {
             let wanted: Option<Vec<Wanted>> = match request.topics {
                 None => None,
@@ -124,7 +132,7 @@ impl KafkaApi for Metadata {
                     }
                 }
             }
-            let topics = match wanted {
+            let mut topics: Vec<MetadataResponseTopic> = match wanted {
                 None => {
                     let mut names: Vec<&String> = snapshot.topics.keys().collect();
                     names.sort();
@@ -163,7 +171,16 @@ impl KafkaApi for Metadata {
                     })
                     .collect(),
             };
-            Reply::Respond(cluster_part(&snapshot, version).with_topics(topics))
+            if topic_operations {
+                for topic in &mut topics {
+                    topic.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+                }
+            }
+            let mut response = cluster_part(&snapshot, version).with_topics(topics);
+            if cluster_operations {
+                response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+            }
+            Reply::Respond(response)
         }
         .boxed()
     }

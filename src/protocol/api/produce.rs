@@ -14,20 +14,53 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader};
 
 use super::{str_bytes, ApiContext, KafkaApi, Reply};
 use crate::actors::delayed::{delayed_produce, ProduceWait, ProduceWaitOutcome};
 use crate::actors::replica::{AppendOutcome, AppendRecords};
 use crate::protocol::error::ApiError;
-use crate::storage::{validate_client_batches, BatchHeader};
+use crate::storage::batch::RecordError;
+use crate::storage::{validate_client_batches, BatchError, BatchHeader};
 
 pub struct Produce;
 
+/// A partition's failed produce: the error, and for a batch refused record by record (a
+/// compacted topic's keyless records) which records, returned as `record_errors` on v8+.
+struct Failure {
+    error: ApiError,
+    record_errors: Vec<RecordError>,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+impl From<BatchError> for Failure {
+    fn from(e: BatchError) -> Self {
+        let error = ApiError::from_code(e.kafka_code(), Some(e.to_string()));
+        let record_errors = match e {
+            BatchError::RecordErrors(errors) => errors,
+            _ => Vec::new(),
+        };
+        Self {
+            error,
+            record_errors,
+        }
+    }
+}
+
 /// One partition's fate while the request is in flight.
 enum PartitionState {
-    Failed(ApiError),
+    Failed(Failure),
     /// Boxed: the pending actor request is much larger than an error.
     Appending(Box<Appending>),
 }
@@ -38,7 +71,7 @@ struct Appending {
 }
 
 /// Each topic's partitions with their append results, in request order.
-type TopicResults = Vec<(String, Vec<(i32, Result<AppendOutcome, ApiError>)>)>;
+type TopicResults = Vec<(String, Vec<(i32, Result<AppendOutcome, Failure>)>)>;
 
 impl KafkaApi for Produce {
     const KEY: ApiKey = ApiKey::Produce;
@@ -85,28 +118,25 @@ impl KafkaApi for Produce {
                     .map(|p| {
                         let state = (|| {
                             if let Some(e) = &request_error {
-                                return Err(e.clone());
+                                return Err(Failure::from(e.clone()));
                             }
                             if snapshot.partition(&name, p.index).is_none() {
-                                return Err(ApiError::with_message(
+                                return Err(Failure::from(ApiError::with_message(
                                     ResponseError::UnknownTopicOrPartition,
                                     format!("this server does not host {name}-{}", p.index),
-                                ));
+                                )));
                             }
                             let Some(replica) = ctx.replicas.get(&name, p.index) else {
-                                return Err(ApiError::with_message(
+                                return Err(Failure::from(ApiError::with_message(
                                     ResponseError::NotLeaderOrFollower,
                                     format!(
                                         "broker {} is not the leader of {name}-{}",
                                         ctx.broker_id, p.index
                                     ),
-                                ));
+                                )));
                             };
                             let records = p.records.unwrap_or_default();
-                            let batches = validate_client_batches(records, max_bytes, compacted)
-                                .map_err(|e| {
-                                    ApiError::from_code(e.kafka_code(), Some(e.to_string()))
-                                })?;
+                            let batches = validate_client_batches(records, max_bytes, compacted)?;
                             Ok(PartitionState::Appending(Box::new(Appending {
                                 request: replica.addr.send(AppendRecords {
                                     batches,
@@ -146,11 +176,11 @@ impl KafkaApi for Produce {
                                 }
                                 Ok(outcome)
                             }
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => Err(ApiError::with_message(
+                            Ok(Err(e)) => Err(Failure::from(e)),
+                            Err(_) => Err(Failure::from(ApiError::with_message(
                                 ResponseError::NotLeaderOrFollower,
                                 format!("the replica of {name}-{index} stopped"),
-                            )),
+                            ))),
                         },
                     };
                     done.push((index, result));
@@ -174,14 +204,16 @@ impl KafkaApi for Produce {
                             ApiError::new(ResponseError::NotEnoughReplicasAfterAppend)
                         }
                     };
-                    results[t].1[p].1 = Err(error);
+                    results[t].1[p].1 = Err(Failure::from(error));
                 }
             }
             if acks == 0 {
                 let failure = results
                     .iter()
                     .flat_map(|(name, parts)| parts.iter().map(move |(i, r)| (name, i, r)))
-                    .find_map(|(name, i, r)| r.as_ref().err().map(|e| format!("{name}-{i}: {e}")));
+                    .find_map(|(name, i, r)| {
+                        r.as_ref().err().map(|e| format!("{name}-{i}: {}", e.error))
+                    });
                 return match failure {
                     Some(reason) => Reply::Close(format!("acks=0 produce failed: {reason}")),
                     None => Reply::NoResponse,
@@ -227,10 +259,25 @@ fn encode(results: TopicResults, version: i16) -> ProduceResponse {
                                 p = p.with_log_start_offset(outcome.log_start_offset);
                             }
                         }
-                        Err(e) => {
-                            p = p.with_error_code(e.code).with_base_offset(-1);
+                        Err(Failure {
+                            error,
+                            record_errors,
+                        }) => {
+                            p = p.with_error_code(error.code).with_base_offset(-1);
                             if version >= 8 {
-                                p = p.with_error_message(e.message.map(str_bytes));
+                                let record_errors = record_errors
+                                    .into_iter()
+                                    .map(|r| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(r.batch_index)
+                                            .with_batch_index_error_message(Some(str_bytes(
+                                                r.message,
+                                            )))
+                                    })
+                                    .collect();
+                                p = p
+                                    .with_error_message(error.message.map(str_bytes))
+                                    .with_record_errors(record_errors);
                             }
                         }
                     }

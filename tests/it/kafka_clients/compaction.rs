@@ -188,6 +188,54 @@ fn a_record_without_a_key_is_refused_with_invalid_record_on_a_compacted_topic() 
     assert_eq!((delivery.partition, delivery.offset), (0, 0));
 }
 
+/// KIP-467: Kafka refuses the whole batch but names the keyless records in `record_errors`,
+/// so librdkafka fails exactly those with INVALID_RECORD and the batch's keyed records with
+/// `_INVALID_DIFFERENT_RECORD` (librdkafka's own 0011 test checks these counts).
+#[test]
+fn only_the_keyless_records_of_a_batch_fail_with_invalid_record_on_a_compacted_topic() {
+    let (weir, _data) = start(&[]);
+    let b = weir.bootstrap();
+    create_topic(&b, "keyed-batch", &[("cleanup.policy", "compact")]);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .set("linger.ms", "500")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    // One batch of 10 records, every third keyless.
+    let deliveries: Vec<_> = (0..10)
+        .map(|i| {
+            let key = format!("k{i}");
+            let value = format!("v{i}");
+            let mut record = FutureRecord::to("keyed-batch").payload(&value).partition(0);
+            if i % 3 != 0 {
+                record = record.key(&key);
+            }
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue")
+        })
+        .collect();
+    let codes: Vec<RDKafkaErrorCode> = deliveries
+        .into_iter()
+        .map(|d| match block_on(d).expect("delivery report") {
+            Err((KafkaError::MessageProduction(code), _)) => code,
+            other => panic!("the batch was not refused: {other:?}"),
+        })
+        .collect();
+    let expected: Vec<RDKafkaErrorCode> = (0..10)
+        .map(|i| {
+            if i % 3 == 0 {
+                RDKafkaErrorCode::InvalidRecord
+            } else {
+                RDKafkaErrorCode::InvalidDifferentRecord
+            }
+        })
+        .collect();
+    assert_eq!(codes, expected);
+}
+
 #[test]
 fn tombstones_disappear_after_delete_retention_ms() {
     let (weir, data) = start(&[]);
