@@ -9,6 +9,8 @@ where a test asks for acks other than all).
                                    timeout 3 s), paced, logging acks and timed-out requests
   verify-idempotent BOOTSTRAP ACKFILE  each of them stored exactly once, in order per partition
   transactional BOOTSTRAP          a transactional producer fails at once with a fatal error
+  log-dirs BOOTSTRAP               AlterReplicaLogDirs: a replica pinned to its own dir is a
+                                   no-op; an unknown dir and an absent replica get Kafka's errors
 """
 
 import os
@@ -199,6 +201,28 @@ def admin_mode(bootstrap):
     a.close()
 
 
+def log_dirs(bootstrap):
+    from kafka.errors import LogDirNotFoundError, NoError, ReplicaNotAvailableError
+    from kafka.structs import TopicPartitionReplica
+    a = KafkaAdminClient(bootstrap_servers=bootstrap)
+    topic = "kp-log-dirs-%d" % os.getpid()
+    a.create_topics([NewTopic(topic, 1, 1)])
+    described = a.describe_log_dirs()
+    broker = described[0]["broker"]
+    held = [d["log_dir"] for d in described[0]["log_dirs"] if topic in repr(d)]
+    assert len(held) == 1, described
+    here = TopicPartitionReplica(topic, 0, broker)
+    assert a.alter_replica_log_dirs({here: held[0]}) == {here: NoError}
+    ok("alter replica log dirs: own dir")
+    result = a.alter_replica_log_dirs({here: "/nonexistent/weir-log-dir"})
+    assert result == {here: LogDirNotFoundError}, result
+    absent = TopicPartitionReplica(topic, 5, broker)
+    result = a.alter_replica_log_dirs({absent: held[0]})
+    assert result == {absent: ReplicaNotAvailableError}, result
+    ok("alter replica log dirs: errors")
+    a.close()
+
+
 def survive(bootstrap, ack_file, stop_file):
     topic = "survive"
     create_topic(bootstrap, topic, PARTITIONS)
@@ -331,6 +355,7 @@ def main():
         "idempotent-faults": lambda: idempotent_faults(bootstrap, rest[0], rest[1]),
         "verify-idempotent": lambda: verify_idempotent(bootstrap, rest[0]),
         "transactional": lambda: transactional(bootstrap),
+        "log-dirs": lambda: log_dirs(bootstrap),
     }[mode]()
     ok("ALL")
 

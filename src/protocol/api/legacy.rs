@@ -1,7 +1,7 @@
 //! The oldest versions of APIs weir advertises from v0 (as Kafka 3.x does) but which the
 //! `kafka-protocol` crate cannot decode: Produce v0–2 and Fetch v0–3 (the old message
 //! formats), ListOffsets v0, CreateTopics v0–1, DeleteTopics v0, DescribeConfigs v0,
-//! DescribeLogDirs v0 and OffsetForLeaderEpoch v0–1. Each gets a well-formed response at its
+//! DescribeLogDirs v0, AlterReplicaLogDirs v0 and OffsetForLeaderEpoch v0–1. Each gets a well-formed response at its
 //! own version saying UNSUPPORTED_VERSION for every topic or partition it names, so an old
 //! client fails with a clear error instead of a dropped connection. The ACL APIs' v0 get
 //! SECURITY_DISABLED, as every version does (see `acls`). A small bounds-checked reader and
@@ -253,6 +253,22 @@ pub fn respond(
             ApiKey::DescribeLogDirs => {
                 out.put_i32(0);
                 out.put_i32(0);
+            }
+            ApiKey::AlterReplicaLogDirs => {
+                let dirs = r.array(|r| {
+                    r.string()?;
+                    r.array(|r| {
+                        let name = r.string()?;
+                        let parts = r.array(|r| r.i32())?;
+                        Ok((name, parts))
+                    })
+                })?;
+                let topics: TopicPartitions = dirs.into_iter().flatten().collect();
+                out.put_i32(0);
+                write_topics(&mut out, &topics, |out, p| {
+                    out.put_i32(p);
+                    out.put_i16(UNSUPPORTED);
+                });
             }
             ApiKey::OffsetForLeaderEpoch => {
                 let topics = r.array(|r| {

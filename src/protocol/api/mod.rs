@@ -13,6 +13,7 @@
 
 pub mod acls;
 pub mod alter_configs;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -213,6 +214,7 @@ pub fn supported_apis() -> Vec<(ApiKey, i16, i16)> {
         entry::<describe_configs::DescribeConfigs>(),
         entry::<alter_configs::AlterConfigs>(),
         entry::<describe_log_dirs::DescribeLogDirs>(),
+        entry::<alter_replica_log_dirs::AlterReplicaLogDirs>(),
         entry::<create_partitions::CreatePartitions>(),
         entry::<incremental_alter_configs::IncrementalAlterConfigs>(),
         entry::<describe_cluster::DescribeCluster>(),
@@ -365,6 +367,9 @@ fn route<R: Route>(route: &R, frame: Bytes) -> Result<R::Output, CloseConnection
         ApiKey::AlterConfigs => route.api::<alter_configs::AlterConfigs>(api, version, frame),
         ApiKey::DescribeLogDirs => {
             route.api::<describe_log_dirs::DescribeLogDirs>(api, version, frame)
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            route.api::<alter_replica_log_dirs::AlterReplicaLogDirs>(api, version, frame)
         }
         ApiKey::CreatePartitions => {
             route.api::<create_partitions::CreatePartitions>(api, version, frame)

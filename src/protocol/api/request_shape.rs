@@ -215,6 +215,12 @@ const LIST_REASSIGNMENTS: &[Field] = &[f(I32, 0, ANY), f(Arr(LIST_REASSIGNMENTS_
 const DESCRIBE_LOG_DIRS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
 const DESCRIBE_LOG_DIRS: &[Field] = &[f(Arr(DESCRIBE_LOG_DIRS_TOPIC), 0, ANY)];
 
+// AlterReplicaLogDirs (flexible from v2).
+const ALTER_REPLICA_LOG_DIRS_TOPIC: &[Field] = &[f(Str, 0, ANY), f(ArrI32, 0, ANY)];
+const ALTER_REPLICA_LOG_DIRS_DIR: &[Field] =
+    &[f(Str, 0, ANY), f(Arr(ALTER_REPLICA_LOG_DIRS_TOPIC), 0, ANY)];
+const ALTER_REPLICA_LOG_DIRS: &[Field] = &[f(Arr(ALTER_REPLICA_LOG_DIRS_DIR), 0, ANY)];
+
 // CreatePartitions (flexible from v2).
 const CREATE_PARTITIONS_ASSIGNMENT: &[Field] = &[f(ArrI32, 0, ANY)];
 const CREATE_PARTITIONS_TOPIC: &[Field] = &[
@@ -343,6 +349,7 @@ fn schema(api: ApiKey) -> Option<(&'static [Field], i16)> {
         ApiKey::DescribeCluster => (DESCRIBE_CLUSTER, 0),
         ApiKey::ListPartitionReassignments => (LIST_REASSIGNMENTS, 0),
         ApiKey::DescribeLogDirs => (DESCRIBE_LOG_DIRS, 2),
+        ApiKey::AlterReplicaLogDirs => (ALTER_REPLICA_LOG_DIRS, 2),
         ApiKey::CreatePartitions => (CREATE_PARTITIONS, 2),
         ApiKey::InitProducerId => (INIT_PRODUCER_ID, 2),
         ApiKey::OffsetForLeaderEpoch => (OFFSET_FOR_LEADER_EPOCH, 4),
@@ -724,6 +731,19 @@ mod tests {
                 ])),
                 version,
             ),
+            ApiKey::AlterReplicaLogDirs => {
+                use kafka_protocol::messages::alter_replica_log_dirs_request as ar;
+                encode(
+                    &AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                        ar::AlterReplicaLogDir::default()
+                            .with_path(StrBytes::from_static_str("/d"))
+                            .with_topics(vec![ar::AlterReplicaLogDirTopic::default()
+                                .with_name(name("t"))
+                                .with_partitions(vec![0, 1])]),
+                    ]),
+                    version,
+                )
+            }
             ApiKey::CreatePartitions => encode(
                 &CreatePartitionsRequest::default().with_topics(vec![
                     cp::CreatePartitionsTopic::default()

@@ -66,6 +66,25 @@ fn confluent_kafka_admin_manages_topics_configs_and_sees_the_cluster() {
     admin("confluent_kafka_client.py", &["authorized operations"]);
 }
 
+/// AlterReplicaLogDirs as Kafka answers it: pinning a replica to the dir it is in succeeds
+/// (kafka-python's own test_alter_replica_log_dirs does this), an unknown dir is
+/// LOG_DIR_NOT_FOUND and a partition without a replica here REPLICA_NOT_AVAILABLE.
+#[test]
+fn kafka_python_alter_replica_log_dirs_to_the_current_dir_succeeds() {
+    let weir = Weir::start(1);
+    let out = python(
+        "kafka_python_client.py",
+        &["log-dirs", &weir.bootstrap()],
+        LIMIT,
+    );
+    for check in [
+        "alter replica log dirs: own dir",
+        "alter replica log dirs: errors",
+    ] {
+        assert!(out.contains(check), "no `{check}` in\n{out}");
+    }
+}
+
 #[test]
 fn kafka_python_round_trips_100k_records_with_acks_0_1_and_all() {
     roundtrips("kafka_python_client.py");

@@ -419,6 +419,32 @@ fn every_advertised_version_of_every_api_is_answered() {
         assert!(r.results[0].topics.iter().any(|t| t.name.0.as_str() == "v"));
     }
 
+    for v in range(ApiKey::AlterReplicaLogDirs) {
+        if v < 1 {
+            // v0 (beyond kafka-protocol) is answered UNSUPPORTED_VERSION per partition.
+            c.raw(ApiKey::AlterReplicaLogDirs, v, &[0, 0, 0, 0]);
+            continue;
+        }
+        let r: AlterReplicaLogDirsResponse = c.call(
+            ApiKey::AlterReplicaLogDirs,
+            v,
+            &AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(StrBytes::from_static_str("/nonexistent/weir-dir"))
+                    .with_topics(vec![
+                        alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                            .with_name(name("v"))
+                            .with_partitions(vec![0]),
+                    ]),
+            ]),
+        );
+        // LOG_DIR_NOT_FOUND
+        assert_eq!(
+            r.results[0].partitions[0].error_code, 57,
+            "AlterReplicaLogDirs v{v}"
+        );
+    }
+
     for v in range(ApiKey::DescribeCluster) {
         let mut request = DescribeClusterRequest::default();
         if v >= 1 {
