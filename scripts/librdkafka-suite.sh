@@ -34,8 +34,7 @@ WEIR=${WEIR:-$TARGET/release/weir}
 #     CreateTime and LogAppendTime variants on v2 pass
 #   0109: its variants pass until the unauthorized-topic one, which needs Kafka's kafka-acls.sh
 #   0081's ACL and SCRAM sub-tests: no authorizer, no SASL (SECURITY_DISABLED, as Kafka without
-#     one); do_test_AlterConfigs/IncrementalAlterConfigs: they alter broker configs
-#     (sasl.kerberos.min.time.before.relogin, background.threads), static in weir
+#     one)
 #   0097 0115 0119 0126 0128 0133 0134 0135 0142: SSL, SASL, OAUTHBEARER, ACL authorization
 #   0098 0103 0129, 0055's, 0061's and 0137's transactional sub-tests: transactions
 #   0101: fetch from follower (broker.rack, replica.selector.class)
@@ -53,6 +52,7 @@ PASSING=(
   0081/DeleteRecords 0081/ListConsumerGroups 0081/do_test_DescribeConsumerGroups
   0081/DescribeTopics 0081/DescribeCluster 0081/DeleteGroups 0081/DeleteConsumerGroupOffsets
   0081/ListOffsets 0081/AlterConsumerGroupOffsets 0081/ListConsumerGroupOffsets
+  0081/AlterConfigs 0081/IncrementalAlterConfigs
 )
 NOAUTOCREATE=(0045_subscribe_update_topic_remove 0045_subscribe_update_non_exist_and_partchange 0107 0111)
 

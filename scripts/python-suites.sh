@@ -117,9 +117,6 @@ deselect=(
   # ACLs: the fixture runs Kafka with an authorizer; weir has none and answers
   # SECURITY_DISABLED, as Kafka without one does.
   --deselect=test/integration/test_admin_integration.py::test_create_describe_delete_acls
-  # Expects advertised.listeners to be a dynamic broker config (read_only false in ZooKeeper-mode
-  # Kafka); weir's broker configs are static and say so.
-  --deselect=test/integration/test_admin_integration.py::test_describe_configs_broker_resource_returns_configs
   # AlterPartitionReassignments: weir does not move replicas (not even to the same set).
   --deselect=test/integration/test_admin_integration.py::test_alter_partition_reassignments
 )

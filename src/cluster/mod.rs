@@ -26,7 +26,10 @@
 //!
 //! The cluster's defaults are the safe ones the seed recommends, each capped at the number of
 //! brokers: `default.replication.factor=3`, `min.insync.replicas=2`,
-//! `offsets.topic.replication.factor=3`; a user's explicit setting is kept.
+//! `offsets.topic.replication.factor=3`; a user's explicit setting is kept. Under the default
+//! `min.insync.replicas`, a topic created with fewer replicas records its replica count as its
+//! own (`min.insync.replicas.capped.by.replication.factor`), so that acks=all on a replication
+//! factor 1 topic, which most client test suites create, is not refused forever.
 //!
 //! A running cluster takes faults ([`faults::Fault`]: crash, restart, pause, link cuts,
 //! delays, drops, session expiry) and reports its state ([`status::ClusterStatus`]); `weir
@@ -286,6 +289,16 @@ impl ClusterBuilder {
             pairs.extend(properties::load_file(file)?);
         }
         pairs.extend(self.sets.iter().cloned());
+        // The safe default applies: a topic with fewer replicas than it records its replica
+        // count, so acks=all stays possible on it (a user's own value keeps Kafka's meaning).
+        if !pairs.iter().skip(SAFE_DEFAULTS.len()).any(|(k, _)| {
+            k == "min.insync.replicas" || k == "min.insync.replicas.capped.by.replication.factor"
+        }) {
+            pairs.push((
+                "min.insync.replicas.capped.by.replication.factor".to_string(),
+                "true".to_string(),
+            ));
+        }
         for key in [
             "broker.id",
             "listeners",

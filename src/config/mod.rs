@@ -254,6 +254,11 @@ config_struct! {
         /// Bytes of requests read and not yet handled, broker-wide; ≤ 0 is unbounded.
         queued_max_request_bytes: i64 = "queued.max.request.bytes", -1;
         request_timeout_ms: i32 = "request.timeout.ms", 30_000;
+        /// weir's own: a topic created without its own `min.insync.replicas`, with fewer
+        /// replicas than the broker's, records its replica count as its `min.insync.replicas`
+        /// (`weir cluster` sets it when its safe default of 2 applies, so that a replication
+        /// factor 1 topic still takes acks=all); false is Kafka's behaviour.
+        min_insync_replicas_capped_by_replication_factor: bool = "min.insync.replicas.capped.by.replication.factor", false;
         /// weir's own: the Prometheus endpoint's port; off unless set.
         metrics_port: Option<u16> = "metrics.port", None;
         /// weir's own: `host:port` of the browser console (`weir broker`); off unless set.

@@ -1779,12 +1779,12 @@ impl Core {
                 format!("Topic '{}' already exists.", topic.name),
             ));
         }
-        let overrides: BTreeMap<String, String> = topic
+        let mut overrides: BTreeMap<String, String> = topic
             .configs
             .iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
             .collect();
-        let effective = config
+        let mut effective = config
             .topic_defaults()
             .with_overrides(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|e| ApiError::with_message(ResponseError::InvalidConfig, e.to_string()))?;
@@ -1828,6 +1828,18 @@ impl Core {
             )?
         };
         let rf = assignment.values().next().map(|r| r.len()).unwrap_or(0) as i16;
+        // `weir cluster`'s safe default of min.insync.replicas=2 would make acks=all
+        // impossible on a topic with fewer replicas; such a topic records its replica count
+        // instead (a value the user set, on the broker or the topic, is kept as Kafka keeps it).
+        let fewest = assignment.values().map(Vec::len).min().unwrap_or(0) as i32;
+        if config.min_insync_replicas_capped_by_replication_factor
+            && !overrides.contains_key("min.insync.replicas")
+            && fewest >= 1
+            && fewest < effective.min_insync_replicas
+        {
+            overrides.insert("min.insync.replicas".to_string(), fewest.to_string());
+            effective.min_insync_replicas = fewest;
+        }
         let id = Uuid::new_v4();
         let created = CreatedTopic {
             topic_id: id,

@@ -456,8 +456,9 @@ fn concurrent_auto_creations_of_one_topic_answer_leader_not_available_until_it_i
 fn the_metadata_request_that_auto_creates_a_topic_answers_leader_not_available() {
     let (weir, _data) = start();
     let request = MetadataRequest::default()
-        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_static_str("fresh"))))]))
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(TopicName(StrBytes::from_static_str("fresh"))))]))
         .with_allow_auto_topic_creation(true);
     let mut c = Conn::new(&weir.bootstrap());
     let r: MetadataResponse = c.call(ApiKey::Metadata, 9, &request);
@@ -468,8 +469,7 @@ fn the_metadata_request_that_auto_creates_a_topic_answers_leader_not_available()
     crate::support::wait_until("the new topic's leaders", Duration::from_secs(30), || {
         let r: MetadataResponse = c.call(ApiKey::Metadata, 9, &request);
         let topic = &r.topics[0];
-        (topic.error_code == 0 && topic.partitions.iter().all(|p| p.leader_id.0 >= 0))
-            .then_some(())
+        (topic.error_code == 0 && topic.partitions.iter().all(|p| p.leader_id.0 >= 0)).then_some(())
     });
 }
 

@@ -466,3 +466,55 @@ fn rdkafka_acks_survive_kill_9_and_the_producer_reconnects() {
         &lost[..lost.len().min(3)]
     );
 }
+
+/// `weir cluster`'s safe default (`min.insync.replicas=2`) does not make acks=all impossible
+/// on a replication factor 1 topic, the shape most client test suites create: such a topic
+/// records min.insync.replicas=1. A value the user sets keeps Kafka's meaning: NOT_ENOUGH_REPLICAS.
+#[test]
+fn an_rf_1_topic_takes_acks_all_under_the_clusters_safe_default_but_not_under_a_users_value() {
+    let send_acks_all = |weir: &Weir, retries: &str| {
+        let bootstrap = weir.bootstrap();
+        let results = block_on(admin(&bootstrap).create_topics(
+            &[NewTopic::new("single", 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topics");
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        let producer = producer(
+            &bootstrap,
+            &[
+                ("acks", "all"),
+                ("message.timeout.ms", "5000"),
+                ("retries", retries),
+            ],
+        );
+        block_on(producer.send(
+            FutureRecord::to("single").payload("v").key("k"),
+            Duration::from_secs(5),
+        ))
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+    };
+    let weir = Weir::start(3);
+    send_acks_all(&weir, "2147483647")
+        .expect("acks=all on an RF 1 topic under the cluster's default");
+    let resource = ResourceSpecifier::Topic("single");
+    let described =
+        block_on(admin(&weir.bootstrap()).describe_configs([&resource], &AdminOptions::new()))
+            .expect("describe configs");
+    let config = described[0].as_ref().expect("topic config");
+    assert_eq!(
+        config
+            .get("min.insync.replicas")
+            .and_then(|e| e.value.as_deref()),
+        Some("1")
+    );
+
+    let strict = Weir::start_with(3, &["min.insync.replicas=2"]);
+    // Not retried, so Kafka's error reaches the test rather than a timeout.
+    let err = send_acks_all(&strict, "0").expect_err("acks=all with min.insync.replicas=2 set");
+    assert_eq!(
+        err,
+        KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas)
+    );
+}
