@@ -11,8 +11,8 @@
 # test_high_producers' test_future_producer_send / test_future_producer_send_fail bootstrap
 # from "localhost" (port 9092). test_low_producers::test_base_producer_timeout expects every
 # record to expire within message.timeout.ms=100 while Kafka auto-creates the topic: weir
-# answers the creating Metadata request LEADER_NOT_AVAILABLE as Kafka does, but has the
-# topic's leader by the client's first retry (~100 ms later), so the records are delivered. test_transactions needs transactions, which weir
+# answers the creating Metadata request once the topic has its leaders (Kafka answers it
+# LEADER_NOT_AVAILABLE and the client retries), so the records are delivered in time. test_transactions needs transactions, which weir
 # refuses. The script reports each test's result and exits non-zero if any other test fails.
 set -euo pipefail
 

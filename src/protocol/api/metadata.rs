@@ -67,7 +67,7 @@ impl KafkaApi for Metadata {
                 ),
             };
             let allow_auto = version < 4 || request.allow_auto_topic_creation;
-            let snapshot = ctx.metadata.snapshot();
+            let mut snapshot = ctx.metadata.snapshot();
             let mut creation_errors = std::collections::HashMap::new();
             if let Some(wanted) = &wanted {
                 let missing: Vec<String> = wanted
@@ -100,22 +100,16 @@ impl KafkaApi for Metadata {
                             })
                             .collect(),
                         validate_only: false,
-                        // Recorded, not waited for: Kafka answers the request that creates
-                        // a topic before any broker has it.
-                        timeout_ms: 1,
+                        timeout_ms: 0,
                     };
                     match ctx.controller.create_topics.send(request).await {
                         Ok(outcomes) => {
                             for outcome in outcomes {
-                                // Created here, or being created by another request: Kafka
-                                // answers LEADER_NOT_AVAILABLE (clients retry), never
-                                // UNKNOWN_TOPIC_OR_PARTITION, and never the new partitions
-                                // in the creating request's own answer.
+                                // Created, or being created by another request: until this
+                                // broker's metadata has it, Kafka answers LEADER_NOT_AVAILABLE
+                                // (clients retry), never UNKNOWN_TOPIC_OR_PARTITION.
                                 let code = match outcome.result {
-                                    Err(e)
-                                        if e.code != ResponseError::TopicAlreadyExists.code()
-                                            && e.code != ResponseError::RequestTimedOut.code() =>
-                                    {
+                                    Err(e) if e.code != ResponseError::TopicAlreadyExists.code() => {
                                         e.code
                                     }
                                     _ => ResponseError::LeaderNotAvailable.code(),
@@ -130,6 +124,7 @@ impl KafkaApi for Metadata {
                             }
                         }
                     }
+                    snapshot = ctx.metadata.snapshot();
                 }
             }
             let mut topics: Vec<MetadataResponseTopic> = match wanted {

@@ -449,30 +449,6 @@ fn concurrent_auto_creations_of_one_topic_answer_leader_not_available_until_it_i
     }
 }
 
-/// As in Kafka, the Metadata request that auto-creates a topic is answered
-/// LEADER_NOT_AVAILABLE without partitions (the creation is recorded, not waited for); the
-/// client's next Metadata finds the leaders.
-#[test]
-fn the_metadata_request_that_auto_creates_a_topic_answers_leader_not_available() {
-    let (weir, _data) = start();
-    let request = MetadataRequest::default()
-        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
-        )
-        .with_name(Some(TopicName(StrBytes::from_static_str("fresh"))))]))
-        .with_allow_auto_topic_creation(true);
-    let mut c = Conn::new(&weir.bootstrap());
-    let r: MetadataResponse = c.call(ApiKey::Metadata, 9, &request);
-    assert_eq!(
-        (r.topics[0].error_code, r.topics[0].partitions.len()),
-        (ResponseError::LeaderNotAvailable.code(), 0)
-    );
-    crate::support::wait_until("the new topic's leaders", Duration::from_secs(30), || {
-        let r: MetadataResponse = c.call(ApiKey::Metadata, 9, &request);
-        let topic = &r.topics[0];
-        (topic.error_code == 0 && topic.partitions.iter().all(|p| p.leader_id.0 >= 0)).then_some(())
-    });
-}
-
 /// DescribeGroups shows each member's own address the way Kafka writes it (`/` and the IP):
 /// here a client bound to 127.0.0.2 on loopback, where weir once wrote `/127.0.0.1` for all.
 #[test]
